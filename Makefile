@@ -1,0 +1,75 @@
+# landslide_plugin — contributor commands. `make test` and `make demo` set up everything on a
+# fresh Debian 12 machine: QGIS from apt, then a venv from /usr/bin/python3 that sees QGIS's
+# Python packages (--system-site-packages) and gets the rest from pip, pinned in constraints.txt.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+BUILD := .build
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := qgis python3-qgis python3-venv xvfb zip
+QGIS_PROFILE ?= default
+QGIS_PLUGINS_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(QGIS_PROFILE)/python/plugins
+VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
+
+export QT_QPA_PLATFORM := offscreen
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help env test test-core test-processing demo lint package deploy bench screenshot clean
+
+help:
+	@echo "make test     install what is missing, then run the whole test suite headless"
+	@echo "make demo     run the landslide mapping on the built-in example (results in demo_output/)"
+	@echo "make lint     ruff"
+	@echo "make package  build dist/landslide_plugin-$(VERSION).zip (QGIS: Install from ZIP)"
+	@echo "make deploy   link the plugin into the QGIS profile '$(QGIS_PROFILE)'"
+	@echo "make bench    benchmarks on a full Sentinel-2 tile (slow; results in bench/results/)"
+
+$(BUILD)/apt.stamp:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing from apt:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+
+$(PYTHON): $(BUILD)/apt.stamp
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+
+$(BUILD)/pip.stamp: $(PYTHON) requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+env: $(BUILD)/pip.stamp
+
+test: env
+	$(PYTHON) -m pytest tests
+
+test-core: env
+	$(PYTHON) -m pytest tests/core
+
+test-processing: env
+	$(PYTHON) -m pytest tests/processing
+
+demo: env
+	$(PYTHON) scripts/demo.py --output demo_output
+
+lint: env
+	$(PYTHON) -m ruff check landslide_plugin tests scripts bench
+
+package: env
+	$(PYTHON) scripts/package.py --output dist
+
+deploy:
+	mkdir -p "$(QGIS_PLUGINS_DIR)"
+	ln -sfn "$(CURDIR)/landslide_plugin" "$(QGIS_PLUGINS_DIR)/landslide_plugin"
+	@echo "Linked into $(QGIS_PLUGINS_DIR). Restart QGIS and enable 'Landslide mapping' in Plugins > Manage and Install Plugins."
+
+bench: env
+	$(PYTHON) bench/run.py
+
+screenshot: env
+	$(PYTHON) scripts/screenshot.py --output resources/screenshot.png
+
+clean:
+	rm -rf $(BUILD) dist demo_output .pytest_cache

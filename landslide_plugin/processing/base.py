@@ -1,0 +1,103 @@
+"""What every algorithm of the provider shares: groups, help, icon, dependency checks, inputs.
+
+Algorithms stay thin: declare parameters (with help), convert them, call ``landslide_plugin.core``,
+report progress, return outputs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from .. import dependencies
+
+ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "landslide.svg"
+
+GROUPS = {
+    "data": "1 · Sentinel-2 data",
+    "alignment": "2 · Co-registration",
+    "detection": "3 · Detection",
+    "evaluation": "4 · Evaluation",
+    "workflow": "0 · Workflows",
+}
+
+
+class LandslideAlgorithm(QgsProcessingAlgorithm):
+    """Base class. Subclasses set NAME, DISPLAY_NAME, GROUP (a key of GROUPS), HELP, REQUIRES."""
+
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = "detection"
+    HELP = ""
+    REQUIRES: tuple = dependencies.CORE
+
+    # -- identity -------------------------------------------------------------------------
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802
+        return self.DISPLAY_NAME
+
+    def group(self):
+        return GROUPS[self.GROUP]
+
+    def groupId(self):  # noqa: N802
+        return self.GROUP
+
+    def shortHelpString(self):  # noqa: N802
+        return self.HELP
+
+    def icon(self):
+        return QIcon(str(ICON))
+
+    def svgIconPath(self):  # noqa: N802
+        return str(ICON)
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    # -- dependencies -----------------------------------------------------------------------
+    def canExecute(self):  # noqa: N802
+        message = dependencies.report(self.REQUIRES)
+        return (not message, message)
+
+    def require_dependencies(self):
+        """Call first in processAlgorithm: the Toolbox consults canExecute, processing.run() does not."""
+        message = dependencies.report(self.REQUIRES)
+        if message:
+            raise QgsProcessingException(f"{self.displayName()} cannot run: {message}")
+
+    # -- parameters -------------------------------------------------------------------------
+    def add(self, param, help_text: str, advanced: bool = False):
+        """addParameter with its help text (shown in the dialog's tooltip and in qgis_process help)."""
+        param.setHelp(help_text)
+        if advanced:
+            param.setFlags(param.flags() | param.Flag.FlagAdvanced)
+        self.addParameter(param)
+        return param
+
+    def raster_path(self, parameters, name, context) -> str:
+        """The local file behind a raster-layer parameter, or a clear error naming the layer."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(f"{name}: no raster layer given or it could not be loaded.")
+        return local_raster_path(layer, name)
+
+
+def local_raster_path(layer: QgsRasterLayer, name: str = "") -> str:
+    label = f"{name} ('{layer.name()}')" if name else f"'{layer.name()}'"
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            f"{label} is a {layer.providerType()} layer; this algorithm reads local raster files. "
+            "Save it as a GeoTIFF first (right-click > Export > Save As).")
+    path = layer.source().split("|")[0]
+    if not (os.path.isfile(path) or path.startswith("/vsi")):
+        raise QgsProcessingException(
+            f"{label}: '{path}' is not a readable local raster file. Save the layer as a GeoTIFF first.")
+    return path

@@ -1,0 +1,19 @@
+"""The provider loads, is named as users see it in the Toolbox, and every algorithm is well formed."""
+from __future__ import annotations
+
+from qgis.core import QgsApplication
+
+
+def test_provider_identity(provider):
+    assert provider.id() == "landslide"
+    assert provider.name() == "Landslide mapping"
+    assert not provider.icon().isNull()
+    assert QgsApplication.processingRegistry().providerById("landslide") is not None
+
+
+def test_every_algorithm_has_help_on_every_parameter(provider):
+    for alg in provider.algorithms():
+        assert alg.shortHelpString(), f"{alg.id()} has no help text"
+        assert alg.group(), alg.id()
+        for param in alg.parameterDefinitions():
+            assert param.help(), f"{alg.id()}: parameter {param.name()} has no help text"
