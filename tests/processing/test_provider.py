@@ -17,3 +17,16 @@ def test_every_algorithm_has_help_on_every_parameter(provider):
         assert alg.group(), alg.id()
         for param in alg.parameterDefinitions():
             assert param.help(), f"{alg.id()}: parameter {param.name()} has no help text"
+
+
+def test_readme_lists_every_algorithm(provider):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "update_readme.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    readme = (script.parent.parent / "README.md").read_text()
+    for alg in provider.algorithms():
+        assert f"`{alg.id()}`" in readme, alg.id()
