@@ -1,0 +1,558 @@
+"""Unsupervised change classes: K-means or a Gaussian mixture on pre/post-event features.
+
+The model is fitted on a random sample of valid pixels (reservoir-sampled block by block, so a full
+Sentinel-2 tile never sits in memory), then every block is predicted with the fitted model. Which
+cluster holds the landslides is decided by a stated rule on the cluster centres
+(:func:`select_landslide_cluster`), never by a cluster index: the cluster with the largest NDVI
+decrease together with the largest bare-soil (BSI) increase.
+
+Outputs of :func:`cluster_change` (all GeoTIFF on the grid of the pre-event stack):
+
+- cluster raster, uint8: cluster id ``0..k-1`` for every analysed pixel; 255 (nodata) for pixels that
+  were not analysed, whether they had no data (cloud, no-data, non-finite features) or were excluded
+  by a mask rule (water, slope, land cover, ...). The landslide mask tells those two apart;
+- landslide mask, uint8: 1 landslide cluster, 0 another cluster *or* excluded by a mask rule
+  (the rule says "not a landslide here"), 255 no data (nodata=255);
+- GMM only, probability, float32: posterior probability of the landslide cluster; 0 where a mask
+  rule excluded the pixel, NaN (nodata) where there was no data.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+
+from . import rasters
+
+METHODS = ("kmeans", "gmm")
+
+#: Default number of pixels the model is fitted on: 200 000 pixels x 6 features fit K-means and a
+#: 3-component full-covariance mixture in seconds; a full tile has 30 million pixels (see
+#: bench/bench_clustering.py for time and memory against fitting on every pixel).
+DEFAULT_SAMPLE_SIZE = 200_000
+
+NO_CLUSTER = 255
+
+NOT_LANDSLIDE_WARNING = ("no cluster shows vegetation loss with bare-soil gain; "
+                         "the result is probably not landslides")
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection of the landslide cluster
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ClusterSelection:
+    """The numbers behind the choice of the landslide cluster, one entry per cluster.
+
+    ``dndvi`` and ``dbsi`` are the centres' NDVI and BSI changes (post - pre); ``score`` is
+    z(-dNDVI) + z(dBSI), the z-scores taken across clusters; ``eligible`` marks clusters that lost
+    vegetation (dNDVI < 0) and gained bare soil (dBSI > 0). ``chosen`` is the eligible cluster with
+    the highest score; when no cluster is eligible it is the highest-scoring cluster and
+    ``plausible`` is False (``warning`` says so).
+    """
+
+    dndvi: np.ndarray
+    dbsi: np.ndarray
+    score: np.ndarray
+    eligible: np.ndarray
+    chosen: int
+    plausible: bool
+    fractions: np.ndarray | None = None
+    centres: np.ndarray | None = None
+    feature_names: tuple[str, ...] = ()
+
+    @property
+    def warning(self) -> str | None:
+        return None if self.plausible else NOT_LANDSLIDE_WARNING
+
+    def rows(self) -> list[dict]:
+        """One dict per cluster (for logs, reports and tests)."""
+        rows = []
+        for k in range(len(self.score)):
+            row = {"cluster": k}
+            if self.fractions is not None:
+                row["fraction"] = float(self.fractions[k])
+            if self.centres is not None:
+                row.update({name: float(v) for name, v in zip(self.feature_names, self.centres[k])})
+            row.update(dNDVI=float(self.dndvi[k]), dBSI=float(self.dbsi[k]), score=float(self.score[k]),
+                       eligible=bool(self.eligible[k]), landslide=k == self.chosen)
+            rows.append(row)
+        return rows
+
+    def format(self) -> str:
+        """A plain-text table of :meth:`rows`, for a log."""
+        rows = self.rows()
+        keys = list(rows[0])
+        cells = [[_cell(r[k]) for k in keys] for r in rows]
+        widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+        lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
+        lines.append("rule: landslide cluster = highest z(-dNDVI) + z(dBSI) among clusters with "
+                     "dNDVI < 0 and dBSI > 0")
+        if self.warning:
+            lines.append("WARNING: " + self.warning)
+        return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}" if value == value else "nan"
+    return str(value)
+
+
+def change_centres(centres: np.ndarray, feature_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster dNDVI and dBSI from centres: the dNDVI/dBSI features if present, else post - pre."""
+    centres = np.asarray(centres, dtype=np.float64)
+    names = list(feature_names)
+
+    def column(name):
+        return centres[:, names.index(name)] if name in names else None
+
+    dndvi = column("dNDVI")
+    if dndvi is None and "NDVI_pre" in names and "NDVI_post" in names:
+        dndvi = column("NDVI_post") - column("NDVI_pre")
+    dbsi = column("dBSI")
+    if dbsi is None and "BSI_pre" in names and "BSI_post" in names:
+        dbsi = column("BSI_post") - column("BSI_pre")
+    if dndvi is None or dbsi is None:
+        raise ValueError(
+            f"features {', '.join(names)} do not tell vegetation loss and bare-soil gain apart; the landslide "
+            "cluster is chosen from dNDVI and dBSI: include dNDVI and dBSI, or NDVI and BSI of both dates")
+    return dndvi, dbsi
+
+
+def select_landslide_cluster(
+    centres: np.ndarray,
+    feature_names: Sequence[str],
+    fractions: np.ndarray | None = None,
+) -> tuple[int, ClusterSelection]:
+    """Index of the landslide cluster and the table behind the choice (see :class:`ClusterSelection`).
+
+    Independent of the order of the clusters: permuting the rows of ``centres`` permutes the
+    result the same way.
+    """
+    centres = np.asarray(centres, dtype=np.float64)
+    if centres.ndim != 2 or centres.shape[0] < 2 or centres.shape[1] != len(feature_names):
+        raise ValueError(f"centres must be (clusters >= 2, {len(feature_names)} features); got {centres.shape}")
+    dndvi, dbsi = change_centres(centres, feature_names)
+    score = _zscore(-dndvi) + _zscore(dbsi)
+    eligible = (dndvi < 0) & (dbsi > 0)
+    plausible = bool(eligible.any())
+    candidates = np.where(eligible, score, -np.inf) if plausible else score
+    # argmax takes the first of equal scores: break ties by the larger NDVI drop so the choice does
+    # not depend on cluster order.
+    best = np.flatnonzero(candidates == candidates.max())
+    chosen = int(best[np.argmin(dndvi[best])])
+    selection = ClusterSelection(
+        dndvi=dndvi, dbsi=dbsi, score=score, eligible=eligible, chosen=chosen, plausible=plausible,
+        fractions=None if fractions is None else np.asarray(fractions, dtype=np.float64),
+        centres=centres, feature_names=tuple(feature_names))
+    return chosen, selection
+
+
+def _zscore(values: np.ndarray) -> np.ndarray:
+    std = values.std()
+    if not np.isfinite(std) or std == 0:
+        return np.zeros_like(values)
+    return (values - values.mean()) / std
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting and prediction
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ClusterModel:
+    """A fitted clustering: configuration, scaler, estimator, centres and the landslide choice.
+
+    ``centres`` are in the original feature units (clusters x features), so a user can read them
+    (NDVI 0.6 -> 0.1 ...). ``landslide_cluster`` was chosen by :func:`select_landslide_cluster`;
+    ``selection`` holds its numbers.
+    """
+
+    method: str
+    n_clusters: int
+    feature_names: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    estimator: object
+    centres: np.ndarray
+    landslide_cluster: int
+    selection: ClusterSelection
+    sample_size: int
+    seed: int
+
+    def _matrix(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        missing = [n for n in self.feature_names if n not in features]
+        if missing:
+            raise ValueError(f"features {', '.join(missing)} missing; the model was fitted on "
+                             f"{', '.join(self.feature_names)}")
+        first = np.asarray(features[self.feature_names[0]])
+        shape = first.shape
+        columns = [np.asarray(features[n], dtype=np.float64).reshape(-1) for n in self.feature_names]
+        matrix = np.stack(columns, axis=1)
+        valid = np.isfinite(matrix).all(axis=1)
+        scaled = (matrix[valid] - self.mean) / self.std
+        return scaled, valid, shape
+
+    def predict(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Cluster id (uint8) of every pixel; 255 where any feature is not finite."""
+        scaled, valid, shape = self._matrix(features)
+        labels = np.full(valid.shape, NO_CLUSTER, dtype=np.uint8)
+        if scaled.shape[0]:
+            labels[valid] = self.estimator.predict(scaled).astype(np.uint8)
+        return labels.reshape(shape)
+
+    def probability(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
+        """GMM posterior probability of the landslide cluster (float32, NaN where a feature is not finite).
+
+        None for K-means, which has no probabilities.
+        """
+        if self.method != "gmm":
+            return None
+        scaled, valid, shape = self._matrix(features)
+        prob = np.full(valid.shape, np.nan, dtype=np.float32)
+        if scaled.shape[0]:
+            prob[valid] = self.estimator.predict_proba(scaled)[:, self.landslide_cluster]
+        return prob.reshape(shape)
+
+    def summary(self) -> str:
+        name = {"kmeans": "K-means", "gmm": "Gaussian mixture"}[self.method]
+        return (f"{name}, {self.n_clusters} clusters on {', '.join(self.feature_names)}, fitted on "
+                f"{self.sample_size} pixels (seed {self.seed}); landslide cluster {self.landslide_cluster}\n"
+                + self.selection.format())
+
+
+def fit_clusters(
+    samples: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    method: str = "kmeans",
+    n_clusters: int = 3,
+    seed: int = 0,
+) -> ClusterModel:
+    """Fit K-means ("kmeans") or a full-covariance Gaussian mixture ("gmm") on standardised samples.
+
+    ``samples`` is (pixels, features) in original units; rows with a non-finite value are dropped.
+    Each feature is standardised with the samples' mean and standard deviation so that NDVI and BSI
+    weigh the same. Raises ValueError when the samples cannot support ``n_clusters`` clusters.
+    """
+    feature_names = tuple(feature_names)
+    method = method.lower()
+    if method not in METHODS:
+        raise ValueError(f"method '{method}' unknown; use one of {', '.join(METHODS)}")
+    n_clusters = int(n_clusters)
+    if not 2 <= n_clusters < NO_CLUSTER:
+        raise ValueError(f"number of clusters must be between 2 and {NO_CLUSTER - 1}; got {n_clusters}")
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 2 or samples.shape[1] != len(feature_names):
+        raise ValueError(f"samples must be (pixels, {len(feature_names)}) for features "
+                         f"{', '.join(feature_names)}; got shape {samples.shape}")
+    samples = samples[np.isfinite(samples).all(axis=1)]
+    if samples.shape[0] == 0:
+        raise ValueError("no valid pixels to fit the clusters on")
+    if samples.shape[0] < 10 * n_clusters:
+        raise ValueError(f"only {samples.shape[0]} valid pixels: too few to form {n_clusters} clusters (at least "
+                         f"{10 * n_clusters}); use a larger area, fewer clusters or relax the masks")
+    mean = samples.mean(axis=0)
+    std = samples.std(axis=0)
+    if not (std > 1e-9).any():
+        raise ValueError("features are constant; the images may be identical or empty")
+    std = np.where(std > 1e-9, std, 1.0)  # a constant feature carries no information: leave it at 0
+    scaled = (samples - mean) / std
+    distinct = len(np.unique(scaled.astype(np.float32), axis=0)[:n_clusters])
+    if distinct < n_clusters:
+        raise ValueError(f"only {distinct} distinct feature values among {samples.shape[0]} valid pixels; "
+                         f"cannot form {n_clusters} clusters (use fewer clusters or a larger area)")
+
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        estimator = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed)
+        estimator.fit(scaled)
+        scaled_centres = estimator.cluster_centers_
+    else:
+        from sklearn.mixture import GaussianMixture
+
+        # reg_covar keeps a component on a tight group of nearly identical pixels (water, shadow)
+        # from collapsing to a singular covariance.
+        estimator = GaussianMixture(n_components=n_clusters, covariance_type="full", n_init=2,
+                                    reg_covar=1e-4, random_state=seed)
+        estimator.fit(scaled)
+        scaled_centres = estimator.means_
+    labels = estimator.predict(scaled)
+    fractions = np.bincount(labels, minlength=n_clusters) / labels.size
+    centres = scaled_centres * std + mean
+    chosen, selection = select_landslide_cluster(centres, feature_names, fractions)
+    return ClusterModel(method=method, n_clusters=n_clusters, feature_names=feature_names, mean=mean, std=std,
+                        estimator=estimator, centres=centres, landslide_cluster=chosen, selection=selection,
+                        sample_size=int(samples.shape[0]), seed=int(seed))
+
+
+class ReservoirSample:
+    """A uniform random sample of at most ``size`` rows from rows offered block by block.
+
+    Every offered row gets a random key; the sample is the ``size`` rows with the smallest keys
+    (bottom-k sampling), so memory stays at ``size`` rows whatever the raster size and the same seed
+    with the same blocks gives the same sample.
+    """
+
+    def __init__(self, size: int, n_features: int, seed: int = 0):
+        if size < 1:
+            raise ValueError(f"sample size must be at least 1; got {size}")
+        self.size = int(size)
+        self.rng = np.random.default_rng(seed)
+        self.keys = np.empty(0, dtype=np.float64)
+        self.rows = np.empty((0, n_features), dtype=np.float32)
+        self.seen = 0
+
+    def offer(self, rows: np.ndarray) -> None:
+        if rows.shape[0] == 0:
+            return
+        self.seen += rows.shape[0]
+        keys = self.rng.random(rows.shape[0])
+        if self.keys.size + keys.size <= self.size:
+            self.keys = np.concatenate([self.keys, keys])
+            self.rows = np.concatenate([self.rows, rows.astype(np.float32)])
+            return
+        # only the offered rows that can enter the sample are copied
+        threshold = self.keys.max() if self.keys.size >= self.size else np.inf
+        take = keys < threshold
+        keys = np.concatenate([self.keys, keys[take]])
+        rows = np.concatenate([self.rows, rows[take].astype(np.float32)])
+        if keys.size > self.size:
+            keep = np.argpartition(keys, self.size - 1)[: self.size]
+            keep.sort()
+            keys, rows = keys[keep], rows[keep]
+        self.keys, self.rows = keys, rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Rasters: fit on a sample of a pre/post pair, predict block by block
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ClusterResult:
+    """What :func:`cluster_change` wrote and the numbers to report.
+
+    ``cluster_counts[k]`` pixels of cluster k; ``removed`` pixels per mask reason (keys of
+    ``masks.REASONS``: no_data, scl, dark, water, no_dem, slope, exclusion, not_vegetated), each pixel
+    under the first reason that removed it.
+    """
+
+    model: ClusterModel
+    cluster_counts: list[int]
+    landslide_pixels: int
+    analysed_pixels: int
+    total_pixels: int
+    removed: dict[str, int]
+    cluster_path: str
+    mask_path: str
+    probability_path: str | None = None
+    masks_description: str = ""
+
+    @property
+    def landslide_cluster(self) -> int:
+        return self.model.landslide_cluster
+
+    @property
+    def warning(self) -> str | None:
+        return self.model.selection.warning
+
+    def removed_summary(self) -> str:
+        parts = [f"{n} {REASON_LABELS.get(r, r)}" for r, n in self.removed.items() if n]
+        return ", ".join(parts) or "none"
+
+
+#: How each mask reason reads in a message.
+REASON_LABELS = {
+    "no_data": "without data", "scl": "masked by SCL (cloud, shadow, snow)", "dark": "by SCL dark area",
+    "water": "by water", "no_dem": "outside the DEM", "slope": "by slope", "exclusion": "by land cover",
+    "not_vegetated": "not vegetated before",
+}
+
+
+def cluster_change(
+    pre_stack_path: str | os.PathLike,
+    post_stack_path: str | os.PathLike,
+    *,
+    cluster_path: str | os.PathLike,
+    mask_path: str | os.PathLike,
+    probability_path: str | os.PathLike | None = None,
+    method: str = "kmeans",
+    n_clusters: int = 3,
+    features: Sequence[str] | None = None,
+    mask_options=None,
+    scl_pre_path: str | os.PathLike | None = None,
+    scl_post_path: str | os.PathLike | None = None,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+    band_numbers: dict[str, int] | None = None,
+    progress=None,
+    is_cancelled=None,
+) -> ClusterResult:
+    """Cluster the change between a co-registered pre/post reflectance pair and map the landslide cluster.
+
+    Pass 1 reads both stacks block by block, computes the features (``indices.change_features``,
+    default ``indices.FEATURES``) and the analysis mask (``masks.mask_codes`` with ``mask_options``;
+    ``None`` = no mask rule, only no-data removed, as in the reference study) and reservoir-samples
+    ``sample_size`` analysed pixels. The model is fitted on that sample (:func:`fit_clusters`). Pass 2
+    predicts every block and writes the outputs described in the module docstring; the probability
+    raster only for ``method="gmm"`` (``probability_path`` is ignored for K-means).
+
+    SCL rasters and the DEM / land-cover rasters of ``mask_options`` may be on another grid: they are
+    resampled onto the pre-event stack's grid. The slope is computed once into a temporary file.
+    Outputs are written atomically; an error or a cancellation leaves none of them behind.
+    """
+    from . import indices as idx
+    from . import masks
+
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ValueError(f"method '{method}' unknown; use one of {', '.join(METHODS)}")
+    features = tuple(idx.FEATURES if features is None else features)
+    idx._check_names(features, idx.ALL_FEATURES, "feature")
+    change_centres(np.zeros((2, len(features))), features)  # fail early if the rule cannot be applied
+    if int(sample_size) < int(n_clusters) * 10:
+        raise ValueError(f"sample size {sample_size} is too small for {n_clusters} clusters; use at least "
+                         f"{int(n_clusters) * 10} (default {DEFAULT_SAMPLE_SIZE})")
+    with_rules = mask_options is not None
+    options = mask_options if with_rules else masks.MaskOptions(
+        use_scl=True, exclude_water=False, ndwi_water_threshold=None)
+    pre_stack_path, post_stack_path = os.fspath(pre_stack_path), os.fspath(post_stack_path)
+    for label, path in (("pre-event image", pre_stack_path), ("post-event image", post_stack_path),
+                        ("pre-event SCL", scl_pre_path), ("post-event SCL", scl_post_path),
+                        ("DEM", options.dem_path), ("land-cover raster", options.exclusion_path)):
+        if path and not os.path.exists(os.fspath(path)) and not os.fspath(path).startswith("/vsi"):
+            raise FileNotFoundError(f"{label} {os.fspath(path)} does not exist")
+    if options.exclusion_path and not options.exclusion_classes:
+        raise ValueError("a land-cover exclusion raster was given without classes to exclude; "
+                         "list the class values (e.g. 40 for ESA WorldCover cropland)")
+    idx.check_same_grid(pre_stack_path, post_stack_path)
+    needed = tuple(b for b in idx.REQUIRED_BANDS
+                   if b in set(idx.bands_for_features(features)) | set(masks.bands_for_mask(options)))
+    fallback = idx._band_fallback(band_numbers)
+    pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
+    post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
+    grid = masks._grid(pre_stack_path)
+    windows = list(rasters.row_windows(grid["height"], grid["width"]))
+    no_data_code = masks.REASONS.index("no_data") + 1
+
+    workdir = tempfile.mkdtemp(prefix="landslide_cluster_")
+    try:
+        slope_path = None
+        if options.dem_path:
+            slope_path = os.path.join(workdir, "slope.tif")
+            masks.write_slope(options.dem_path, pre_stack_path, slope_path, is_cancelled=is_cancelled,
+                              progress=None if progress is None else (lambda p: rasters.report(progress, 0.1 * p)))
+        start = 10 if slope_path else 0
+
+        def read_pair(pre, post, window):
+            pre_block = idx.read_bands(pre, pre_bands, window)
+            post_block = idx.read_bands(post, post_bands, window)
+            return pre_block, post_block, idx.change_features(pre_block, post_block, features)
+
+        # -- pass 1: features, mask codes (kept whole: uint8, 30 MB for a full tile), sample
+        codes = np.zeros((grid["height"], grid["width"]), dtype=np.uint8)
+        sample = ReservoirSample(int(sample_size), len(features), seed=seed)
+        with rasterio.open(pre_stack_path) as pre, rasterio.open(post_stack_path) as post:
+            profile_like = pre.profile
+            dates = (pre.tags().get("SENSING_DATE", ""), post.tags().get("SENSING_DATE", ""))
+            for n, window in enumerate(windows):
+                rasters.check_cancelled(is_cancelled)
+                pre_block, post_block, values = read_pair(pre, post, window)
+                block_codes = masks.mask_codes(
+                    pre_block, post_block,
+                    scl_pre=_on_grid(masks, scl_pre_path, grid, window, "uint8", 0),
+                    scl_post=_on_grid(masks, scl_post_path, grid, window, "uint8", 0),
+                    slope=_on_grid(masks, slope_path, grid, window, "float32", np.nan),
+                    exclusion=(masks.exclusion_from_raster(options.exclusion_path, pre_stack_path,
+                                                           options.exclusion_classes, window=window)
+                               if options.exclusion_path else None),
+                    options=options)
+                matrix = np.stack([values[name] for name in features], axis=-1)
+                finite = np.isfinite(matrix).all(axis=-1)
+                block_codes[(block_codes == masks.KEPT) & ~finite] = no_data_code
+                codes[window.row_off:window.row_off + window.height] = block_codes
+                sample.offer(matrix[block_codes == masks.KEPT])
+                rasters.report(progress, start + (40 - start) * (n + 1) / len(windows))
+        removed = masks.count_reasons(codes)
+        analysed = int((codes == masks.KEPT).sum())
+        if analysed == 0:
+            detail = ", ".join(f"{n} {REASON_LABELS[r]}" for r, n in removed.items() if n)
+            raise ValueError(f"no valid pixels after masking: of {codes.size} pixels {detail}; relax the masks "
+                             "(or check that the images overlap and are not all cloud)")
+
+        # -- fit
+        rasters.check_cancelled(is_cancelled)
+        model = fit_clusters(sample.rows, features, method=method, n_clusters=n_clusters, seed=seed)
+        del sample
+        rasters.report(progress, 50)
+
+        # -- pass 2: predict and write
+        write_probability = probability_path is not None and method == "gmm"
+        counts = np.zeros(NO_CLUSTER + 1, dtype=np.int64)
+        tags = {"METHOD": method, "CLUSTERS": str(n_clusters), "FEATURES": ",".join(features),
+                "LANDSLIDE_CLUSTER": str(model.landslide_cluster), "SEED": str(seed),
+                "SAMPLE_SIZE": str(model.sample_size), "MASKS": options.describe() if with_rules else "none",
+                "PRE_DATE": dates[0], "POST_DATE": dates[1]}
+        with contextlib.ExitStack() as stack:
+            cluster_tmp = stack.enter_context(rasters.atomic_output(cluster_path))
+            mask_tmp = stack.enter_context(rasters.atomic_output(mask_path))
+            prob_tmp = stack.enter_context(rasters.atomic_output(probability_path)) if write_probability else None
+            cluster_dst = stack.enter_context(rasterio.open(
+                cluster_tmp, "w", **rasters.geotiff_profile(profile_like, 1, "uint8", NO_CLUSTER)))
+            mask_dst = stack.enter_context(rasterio.open(
+                mask_tmp, "w", **rasters.geotiff_profile(profile_like, 1, "uint8", 255)))
+            prob_dst = (stack.enter_context(rasterio.open(prob_tmp, "w", **rasters.geotiff_profile(profile_like, 1)))
+                        if write_probability else None)
+            cluster_dst.set_band_description(1, "cluster")
+            mask_dst.set_band_description(1, "landslide")
+            mask_dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+            for dst in (cluster_dst, mask_dst, prob_dst):
+                if dst is not None:
+                    dst.update_tags(**tags)
+            if prob_dst is not None:
+                prob_dst.set_band_description(1, "landslide_probability")
+            pre = stack.enter_context(rasterio.open(pre_stack_path))
+            post = stack.enter_context(rasterio.open(post_stack_path))
+            for n, window in enumerate(windows):
+                rasters.check_cancelled(is_cancelled)
+                block_codes = codes[window.row_off:window.row_off + window.height]
+                kept = block_codes == masks.KEPT
+                labels = np.full(block_codes.shape, NO_CLUSTER, dtype=np.uint8)
+                probability = np.full(block_codes.shape, np.nan, dtype=np.float32)
+                if kept.any():
+                    _, _, values = read_pair(pre, post, window)
+                    kept_values = {name: values[name][kept] for name in features}
+                    labels[kept] = model.predict(kept_values)
+                    if prob_dst is not None:
+                        probability[kept] = model.probability(kept_values)
+                counts += np.bincount(labels.ravel(), minlength=NO_CLUSTER + 1)
+                cluster_dst.write(labels, 1, window=window)
+                mask = masks.apply_codes((labels == model.landslide_cluster).astype(np.uint8), block_codes)
+                mask_dst.write(mask, 1, window=window)
+                if prob_dst is not None:
+                    probability[mask == 0] = np.where(kept[mask == 0], probability[mask == 0], 0.0)
+                    prob_dst.write(probability, 1, window=window)
+                rasters.report(progress, 50 + 50 * (n + 1) / len(windows))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return ClusterResult(
+        model=model, cluster_counts=[int(c) for c in counts[:n_clusters]],
+        landslide_pixels=int(counts[model.landslide_cluster]), analysed_pixels=analysed, total_pixels=int(codes.size),
+        removed=removed, cluster_path=os.fspath(cluster_path), mask_path=os.fspath(mask_path),
+        probability_path=os.fspath(probability_path) if write_probability else None,
+        masks_description=options.describe() if with_rules else "none")
+
+
+def _on_grid(masks, path, grid, window, dtype, fill):
+    if not path:
+        return None
+    return masks.read_on_grid(path, grid, window, dtype=dtype, fill=fill)

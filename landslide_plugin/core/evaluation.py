@@ -1,0 +1,645 @@
+"""Scores of landslide maps against a reference: the landslide class first, never overall accuracy alone.
+
+Landslide scars are typically well under 1 % of a scene, so overall accuracy is high for any map
+(even one that flags nothing). What a user needs is how much of the reference was found (recall),
+how much of the map is right (precision), their balance (F1, IoU) and a chance-corrected agreement
+that stays honest under class imbalance (Matthews correlation, Cohen's kappa).
+
+Pixel conventions (masks of the plugin): 1 = landslide, 0 = not, 255 = no data. Pixels that are no
+data in the prediction or in the reference are excluded from every score and counted separately.
+
+Degenerate cases never raise and never emit numpy warnings. The conventions follow scikit-learn's
+``zero_division`` idea, with one deliberate exception:
+
+* neither the reference nor the prediction has a landslide pixel (TP = FP = FN = 0): the map is
+  right, so precision = recall = F1 = IoU = 1.0;
+* otherwise a zero denominator gives ``zero_division`` (default 0.0, as scikit-learn's default):
+  precision when nothing is predicted, recall when the reference has no landslide;
+* Cohen's kappa and MCC are 0.0 when undefined (one of the two maps is constant), as scikit-learn
+  returns for MCC: agreement beyond chance cannot be shown by a constant map;
+* scoring zero pixels is an error (there is nothing to score), not a number.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from . import rasters
+
+NODATA = 255
+LANDSLIDE = 1
+
+#: Rows per block (a module constant so tests can make strips small and check objects cross them).
+BLOCK_ROWS = rasters.BLOCK_ROWS
+
+#: Extensions read as a vector inventory (GeoJSON, parsed with json: the core has no OGR reader).
+GEOJSON_EXTENSIONS = (".geojson", ".json")
+
+
+# -- pixel confusion and scores ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """2 x 2 confusion of the landslide class: counts of valid pixels."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def total(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    def __add__(self, other: Confusion) -> Confusion:
+        return Confusion(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+
+    def matrix(self) -> np.ndarray:
+        """Rows = reference (not landslide, landslide), columns = prediction (not, landslide)."""
+        return np.array([[self.tn, self.fp], [self.fn, self.tp]], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of one confusion; see the module docstring for the values of degenerate cases."""
+
+    overall_accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    iou: float
+    kappa: float
+    mcc: float
+    reference_share: float   # share of valid pixels that are landslide in the reference
+    prediction_share: float  # share of valid pixels predicted as landslide
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _as_classes(array, name: str) -> np.ndarray:
+    """uint8 0/1/255 from a bool array or a 0/1/255 mask."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be a boolean or integer mask (1 = landslide, 0 = not, 255 = no data); "
+                         f"got {array.dtype}")
+    bad = (array != 0) & (array != LANDSLIDE) & (array != NODATA)
+    if bad.any():
+        raise ValueError(f"{name} holds values other than 0, 1 and 255 (for example {array[bad].flat[0]}); "
+                         "it must be a landslide mask (1 = landslide, 0 = not, 255 = no data)")
+    return array.astype(np.uint8, copy=False)
+
+
+def confusion(reference, prediction, *, valid=None) -> Confusion:
+    """Confusion of ``prediction`` against ``reference`` (same-shape bool or 0/1/255 uint8 masks).
+
+    Pixels that are 255 (no data) in either, or False in ``valid``, are left out.
+    """
+    ref = _as_classes(reference, "reference")
+    pred = _as_classes(prediction, "prediction")
+    if ref.shape != pred.shape:
+        raise ValueError(f"reference and prediction differ in shape: {ref.shape} vs {pred.shape}")
+    ok = (ref != NODATA) & (pred != NODATA)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != ref.shape:
+            raise ValueError(f"valid mask shape {valid.shape} differs from the masks' shape {ref.shape}")
+        ok &= valid
+    r = (ref == LANDSLIDE) & ok
+    p = (pred == LANDSLIDE) & ok
+    tp = int(np.count_nonzero(r & p))
+    fp = int(np.count_nonzero(p)) - tp
+    fn = int(np.count_nonzero(r)) - tp
+    tn = int(np.count_nonzero(ok)) - tp - fp - fn
+    return Confusion(tp, fp, fn, tn)
+
+
+def scores(conf: Confusion, *, zero_division: float = 0.0) -> Scores:
+    """Landslide-class scores of ``conf`` (exact integer arithmetic where it matters)."""
+    tp, fp, fn, tn = conf.tp, conf.fp, conf.fn, conf.tn
+    n = conf.total
+    if n <= 0:
+        raise ValueError("no valid pixel to score: the prediction and the reference share no pixel with data")
+
+    def ratio(num: int, den: int) -> float:
+        return num / den if den else float(zero_division)
+
+    if tp + fp + fn == 0:  # no landslide anywhere and none predicted: the map is right
+        precision = recall = f1 = iou = 1.0
+    else:
+        precision = ratio(tp, tp + fp)
+        recall = ratio(tp, tp + fn)
+        f1 = 2 * tp / (2 * tp + fp + fn)
+        iou = tp / (tp + fp + fn)
+    # Binary kappa in closed form: 2(TP*TN - FN*FP) / ((TP+FP)(FP+TN) + (TP+FN)(FN+TN)).
+    kappa_den = (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
+    kappa = 2 * (tp * tn - fn * fp) / kappa_den if kappa_den else 0.0
+    mcc_den = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    mcc = (tp * tn - fp * fn) / math.sqrt(mcc_den) if mcc_den else 0.0
+    return Scores(
+        overall_accuracy=(tp + tn) / n,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        iou=iou,
+        kappa=float(kappa),
+        mcc=float(mcc),
+        reference_share=(tp + fn) / n,
+        prediction_share=(tp + fp) / n,
+    )
+
+
+# -- objects (connected regions, inventory polygons) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectCounts:
+    """Object-level agreement: does the map touch each reference landslide, and which map objects are wrong.
+
+    Reference objects are the inventory polygons (vector reference) or the 8-connected regions of the
+    reference mask (raster reference). A reference object is *hit* when any of its valid pixels is
+    predicted as landslide; *unmapped* ones have no pixel with data in both maps (outside the grid,
+    smaller than a pixel, entirely no data, or hidden by an overlapping polygon) and are neither hit
+    nor missed. Predicted objects are 8-connected regions of the prediction; a *false* one has no
+    pixel on a reference landslide (regions entirely on reference no data are not counted).
+    """
+
+    reference_objects: int
+    reference_hit: int
+    reference_missed: int
+    reference_unmapped: int
+    predicted_objects: int
+    predicted_false: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class _ObjectTracker:
+    """Follows labelled objects across row strips: flags per label, merged across strip edges."""
+
+    def __init__(self, merge_across_strips: bool):
+        self.merge = merge_across_strips
+        self.count = 0  # labels are 1..count
+        self.valid = np.zeros(1, dtype=bool)
+        self.hit = np.zeros(1, dtype=bool)
+        self.pairs: list[np.ndarray] = []
+        self.previous_row: np.ndarray | None = None
+
+    def _grow(self, count: int) -> None:
+        if count + 1 > self.valid.size:
+            size = max(count + 1, 2 * self.valid.size)
+            self.valid = np.concatenate([self.valid, np.zeros(size - self.valid.size, dtype=bool)])
+            self.hit = np.concatenate([self.hit, np.zeros(size - self.hit.size, dtype=bool)])
+
+    def add_strip(self, labels: np.ndarray, valid: np.ndarray, hit: np.ndarray) -> None:
+        """``labels``: global labels (0 = none) of this strip; flags where objects have valid/hit pixels."""
+        top = int(labels.max()) if labels.size else 0
+        self.count = max(self.count, top)
+        self._grow(self.count)
+        self.valid[np.unique(labels[valid & (labels > 0)])] = True
+        self.hit[np.unique(labels[hit & (labels > 0)])] = True
+        if self.merge:
+            first = labels[0]
+            if self.previous_row is not None:
+                above = self.previous_row
+                # 8-connectivity across the strip edge: each pixel touches the three above it.
+                for shift in (-1, 0, 1):
+                    a = above[max(0, shift): above.size + min(0, shift)]
+                    b = first[max(0, -shift): first.size + min(0, -shift)]
+                    both = (a > 0) & (b > 0)
+                    if both.any():
+                        self.pairs.append(np.unique(np.stack([a[both], b[both]], axis=1), axis=0))
+            self.previous_row = labels[-1].copy()
+
+    def objects(self) -> tuple[int, int]:
+        """(objects with a valid pixel, of which hit)."""
+        n = self.count
+        valid, hit = self.valid[: n + 1].copy(), self.hit[: n + 1].copy()
+        if self.pairs and n:
+            root = _merge_labels(n, np.concatenate(self.pairs))
+            merged_valid = np.zeros(n + 1, dtype=bool)
+            merged_hit = np.zeros(n + 1, dtype=bool)
+            np.logical_or.at(merged_valid, root, valid)
+            np.logical_or.at(merged_hit, root, hit)
+            is_root = root == np.arange(n + 1)
+            valid, hit = merged_valid & is_root, merged_hit & is_root
+        valid[0] = hit[0] = False
+        return int(np.count_nonzero(valid)), int(np.count_nonzero(valid & hit))
+
+    def total(self) -> int:
+        """Objects whatever their validity (merged)."""
+        n = self.count
+        if not n:
+            return 0
+        if self.pairs:
+            root = _merge_labels(n, np.concatenate(self.pairs))
+            return int(np.count_nonzero(root[1:] == np.arange(1, n + 1)))
+        return n
+
+
+def _merge_labels(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Root label (the smallest) of each label 0..n after joining ``pairs`` (union-find by min-hooking)."""
+    parent = np.arange(n + 1)
+    a, b = pairs[:, 0], pairs[:, 1]
+    while True:
+        ra, rb = parent[a], parent[b]
+        low = np.minimum(ra, rb)
+        before = parent.copy()
+        np.minimum.at(parent, ra, low)
+        np.minimum.at(parent, rb, low)
+        while True:  # path compression
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        if np.array_equal(parent, before):
+            return parent
+
+
+def _components(mask: np.ndarray, offset: int) -> np.ndarray:
+    """8-connected labels of ``mask`` (int64, 0 = background) numbered from ``offset + 1``."""
+    import cv2
+
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    labels = labels.astype(np.int64)
+    labels[labels > 0] += offset
+    return labels
+
+
+# -- the reference: raster (any grid) or inventory polygons -----------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    crs: Any
+    transform: Any
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, dataset) -> Grid:
+        return cls(dataset.crs, dataset.transform, dataset.width, dataset.height)
+
+    def same_as(self, other: Grid) -> bool:
+        return (self.crs == other.crs and self.width == other.width and self.height == other.height
+                and self.transform.almost_equals(other.transform, precision=1e-9))
+
+
+class _RasterReference:
+    """A reference mask classified once to 0/1/255 and read on any prediction grid (nearest neighbour)."""
+
+    kind = "raster"
+
+    def __init__(self, path: str, value, workdir: str, is_cancelled):
+        self.path = path
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"reference raster {path} does not exist")
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise ValueError(f"reference raster {path} has no coordinate reference system; "
+                                 "assign one (Raster > Projections > Assign Projection) and try again")
+            self.grid = Grid.of(src)
+            self.descriptions = " ".join(d or "" for d in src.descriptions)
+            self.tags = src.tags()
+            self.classified = os.path.join(workdir, "reference.tif")
+            profile = rasters.geotiff_profile(src.profile, 1, "uint8", NODATA)
+            with rasterio.open(self.classified, "w", **profile) as dst:
+                for window in rasters.row_windows(src.height, src.width, BLOCK_ROWS):
+                    rasters.check_cancelled(is_cancelled)
+                    values = src.read(1, window=window, masked=True)
+                    dst.write(_classify_reference(values, value), 1, window=window)
+        self.description = f"raster {path}"
+
+    def read(self, grid: Grid, window: Window, dst_transform) -> np.ndarray:
+        with rasterio.open(self.classified) as src:
+            if grid.same_as(self.grid):
+                return src.read(1, window=window)
+            from rasterio.warp import reproject
+
+            out = np.full((int(window.height), int(window.width)), NODATA, dtype=np.uint8)
+            reproject(source=rasterio.band(src, 1), destination=out, src_nodata=NODATA, dst_nodata=NODATA,
+                      dst_transform=dst_transform, dst_crs=grid.crs, resampling=Resampling.nearest)
+            return out
+
+    def labels(self, ref: np.ndarray, tracker: _ObjectTracker, grid: Grid, window: Window, dst_transform):
+        return _components(ref == LANDSLIDE, tracker.count)
+
+
+def _classify_reference(values: np.ma.MaskedArray, value) -> np.ndarray:
+    data = np.ma.getdata(values)
+    invalid = np.ma.getmaskarray(values)
+    if np.issubdtype(data.dtype, np.floating):
+        invalid = invalid | np.isnan(data)
+    if value is None:
+        landslide = data > 0
+    else:
+        landslide = data == value
+    out = np.where(landslide, LANDSLIDE, 0).astype(np.uint8)
+    out[invalid] = NODATA
+    return out
+
+
+class _VectorReference:
+    """Inventory polygons rasterised onto each prediction grid."""
+
+    kind = "vector"
+
+    def __init__(self, geometries: Sequence[dict], crs, all_touched: bool, source: str):
+        self.crs = CRS.from_user_input(crs)
+        self.geometries = [_polygon_geometry(g, i) for i, g in enumerate(geometries)]
+        if not self.geometries:
+            raise ValueError(f"the reference inventory ({source}) holds no polygon; nothing to evaluate against")
+        self.all_touched = all_touched
+        self.path = source
+        self.description = f"{len(self.geometries)} inventory polygons from {source}"
+        self._cache: tuple[Any, list, np.ndarray] | None = None
+
+    def _on(self, crs) -> tuple[list, np.ndarray]:
+        if self._cache is not None and self._cache[0] == crs:
+            return self._cache[1], self._cache[2]
+        from rasterio.warp import transform_geom
+
+        geoms = self.geometries if crs == self.crs else [transform_geom(self.crs, crs, g) for g in self.geometries]
+        bounds = np.array([_bounds(g) for g in geoms], dtype=float)
+        self._cache = (crs, geoms, bounds)
+        return geoms, bounds
+
+    def _shapes(self, grid: Grid, dst_transform, window: Window):
+        from rasterio.windows import bounds as window_bounds
+
+        geoms, bounds = self._on(grid.crs)
+        left, bottom, right, top = window_bounds(Window(0, 0, window.width, window.height), dst_transform)
+        near = ((bounds[:, 0] <= right) & (bounds[:, 2] >= left) & (bounds[:, 1] <= top) & (bounds[:, 3] >= bottom))
+        return [(geoms[i], i + 1) for i in np.flatnonzero(near)]
+
+    def read(self, grid: Grid, window: Window, dst_transform) -> np.ndarray:
+        from rasterio.features import rasterize
+
+        shape = (int(window.height), int(window.width))
+        shapes = [(g, 1) for g, _ in self._shapes(grid, dst_transform, window)]
+        if not shapes:
+            return np.zeros(shape, dtype=np.uint8)
+        return rasterize(shapes, out_shape=shape, transform=dst_transform, fill=0, dtype="uint8",
+                         all_touched=self.all_touched)
+
+    def labels(self, ref: np.ndarray, tracker: _ObjectTracker, grid: Grid, window: Window, dst_transform):
+        from rasterio.features import rasterize
+
+        tracker.count = max(tracker.count, len(self.geometries))
+        shape = (int(window.height), int(window.width))
+        shapes = self._shapes(grid, dst_transform, window)
+        if not shapes:
+            return np.zeros(shape, dtype=np.int64)
+        return rasterize(shapes, out_shape=shape, transform=dst_transform, fill=0, dtype="int32",
+                         all_touched=self.all_touched).astype(np.int64)
+
+
+def _polygon_geometry(item: dict, index: int) -> dict:
+    geom = item.get("geometry", item) if isinstance(item, dict) else None
+    if not isinstance(geom, dict) or "type" not in geom:
+        raise ValueError(f"reference feature {index + 1} has no GeoJSON geometry")
+    if geom["type"] not in ("Polygon", "MultiPolygon"):
+        raise ValueError(f"reference feature {index + 1} is a {geom['type']}; the inventory must hold polygons "
+                         "(landslide outlines), not points or lines")
+    return geom
+
+
+def _bounds(geom: dict) -> tuple[float, float, float, float]:
+    rings = geom["coordinates"] if geom["type"] == "Polygon" else [r for p in geom["coordinates"] for r in p]
+    points = [pt[:2] for ring in rings for pt in ring]
+    if not points:
+        return (math.inf, math.inf, -math.inf, -math.inf)
+    xy = np.asarray(points, dtype=float)
+    return (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max())
+
+
+def read_geojson(path: str) -> tuple[list[dict], CRS]:
+    """Features of a GeoJSON file and their CRS (the legacy "crs" member, else WGS 84 as RFC 7946 says)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"reference {path} is not valid GeoJSON ({exc})") from exc
+    if data.get("type") == "FeatureCollection":
+        features = [f for f in data.get("features", []) if f.get("geometry")]
+    elif data.get("type") == "Feature":
+        features = [data]
+    else:
+        features = [data]
+    crs = CRS.from_epsg(4326)
+    name = (data.get("crs") or {}).get("properties", {}).get("name")
+    if name:
+        crs = CRS.from_user_input(name.replace("urn:ogc:def:crs:", "").replace("::", ":").replace("OGC:1.3:CRS84",
+                                                                                                  "OGC:CRS84"))
+    return features, crs
+
+
+def _looks_like_baseline(path: str | None, descriptions: str = "", tags: dict | None = None) -> bool:
+    """Does the reference raster look like an NDVI-threshold mask rather than an independent inventory?"""
+    text = " ".join([os.path.basename(path or ""), descriptions, " ".join(f"{k} {v}" for k, v in (tags or {}).items())])
+    text = text.upper()
+    return "NDVI" in text or "THRESHOLD" in text
+
+
+# -- evaluation of one or many maps -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionEvaluation:
+    name: str
+    path: str
+    confusion: Confusion
+    scores: Scores
+    excluded_prediction_nodata: int  # pixels with no data in the prediction
+    excluded_reference_nodata: int   # pixels with data in the prediction but none in the reference
+    objects: ObjectCounts
+
+    def row(self) -> dict[str, Any]:
+        """A flat record: name, path, counts, scores, exclusions, object counts."""
+        row: dict[str, Any] = {"name": self.name, "path": self.path}
+        row.update(asdict(self.confusion))
+        row.update(self.scores.as_dict())
+        row["excluded_prediction_nodata"] = self.excluded_prediction_nodata
+        row["excluded_reference_nodata"] = self.excluded_reference_nodata
+        row.update(self.objects.as_dict())
+        return row
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    reference_kind: str          # "raster" or "vector"
+    reference_description: str   # "raster <path>" or "N inventory polygons from <source>"
+    reference_is_baseline: bool  # the reference looks like an NDVI-threshold mask, not ground truth
+    all_touched: bool
+    predictions: list[PredictionEvaluation] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [p.row() for p in self.predictions]
+
+
+def evaluate(
+    reference_path: str | os.PathLike | None,
+    prediction_paths: Sequence[str | os.PathLike],
+    *,
+    reference_kind: str = "auto",
+    reference_value: float | None = None,
+    reference_geometries: Sequence[dict] | None = None,
+    reference_crs=None,
+    reference_name: str | None = None,
+    reference_is_baseline: bool | None = None,
+    all_touched: bool = False,
+    names: Sequence[str] | None = None,
+    zero_division: float = 0.0,
+    progress=None,
+    is_cancelled=None,
+) -> Evaluation:
+    """Score every prediction mask against one reference, block by block.
+
+    reference_path: a raster mask (any grid and CRS: resampled nearest-neighbour onto each prediction's
+        grid; landslide = pixels equal to ``reference_value``, or > 0 when it is None; its nodata is
+        excluded) or a GeoJSON file of inventory polygons. Instead of a path, ``reference_geometries``
+        (GeoJSON-like geometry or feature dicts) in ``reference_crs`` can be given.
+    prediction_paths: masks (1 = landslide, 0 = not, nodata = no data, 255 by convention).
+    all_touched: rasterise polygons on every pixel they touch, not only pixels whose centre is inside.
+        Outside the polygons every pixel counts as "not landslide": limit the maps to the area the
+        inventory covers, or scars mapped correctly outside it count as false positives.
+    reference_is_baseline: the reference is a threshold mask, not ground truth (None: guessed from the
+        raster's name, description and tags mentioning NDVI or a threshold).
+    """
+    prediction_paths = [os.fspath(p) for p in prediction_paths]
+    if not prediction_paths:
+        raise ValueError("no prediction to evaluate: give at least one landslide mask")
+    if names is None:
+        names = [os.path.splitext(os.path.basename(p))[0] for p in prediction_paths]
+    names = list(names)
+    if len(names) != len(prediction_paths):
+        raise ValueError(f"{len(names)} names for {len(prediction_paths)} predictions; give one name per prediction")
+    for path in prediction_paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"prediction {path} does not exist")
+    reference_path = os.fspath(reference_path) if reference_path is not None else None
+
+    kind = reference_kind
+    if kind == "auto":
+        if reference_geometries is not None:
+            kind = "vector"
+        elif reference_path and reference_path.lower().endswith(GEOJSON_EXTENSIONS):
+            kind = "vector"
+        else:
+            kind = "raster"
+    if kind not in ("raster", "vector"):
+        raise ValueError(f"reference_kind must be 'auto', 'raster' or 'vector', not {reference_kind!r}")
+
+    with tempfile.TemporaryDirectory(prefix="landslide_eval_") as workdir:
+        if kind == "vector":
+            if reference_geometries is None:
+                if reference_path is None:
+                    raise ValueError("no reference: give a reference raster, a GeoJSON file or reference geometries")
+                if not os.path.isfile(reference_path):
+                    raise FileNotFoundError(f"reference inventory {reference_path} does not exist")
+                if not reference_path.lower().endswith(GEOJSON_EXTENSIONS):
+                    raise ValueError(
+                        f"reference inventory {reference_path} is not GeoJSON; save it as GeoJSON, or use the "
+                        "Processing algorithm 'Evaluate landslide maps', which reads any QGIS vector layer")
+                features, file_crs = read_geojson(reference_path)
+                reference_geometries = features
+                reference_crs = reference_crs or file_crs
+            if reference_crs is None:
+                raise ValueError("reference geometries were given without reference_crs; say which CRS they are in")
+            reference = _VectorReference(reference_geometries, reference_crs, all_touched,
+                                         reference_name or reference_path or "the given geometries")
+            baseline = bool(reference_is_baseline)
+        else:
+            if reference_path is None:
+                raise ValueError("no reference: give a reference raster, a GeoJSON file or reference geometries")
+            reference = _RasterReference(reference_path, reference_value, workdir, is_cancelled)
+            baseline = (reference_is_baseline if reference_is_baseline is not None
+                        else _looks_like_baseline(reference_path, reference.descriptions, reference.tags))
+
+        results = []
+        for index, (name, path) in enumerate(zip(names, prediction_paths)):
+            def sub_progress(percent, index=index):
+                rasters.report(progress, (index + percent / 100.0) * 100.0 / len(prediction_paths))
+
+            results.append(_evaluate_one(reference, name, path, zero_division, sub_progress, is_cancelled))
+    rasters.report(progress, 100.0)
+    return Evaluation(kind, reference.description, baseline, bool(all_touched), results)
+
+
+def _read_prediction(src, window: Window, path: str) -> np.ndarray:
+    values = src.read(1, window=window, masked=True)
+    data = np.ma.getdata(values)
+    invalid = np.ma.getmaskarray(values)
+    if np.issubdtype(data.dtype, np.floating):
+        invalid = invalid | np.isnan(data)
+    bad = ~invalid & (data != 0) & (data != 1)
+    if bad.any():
+        found = ", ".join(str(v) for v in np.unique(data[bad])[:5])
+        raise ValueError(
+            f"prediction {path} holds values other than 0 and 1 (found {found}); it must be a landslide mask "
+            "(1 = landslide, 0 = not, nodata = no data). Turn a cluster or probability raster into a mask first, "
+            "or set its nodata value.")
+    out = (data == 1).astype(np.uint8)
+    out[invalid] = NODATA
+    return out
+
+
+def _evaluate_one(reference, name: str, path: str, zero_division: float, progress, is_cancelled):
+    total = Confusion(0, 0, 0, 0)
+    excluded_prediction = excluded_reference = 0
+    reference_objects = _ObjectTracker(merge_across_strips=reference.kind == "raster")
+    predicted_objects = _ObjectTracker(merge_across_strips=True)
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise ValueError(f"prediction {path} has no coordinate reference system; assign one and try again")
+        grid = Grid.of(src)
+        windows = list(rasters.row_windows(src.height, src.width, BLOCK_ROWS))
+        for i, window in enumerate(windows):
+            rasters.check_cancelled(is_cancelled)
+            dst_transform = src.window_transform(window)
+            pred = _read_prediction(src, window, path)
+            ref = reference.read(grid, window, dst_transform)
+            pred_valid = pred != NODATA
+            ref_valid = ref != NODATA
+            valid = pred_valid & ref_valid
+            excluded_prediction += int(np.count_nonzero(~pred_valid))
+            excluded_reference += int(np.count_nonzero(pred_valid & ~ref_valid))
+            total = total + confusion(ref, pred)
+            hit = valid & (pred == LANDSLIDE) & (ref == LANDSLIDE)
+            ref_labels = reference.labels(ref, reference_objects, grid, window, dst_transform)
+            reference_objects.add_strip(ref_labels, valid, hit)
+            pred_labels = _components(pred == LANDSLIDE, predicted_objects.count)
+            predicted_objects.add_strip(pred_labels, valid, hit)
+            progress(100.0 * (i + 1) / len(windows))
+    if total.total == 0:
+        raise ValueError(
+            f"prediction {path} and the reference share no pixel with data; check that they cover the same area "
+            f"(reference: {reference.description})")
+    ref_with_data, ref_hit = reference_objects.objects()
+    pred_with_data, pred_hit = predicted_objects.objects()
+    objects = ObjectCounts(
+        reference_objects=ref_with_data,
+        reference_hit=ref_hit,
+        reference_missed=ref_with_data - ref_hit,
+        reference_unmapped=(len(reference.geometries) if reference.kind == "vector" else reference_objects.total())
+        - ref_with_data,
+        predicted_objects=pred_with_data,
+        predicted_false=pred_with_data - pred_hit,
+    )
+    return PredictionEvaluation(name, path, total, scores(total, zero_division=zero_division),
+                                excluded_prediction, excluded_reference, objects)

@@ -1,0 +1,322 @@
+"""Spectral indices and pre/post change features, on arrays of one block and written block by block.
+
+Every function returns float32 with NaN = no data: where an input is NaN, where a denominator is
+(nearly) zero (``|den| < 1e-6``), never ``inf``.
+
+Bounding (``clip=True``, the default): reflectances are floored at 0 before a ratio is formed, and
+the result is clipped to the index's range. After the Level-2A offset dark water and shadow give
+reflectances near zero or slightly negative; a ratio of two such numbers reaches +-3000 and more, and
+a handful of those pixels captures whole K-means clusters. A negative surface reflectance is 0 plus
+noise, so flooring at 0 is the physical reading; a normalised difference of two non-negative numbers
+lies in [-1, 1], and the clip only removes rounding. Pixels whose bands are all at or below 0 after
+the floor get NaN (no signal to form a ratio), not an arbitrary +-1.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import rasterio
+
+from . import rasters
+
+#: Smallest denominator magnitude a ratio is formed with; below it the pixel is NaN.
+MIN_DENOMINATOR = 1e-6
+
+#: rdNDVI = dNDVI / sqrt(NDVI_pre + NDVI_post) is unbounded where the sum approaches 0. For NDVIs in
+#: [0, 1] its magnitude never exceeds sqrt(2); clip=True bounds it there.
+RDNDVI_BOUND = math.sqrt(2.0)
+
+#: Default feature set: NDVI and BSI of both dates and their differences.
+FEATURES = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI")
+#: Every feature change_features can compute.
+ALL_FEATURES = FEATURES + ("NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI")
+#: Single-date indices write_indices can compute.
+INDICES = ("NDVI", "BSI", "NDWI")
+
+#: Bands the default pipeline reads (blue, green, red, narrow NIR, SWIR-1).
+REQUIRED_BANDS = ("B02", "B03", "B04", "B8A", "B11")
+
+#: Bands each single-date index needs.
+INDEX_BANDS = {
+    "NDVI": ("B04", "B8A"),
+    "BSI": ("B02", "B04", "B8A", "B11"),
+    "NDWI": ("B03", "B8A"),
+}
+
+#: Single-date indices each feature is derived from.
+_FEATURE_INDICES = {
+    "NDVI_pre": ("NDVI",), "NDVI_post": ("NDVI",), "dNDVI": ("NDVI",), "rdNDVI": ("NDVI",),
+    "BSI_pre": ("BSI",), "BSI_post": ("BSI",), "dBSI": ("BSI",),
+    "NDWI_pre": ("NDWI",), "NDWI_post": ("NDWI",), "dNDWI": ("NDWI",),
+}
+
+
+# -- indices of one date ------------------------------------------------------------------------------
+def _as_float(array) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
+
+
+def _floor(array: np.ndarray) -> np.ndarray:
+    # np.maximum propagates NaN (np.fmax would not), so no data stays no data.
+    return np.maximum(array, np.float32(0.0))
+
+
+def _normalised_difference(a, b, *, clip: bool) -> np.ndarray:
+    """(a - b) / (a + b), NaN where |a + b| < MIN_DENOMINATOR or an input is NaN."""
+    a, b = _as_float(a), _as_float(b)
+    if clip:
+        a, b = _floor(a), _floor(b)
+    numerator = a - b
+    denominator = a + b
+    bad = ~(np.abs(denominator) >= MIN_DENOMINATOR)  # also True where NaN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = numerator / np.where(bad, np.float32(1.0), denominator)
+    result = np.where(bad, np.float32(np.nan), result).astype(np.float32, copy=False)
+    if clip:
+        np.clip(result, -1.0, 1.0, out=result)
+    return result
+
+
+def ndvi(red, nir, *, clip: bool = True) -> np.ndarray:
+    """NDVI = (NIR - red) / (NIR + red), with B8A as NIR and B04 as red."""
+    return _normalised_difference(nir, red, clip=clip)
+
+
+def bare_soil_index(blue, red, nir, swir1, *, clip: bool = True) -> np.ndarray:
+    """BSI = ((SWIR1 + red) - (NIR + blue)) / ((SWIR1 + red) + (NIR + blue)), with B11 as SWIR-1."""
+    blue, red, nir, swir1 = (_as_float(x) for x in (blue, red, nir, swir1))
+    if clip:
+        blue, red, nir, swir1 = (_floor(x) for x in (blue, red, nir, swir1))
+    # Floors already applied; the sums of non-negative bands are non-negative.
+    return _normalised_difference(swir1 + red, nir + blue, clip=clip)
+
+
+def ndwi(green, nir, *, clip: bool = True) -> np.ndarray:
+    """NDWI (McFeeters 1996) = (green - NIR) / (green + NIR), with B03 and B8A; water is above 0."""
+    return _normalised_difference(green, nir, clip=clip)
+
+
+def relative_dndvi(ndvi_pre, ndvi_post, *, clip: bool = True) -> np.ndarray:
+    """rdNDVI = (post - pre) / sqrt(pre + post), NaN where pre + post <= 0 (or below 1e-6).
+
+    With ``clip`` the result is bounded to +-sqrt(2), its range for NDVIs in [0, 1].
+    """
+    pre, post = _as_float(ndvi_pre), _as_float(ndvi_post)
+    total = pre + post
+    bad = ~(total >= MIN_DENOMINATOR)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = (post - pre) / np.sqrt(np.where(bad, np.float32(1.0), total))
+    result = np.where(bad, np.float32(np.nan), result).astype(np.float32, copy=False)
+    if clip:
+        np.clip(result, -RDNDVI_BOUND, RDNDVI_BOUND, out=result)
+    return result
+
+
+def difference(pre, post) -> np.ndarray:
+    """post - pre as float32 (NaN where either is NaN)."""
+    return (_as_float(post) - _as_float(pre)).astype(np.float32, copy=False)
+
+
+# -- which bands a request needs ----------------------------------------------------------------------
+def _check_names(names: Sequence[str], known: Sequence[str], what: str) -> tuple[str, ...]:
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    if not names:
+        raise ValueError(f"no {what} requested; choose among {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; choose among {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} requested twice: {', '.join(names)}")
+    return names
+
+
+def normalise_index_names(indices: Sequence[str]) -> tuple[str, ...]:
+    """Index names in canonical spelling ("ndvi" -> "NDVI"); ValueError for unknown ones."""
+    if isinstance(indices, str):
+        indices = (indices,)
+    return _check_names([str(i).strip().upper() for i in indices], INDICES, "index")
+
+
+def bands_for_indices(indices: Sequence[str]) -> tuple[str, ...]:
+    """The bands needed for ``indices``, in REQUIRED_BANDS order."""
+    needed = {band for name in normalise_index_names(indices) for band in INDEX_BANDS[name]}
+    return tuple(b for b in REQUIRED_BANDS if b in needed)
+
+
+def indices_for_features(names: Sequence[str]) -> tuple[str, ...]:
+    names = _check_names(names, ALL_FEATURES, "feature")
+    needed = {index for name in names for index in _FEATURE_INDICES[name]}
+    return tuple(i for i in INDICES if i in needed)
+
+
+def bands_for_features(names: Sequence[str] = FEATURES) -> tuple[str, ...]:
+    """The bands needed (on both dates) for the change features ``names``."""
+    return bands_for_indices(indices_for_features(names))
+
+
+# -- block-level computations ------------------------------------------------------------------------
+def _band(block: Mapping[str, np.ndarray], name: str, date: str) -> np.ndarray:
+    try:
+        return block[name]
+    except KeyError:
+        have = ", ".join(block) or "none"
+        raise ValueError(f"band {name} of the {date} image is needed but missing (bands given: {have})") from None
+
+
+def compute_indices(block: Mapping[str, np.ndarray], indices: Sequence[str] = INDICES, *,
+                    clip: bool = True, date: str = "") -> dict[str, np.ndarray]:
+    """Single-date indices of one block; ``block`` maps band names (B02, B03, ...) to reflectance."""
+    out = {}
+    for name in normalise_index_names(indices):
+        if name == "NDVI":
+            out[name] = ndvi(_band(block, "B04", date), _band(block, "B8A", date), clip=clip)
+        elif name == "BSI":
+            out[name] = bare_soil_index(_band(block, "B02", date), _band(block, "B04", date),
+                                        _band(block, "B8A", date), _band(block, "B11", date), clip=clip)
+        else:
+            out[name] = ndwi(_band(block, "B03", date), _band(block, "B8A", date), clip=clip)
+    return out
+
+
+def change_features(
+    pre: Mapping[str, np.ndarray],
+    post: Mapping[str, np.ndarray],
+    names: Sequence[str] = FEATURES,
+    *,
+    clip: bool = True,
+) -> dict[str, np.ndarray]:
+    """The change features ``names`` of one block, in the order requested.
+
+    ``pre`` and ``post`` map band names (``REQUIRED_BANDS``) to reflectance arrays of the same shape.
+    dX = X_post - X_pre; rdNDVI as in relative_dndvi.
+    """
+    names = _check_names(names, ALL_FEATURES, "feature")
+    needed = indices_for_features(names)
+    before = compute_indices(pre, needed, clip=clip, date="pre-event")
+    after = compute_indices(post, needed, clip=clip, date="post-event")
+    out = {}
+    for name in names:
+        if name == "rdNDVI":
+            out[name] = relative_dndvi(before["NDVI"], after["NDVI"], clip=clip)
+        elif name.startswith("d"):
+            out[name] = difference(before[name[1:]], after[name[1:]])
+        else:
+            index, date = name.split("_")
+            out[name] = before[index] if date == "pre" else after[index]
+    return out
+
+
+# -- rasters on disk -----------------------------------------------------------------------------------
+def read_bands(src, bands: Mapping[str, int], window=None) -> dict[str, np.ndarray]:
+    """Bands of an open dataset as float32, with the dataset's nodata value (if any) turned into NaN."""
+    out = {}
+    nodata = src.nodata
+    for name, index in bands.items():
+        data = src.read(index, window=window).astype(np.float32, copy=False)
+        if nodata is not None and not np.isnan(nodata):
+            data[data == np.float32(nodata)] = np.nan
+        out[name] = data
+    return out
+
+
+def check_same_grid(path_a, path_b, *, what_a: str = "pre-event image", what_b: str = "post-event image") -> None:
+    """ValueError unless the two rasters share CRS, transform and size (pixel-by-pixel comparable)."""
+    with rasterio.open(path_a) as a, rasterio.open(path_b) as b:
+        problems = []
+        if a.crs != b.crs:
+            problems.append(f"CRS {a.crs} vs {b.crs}")
+        if (a.width, a.height) != (b.width, b.height):
+            problems.append(f"size {a.width}x{a.height} vs {b.width}x{b.height} px")
+        if not a.transform.almost_equals(b.transform, precision=1e-6 * max(abs(a.transform.a), 1e-12)):
+            problems.append(f"grid origin/pixel size {tuple(a.transform)[:6]} vs {tuple(b.transform)[:6]}")
+    if problems:
+        raise ValueError(
+            f"the {what_a} ({os.fspath(path_a)}) and the {what_b} ({os.fspath(path_b)}) are not on the same "
+            f"grid ({'; '.join(problems)}). Co-register the post-event image to the pre-event image "
+            "(or resample one onto the other) first.")
+
+
+def _band_fallback(band_numbers: Mapping[str, int] | None) -> dict[str, int] | None:
+    if not band_numbers:
+        return None
+    return {k: int(v) for k, v in band_numbers.items() if v is not None and int(v) > 0}
+
+
+def write_indices(
+    stack_path,
+    out_path,
+    *,
+    indices: Sequence[str] = INDICES,
+    band_numbers: Mapping[str, int] | None = None,
+    clip: bool = True,
+    progress=None,
+    is_cancelled=None,
+) -> str:
+    """Write ``indices`` of a reflectance stack as one float32 GeoTIFF (bands described by index name).
+
+    Bands are found by description (B02, B03, B04, B8A, B11); ``band_numbers`` (name -> 1-based band)
+    is used for rasters without descriptions. Returns ``out_path``.
+    """
+    indices = normalise_index_names(indices)
+    bands = rasters.find_bands(stack_path, bands_for_indices(indices), fallback=_band_fallback(band_numbers))
+    with rasterio.open(stack_path) as src:
+        profile = rasters.geotiff_profile(src.profile, len(indices))
+        tags = {k: v for k, v in src.tags().items() if k in ("SENSING_DATE", "TILE", "PRODUCT", "BASELINE")}
+        windows = list(rasters.row_windows(src.height, src.width))
+        with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            for i, name in enumerate(indices):
+                dst.set_band_description(i + 1, name)
+            dst.update_tags(**tags)
+            for n, window in enumerate(windows):
+                rasters.check_cancelled(is_cancelled)
+                values = compute_indices(read_bands(src, bands, window), indices, clip=clip)
+                for i, name in enumerate(indices):
+                    dst.write(values[name], i + 1, window=window)
+                rasters.report(progress, 100.0 * (n + 1) / len(windows))
+    return os.fspath(out_path)
+
+
+def write_change_features(
+    pre_stack_path,
+    post_stack_path,
+    out_path,
+    *,
+    names: Sequence[str] = FEATURES,
+    band_numbers: Mapping[str, int] | None = None,
+    clip: bool = True,
+    progress=None,
+    is_cancelled=None,
+) -> str:
+    """Write the change features ``names`` of a co-registered pair as one float32 GeoTIFF.
+
+    The two stacks must be on the same grid (ValueError otherwise). Output bands are described by
+    feature name; tags PRE_DATE and POST_DATE carry the stacks' SENSING_DATE. Returns ``out_path``.
+    """
+    names = _check_names(names, ALL_FEATURES, "feature")
+    check_same_grid(pre_stack_path, post_stack_path)
+    needed = bands_for_features(names)
+    fallback = _band_fallback(band_numbers)
+    pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
+    post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
+    with rasterio.open(pre_stack_path) as pre, rasterio.open(post_stack_path) as post:
+        profile = rasters.geotiff_profile(pre.profile, len(names))
+        tags = {"PRE_DATE": pre.tags().get("SENSING_DATE", ""), "POST_DATE": post.tags().get("SENSING_DATE", ""),
+                "FEATURES": ",".join(names)}
+        windows = list(rasters.row_windows(pre.height, pre.width))
+        with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            for i, name in enumerate(names):
+                dst.set_band_description(i + 1, name)
+            dst.update_tags(**tags)
+            for n, window in enumerate(windows):
+                rasters.check_cancelled(is_cancelled)
+                values = change_features(read_bands(pre, pre_bands, window), read_bands(post, post_bands, window),
+                                         names, clip=clip)
+                for i, name in enumerate(names):
+                    dst.write(values[name], i + 1, window=window)
+                rasters.report(progress, 100.0 * (n + 1) / len(windows))
+    return os.fspath(out_path)

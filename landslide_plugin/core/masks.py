@@ -1,0 +1,496 @@
+"""Which pixels enter the analysis (SCL, water, slope, land cover, vegetation before), and the
+NDVI-change threshold baseline of the reference study.
+
+Two kinds of removed pixels, kept apart everywhere:
+
+- *not observed* (no reflectance, SCL no data / defective / cloud / cloud shadow / cirrus / snow, SCL
+  dark area when excluded, no DEM elevation): nothing can be said there. Masks write 255 (no data).
+- *ruled out* (water, slope below the minimum, an excluded land-cover class, not vegetated before):
+  observed, and by the rule not a landslide. Masks write 0.
+
+``mask_codes`` gives each pixel the first reason (in ``REASONS`` order) it was removed for; the
+counts per reason therefore add up to the removed pixels, and algorithms log them.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from . import indices as idx
+from . import rasters
+
+# -- Scene Classification Layer -----------------------------------------------------------------------
+#: SCL classes masked on either date: no data, saturated/defective, cloud shadow, cloud (medium, high),
+#: thin cirrus, snow/ice.
+INVALID_SCL = (0, 1, 3, 8, 9, 10, 11)
+#: SCL water: excluded as its own class (reservoir level changes look like vegetation loss).
+WATER_SCL = 6
+#: SCL dark area / topographic shadow: steep shaded slopes, where landslides are; excluding it is optional.
+DARK_SCL = 2
+
+#: Default NDVI a pixel must have had before the event with ``vegetated_before``: above sparse grass and
+#: shrub on bare ground (about 0.1-0.25), below moderately vegetated slopes (0.4 and up), so a drop of
+#: 0.2 or more from there means vegetation was removed.
+VEGETATED_NDVI = 0.3
+
+#: Rapid-mapping rule: landslides need slopes steeper than this (degrees).
+MIN_SLOPE_DEG = 15.0
+
+#: Why a pixel was removed, in the order reasons are assigned; code = position + 1 (0 = kept).
+REASONS = ("no_data", "scl", "dark", "water", "no_dem", "slope", "exclusion", "not_vegetated")
+#: Reasons that make a pixel "not observed" (255 in masks); the others rule it out (0).
+NODATA_REASONS = ("no_data", "scl", "dark", "no_dem")
+KEPT = 0
+
+
+def _code(reason: str) -> int:
+    return REASONS.index(reason) + 1
+
+
+def scl_valid(scl_pre, scl_post, *, exclude_dark: bool = False, exclude_water: bool = True) -> np.ndarray:
+    """True where both dates' SCL allow the pixel: not in INVALID_SCL, not water, optionally not dark.
+
+    Either SCL may be None (that date is not checked).
+    """
+    bad = list(INVALID_SCL)
+    if exclude_water:
+        bad.append(WATER_SCL)
+    if exclude_dark:
+        bad.append(DARK_SCL)
+    given = [np.asarray(s) for s in (scl_pre, scl_post) if s is not None]
+    if not given:
+        raise ValueError("scl_valid needs at least one SCL array")
+    valid = np.ones(given[0].shape, dtype=bool)
+    for scl in given:
+        valid &= ~np.isin(scl, bad)
+    return valid
+
+
+def water_mask(ndwi_pre, ndwi_post, threshold: float = 0.0) -> np.ndarray:
+    """True where NDWI (McFeeters) exceeds ``threshold`` on either date; NaN counts as not water."""
+    pre, post = np.asarray(ndwi_pre), np.asarray(ndwi_post)
+    with np.errstate(invalid="ignore"):
+        return (pre > threshold) | (post > threshold)
+
+
+def vegetated_before(ndvi_pre, threshold: float = VEGETATED_NDVI) -> np.ndarray:
+    """True where the pre-event NDVI is at least ``threshold`` (NaN: False)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(ndvi_pre) >= threshold
+
+
+# -- slope --------------------------------------------------------------------------------------------
+def pixel_size(transform) -> tuple[float, float]:
+    """(x, y) pixel size in the grid's units, rotation included."""
+    return math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+
+
+def slope_degrees(dem: np.ndarray, transform) -> np.ndarray:
+    """Slope in degrees by Horn's (1981) method, pixel size from ``transform`` (units of the DEM: metres).
+
+    Edges: a neighbour outside the array or without elevation (NaN) is extrapolated linearly from the
+    opposite neighbour through the centre (the centre's own elevation if that one is missing too), so
+    edge pixels keep a slope (exact on a plane) and only pixels without elevation themselves are NaN.
+    Pass a DEM in a metric CRS; for geographic DEMs use slope_on_grid, which reprojects onto the
+    (metric) analysis grid first.
+    """
+    z = np.asarray(dem, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"slope_degrees needs a 2-D elevation array, got shape {z.shape}")
+    dx, dy = pixel_size(transform)
+    if not (dx > 0 and dy > 0):
+        raise ValueError(f"the DEM grid has no valid pixel size ({transform})")
+    padded = np.pad(z, 1, mode="constant", constant_values=np.nan)
+    rows, cols = z.shape
+
+    def raw(dr: int, dc: int) -> np.ndarray:
+        return padded[1 + dr:1 + dr + rows, 1 + dc:1 + dc + cols]
+
+    def fill(values: np.ndarray, *candidates: np.ndarray) -> np.ndarray:
+        for candidate in candidates:
+            values = np.where(np.isnan(values), candidate, values)
+        return values
+
+    # A missing neighbour is extrapolated linearly through the centre from the opposite one (exact
+    # on a plane, like gdaldem -compute_edges); a corner whose opposite is missing too comes from its
+    # two edge neighbours (plane rule); the centre's own elevation is the last resort.
+    b, d, f, h = (fill(raw(r, c), 2 * z - raw(-r, -c), z) for r, c in ((-1, 0), (0, -1), (0, 1), (1, 0)))
+    a = fill(raw(-1, -1), 2 * z - raw(1, 1), b + d - z)
+    c = fill(raw(-1, 1), 2 * z - raw(1, -1), b + f - z)
+    g = fill(raw(1, -1), 2 * z - raw(-1, 1), h + d - z)
+    i = fill(raw(1, 1), 2 * z - raw(-1, -1), h + f - z)
+    dz_dx = ((c + 2 * f + i) - (a + 2 * d + g)) / (8 * dx)
+    dz_dy = ((g + 2 * h + i) - (a + 2 * b + c)) / (8 * dy)
+    slope = np.degrees(np.arctan(np.hypot(dz_dx, dz_dy)))
+    slope[np.isnan(z)] = np.nan  # Horn ignores the centre; a pixel without elevation has no slope
+    return slope.astype(np.float32)
+
+
+def _grid(like) -> dict:
+    with rasterio.open(like) as src:
+        return {"crs": src.crs, "transform": src.transform, "width": src.width, "height": src.height}
+
+
+def read_on_grid(path, grid: Mapping, window: Window | None = None, *, resampling=Resampling.nearest,
+                 dtype="float32", fill=np.nan, band: int = 1) -> np.ndarray:
+    """Band ``band`` of ``path`` resampled onto ``window`` of ``grid`` (crs, transform, width, height).
+
+    Where ``path`` is already on the grid this is a plain windowed read. Pixels outside ``path`` or on its
+    nodata get ``fill``. ``window`` may reach beyond the grid (halos for neighbourhood operations).
+    """
+    if window is None:
+        window = Window(0, 0, grid["width"], grid["height"])
+    height, width = int(window.height), int(window.width)
+    with rasterio.open(path) as src:
+        same_grid = (src.crs == grid["crs"] and src.transform.almost_equals(grid["transform"])
+                     and (src.width, src.height) == (grid["width"], grid["height"]))
+        inside = (window.col_off >= 0 and window.row_off >= 0 and window.col_off + width <= grid["width"]
+                  and window.row_off + height <= grid["height"])
+        if same_grid and inside:
+            raw = src.read(band, window=window)
+            data = raw.astype(dtype)
+            if src.nodata is not None and not np.isnan(src.nodata):
+                data[raw == src.nodata] = fill
+            return data
+        destination = np.full((height, width), fill, dtype=dtype)
+        reproject(
+            source=rasterio.band(src, band),
+            destination=destination,
+            src_nodata=src.nodata,
+            dst_transform=window_transform(window, grid["transform"]),
+            dst_crs=grid["crs"],
+            dst_nodata=fill,
+            resampling=resampling,
+            # Plain bilinear/nearest sampling at every block size: GDAL otherwise widens the kernel by
+            # a scale it estimates per chunk, and neighbouring blocks would disagree slightly.
+            XSCALE=1,
+            YSCALE=1,
+        )
+        return destination
+
+
+def _check_metric(grid: Mapping, what: str) -> None:
+    crs = grid["crs"]
+    if crs is None or crs.is_geographic:
+        raise ValueError(
+            f"the {what} is in geographic coordinates ({crs}); slope needs a grid in metres. "
+            "Use the projected (UTM) reflectance stack as the analysis grid.")
+
+
+def slope_on_grid(dem_path, like_path, *, window: Window | None = None) -> np.ndarray:
+    """Slope (degrees, float32) of a DEM in any CRS and resolution, on ``window`` of ``like_path``'s grid.
+
+    The DEM is first resampled (bilinear) onto the analysis grid, with a one-pixel halo so blocks join
+    seamlessly, then Horn's method runs on that metric grid. A geographic DEM (EPSG:4326) is thereby
+    measured in metres, not degrees. Pixels the DEM does not cover are NaN.
+    """
+    grid = _grid(like_path)
+    _check_metric(grid, f"analysis grid ({os.fspath(like_path)})")
+    if window is None:
+        window = Window(0, 0, grid["width"], grid["height"])
+    halo = Window(window.col_off - 1, window.row_off - 1, window.width + 2, window.height + 2)
+    dem = read_on_grid(dem_path, grid, halo, resampling=Resampling.bilinear, dtype="float32")
+    slope = slope_degrees(dem, grid["transform"])
+    return slope[1:-1, 1:-1]
+
+
+def write_slope(dem_path, like_path, out_path, *, progress=None, is_cancelled=None) -> str:
+    """Write the slope (degrees, float32, NaN = no DEM) of ``dem_path`` on the grid of ``like_path``."""
+    if not os.path.exists(os.fspath(dem_path)):
+        raise FileNotFoundError(f"DEM {os.fspath(dem_path)} does not exist")
+    grid = _grid(like_path)
+    _check_metric(grid, f"analysis grid ({os.fspath(like_path)})")
+    profile = rasters.geotiff_profile(grid, 1)
+    windows = list(rasters.row_windows(grid["height"], grid["width"]))
+    with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.set_band_description(1, "slope_deg")
+        for n, window in enumerate(windows):
+            rasters.check_cancelled(is_cancelled)
+            dst.write(slope_on_grid(dem_path, like_path, window=window), 1, window=window)
+            rasters.report(progress, 100.0 * (n + 1) / len(windows))
+    return os.fspath(out_path)
+
+
+def exclusion_from_raster(path, like_path, classes: Sequence[int], *, window: Window | None = None) -> np.ndarray:
+    """True where a class raster (e.g. ESA WorldCover, 40 = cropland) holds one of ``classes``.
+
+    Nearest-neighbour resampling onto ``window`` of ``like_path``'s grid; outside the raster nothing is
+    excluded.
+    """
+    classes = [int(c) for c in classes]
+    if not classes:
+        raise ValueError(f"no classes given to exclude from {os.fspath(path)}; list the class values, e.g. 40")
+    values = read_on_grid(path, _grid(like_path), window, resampling=Resampling.nearest, dtype="float64")
+    return np.isin(values, classes)
+
+
+# -- the analysis mask --------------------------------------------------------------------------------
+@dataclass
+class MaskOptions:
+    """Rules for which pixels enter the analysis. Defaults: SCL on, water excluded, dark kept."""
+
+    use_scl: bool = True
+    exclude_dark: bool = False
+    exclude_water: bool = True
+    #: NDWI (McFeeters) above which a pixel is water on either date; None: no NDWI rule. Not applied
+    #: where that date's SCL says dark area / topographic shadow (shadows have NDWI > 0 too).
+    ndwi_water_threshold: float | None = 0.0
+    dem_path: str | None = None
+    min_slope_deg: float = MIN_SLOPE_DEG
+    max_slope_deg: float | None = None
+    exclusion_path: str | None = None
+    exclusion_classes: Sequence[int] = field(default_factory=tuple)
+    #: Pre-event NDVI a pixel needs (e.g. VEGETATED_NDVI); None disables the rule.
+    min_ndvi_pre: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.use_scl:
+            parts.append("SCL cloud/shadow/snow/no data" + (" + dark areas" if self.exclude_dark else ""))
+        if self.exclude_water:
+            parts.append("water (SCL 6" + (f", NDWI > {self.ndwi_water_threshold:g})"
+                                          if self.ndwi_water_threshold is not None else ")"))
+        if self.dem_path:
+            rule = f"slope >= {self.min_slope_deg:g} deg"
+            if self.max_slope_deg is not None:
+                rule += f" and <= {self.max_slope_deg:g} deg"
+            parts.append(rule)
+        if self.exclusion_path:
+            parts.append(f"land cover classes {', '.join(str(c) for c in self.exclusion_classes)} excluded")
+        if self.min_ndvi_pre is not None:
+            parts.append(f"NDVI before >= {self.min_ndvi_pre:g}")
+        return "; ".join(parts) or "none"
+
+
+def bands_for_mask(options: MaskOptions) -> tuple[str, ...]:
+    """Bands the analysis mask reads (for NDWI water and the NDVI-before rule)."""
+    needed = set()
+    if options.exclude_water and options.ndwi_water_threshold is not None:
+        needed.update(idx.INDEX_BANDS["NDWI"])
+    if options.min_ndvi_pre is not None:
+        needed.update(idx.INDEX_BANDS["NDVI"])
+    return tuple(b for b in idx.REQUIRED_BANDS if b in needed)
+
+
+def mask_codes(
+    pre_block: Mapping[str, np.ndarray],
+    post_block: Mapping[str, np.ndarray],
+    *,
+    scl_pre=None,
+    scl_post=None,
+    slope=None,
+    exclusion=None,
+    options: MaskOptions | None = None,
+) -> np.ndarray:
+    """Per pixel the code (1-based position in REASONS) of the first reason it is removed, 0 = kept.
+
+    ``pre_block``/``post_block`` map band names to reflectance (a NaN in any band = no data); ``slope``
+    (degrees) and ``exclusion`` (True = excluded) are on the same block. A rule whose input is None is
+    skipped, except that a DEM in ``options`` without a ``slope`` array is an error.
+    """
+    options = options or MaskOptions()
+    arrays = [np.asarray(a) for a in list(pre_block.values()) + list(post_block.values())]
+    shapes = {a.shape for a in arrays} | {np.shape(x) for x in (scl_pre, scl_post, slope, exclusion) if x is not None}
+    if len(shapes) != 1:
+        raise ValueError(f"mask inputs of one block differ in shape: {sorted(shapes)}")
+    shape = shapes.pop()
+    codes = np.zeros(shape, dtype=np.uint8)
+
+    def assign(reason: str, removed: np.ndarray) -> None:
+        codes[(codes == KEPT) & removed] = _code(reason)
+
+    no_data = np.zeros(shape, dtype=bool)
+    for a in arrays:
+        no_data |= np.isnan(a)
+    assign("no_data", no_data)
+
+    if options.use_scl and (scl_pre is not None or scl_post is not None):
+        assign("scl", ~scl_valid(scl_pre, scl_post, exclude_dark=False, exclude_water=False))
+        if options.exclude_dark:
+            assign("dark", ~scl_valid(scl_pre, scl_post, exclude_dark=True, exclude_water=False))
+    if options.exclude_water:
+        if options.use_scl and (scl_pre is not None or scl_post is not None):
+            assign("water", ~scl_valid(scl_pre, scl_post, exclude_dark=False, exclude_water=True))
+        if options.ndwi_water_threshold is not None:
+            ndwi_pre = idx.ndwi(idx._band(pre_block, "B03", "pre-event"), idx._band(pre_block, "B8A", "pre-event"))
+            ndwi_post = idx.ndwi(idx._band(post_block, "B03", "post-event"),
+                                 idx._band(post_block, "B8A", "post-event"))
+            # Topographic shadow also has NDWI > 0 (skylight is blue; on the real Barbellino crop 84 % of
+            # SCL "dark area" pixels do): where a date's SCL says shadow, its NDWI does not make water.
+            if scl_pre is not None:
+                ndwi_pre = np.where(np.asarray(scl_pre) == DARK_SCL, np.nan, ndwi_pre)
+            if scl_post is not None:
+                ndwi_post = np.where(np.asarray(scl_post) == DARK_SCL, np.nan, ndwi_post)
+            assign("water", water_mask(ndwi_pre, ndwi_post, options.ndwi_water_threshold))
+    if options.dem_path or slope is not None:
+        if slope is None:
+            raise ValueError("a DEM is set in the mask options but no slope block was given")
+        slope = np.asarray(slope)
+        assign("no_dem", np.isnan(slope))
+        with np.errstate(invalid="ignore"):
+            too_flat = slope < options.min_slope_deg
+            if options.max_slope_deg is not None:
+                too_flat |= slope > options.max_slope_deg
+        assign("slope", too_flat)
+    if exclusion is not None:
+        assign("exclusion", np.asarray(exclusion, dtype=bool))
+    if options.min_ndvi_pre is not None:
+        ndvi_pre = idx.ndvi(idx._band(pre_block, "B04", "pre-event"), idx._band(pre_block, "B8A", "pre-event"))
+        assign("not_vegetated", ~vegetated_before(ndvi_pre, options.min_ndvi_pre))
+    return codes
+
+
+def count_reasons(codes: np.ndarray) -> dict[str, int]:
+    """Pixels removed per reason (every reason present, zeros included)."""
+    counts = np.bincount(np.asarray(codes, dtype=np.uint8).ravel(), minlength=len(REASONS) + 1)
+    return {reason: int(counts[i + 1]) for i, reason in enumerate(REASONS)}
+
+
+def analysis_mask(
+    pre_block: Mapping[str, np.ndarray],
+    post_block: Mapping[str, np.ndarray],
+    *,
+    scl_pre=None,
+    scl_post=None,
+    slope=None,
+    exclusion=None,
+    options: MaskOptions | None = None,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(valid, reasons): True where the pixel goes into the analysis, and pixels removed per reason."""
+    codes = mask_codes(pre_block, post_block, scl_pre=scl_pre, scl_post=scl_post, slope=slope,
+                       exclusion=exclusion, options=options)
+    return codes == KEPT, count_reasons(codes)
+
+
+def apply_codes(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """A uint8 mask with removed pixels set: 255 where not observed, 0 where ruled out."""
+    out = np.asarray(mask, dtype=np.uint8).copy()
+    nodata_codes = [_code(r) for r in NODATA_REASONS]
+    out[(codes != KEPT) & ~np.isin(codes, nodata_codes)] = 0
+    out[np.isin(codes, nodata_codes)] = 255
+    return out
+
+
+# -- the NDVI-change threshold baseline ---------------------------------------------------------------
+def _check_threshold(threshold: float) -> float:
+    threshold = float(threshold)
+    if not -2.0 < threshold < 0.0:
+        raise ValueError(
+            f"NDVI change threshold {threshold:g} is not a drop: give a negative value between -2 and 0 "
+            "(e.g. -0.2 flags pixels whose NDVI fell by more than 0.2)")
+    return threshold
+
+
+def threshold_mask(dndvi, threshold: float = -0.2) -> np.ndarray:
+    """uint8: 1 where dNDVI < ``threshold`` (NDVI dropped by more than |threshold|), 0 otherwise, 255 at NaN."""
+    threshold = _check_threshold(threshold)
+    d = np.asarray(dndvi, dtype=np.float32)
+    out = np.zeros(d.shape, dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        out[d < threshold] = 1
+    out[np.isnan(d)] = 255
+    return out
+
+
+def _open_optional(path):
+    return rasterio.open(path) if path else None
+
+
+def write_threshold_mask(
+    pre_stack_path,
+    post_stack_path,
+    out_path,
+    *,
+    threshold: float = -0.2,
+    scl_pre_path=None,
+    scl_post_path=None,
+    options: MaskOptions | None = None,
+    band_numbers: Mapping[str, int] | None = None,
+    progress=None,
+    is_cancelled=None,
+) -> dict[str, int]:
+    """The reference study's baseline: 1 where NDVI dropped by more than |threshold|, block by block.
+
+    Without ``options`` only no data (NaN reflectance) is removed (255), as in the study. With
+    ``options`` the analysis mask applies: not-observed pixels (SCL cloud/shadow/snow, no DEM) are 255,
+    ruled-out pixels (water, flat, excluded land cover, not vegetated before) are 0. SCL rasters and
+    the DEM/land-cover rasters may be on any grid: they are resampled (nearest / bilinear) onto the
+    pre-event stack's grid. Returns counts: ``landslide``, ``not_landslide``, ``no_data`` (output
+    values 1, 0, 255), ``total``, and ``removed_<reason>`` pixels removed per reason (REASONS).
+    """
+    threshold = _check_threshold(threshold)
+    idx.check_same_grid(pre_stack_path, post_stack_path)
+    with_rules = options is not None
+    options = options or MaskOptions(use_scl=True, exclude_water=False, ndwi_water_threshold=None)
+    for name, path in (("pre-event SCL", scl_pre_path), ("post-event SCL", scl_post_path),
+                       ("DEM", options.dem_path), ("land-cover raster", options.exclusion_path)):
+        if path and not os.path.exists(os.fspath(path)) and not os.fspath(path).startswith("/vsi"):
+            raise FileNotFoundError(f"{name} {os.fspath(path)} does not exist")
+    if options.exclusion_path and not options.exclusion_classes:
+        raise ValueError("a land-cover exclusion raster was given without classes to exclude; "
+                         "list the class values (e.g. 40 for ESA WorldCover cropland)")
+    needed = tuple(b for b in idx.REQUIRED_BANDS
+                   if b in set(idx.INDEX_BANDS["NDVI"]) | set(bands_for_mask(options)))
+    fallback = idx._band_fallback(band_numbers)
+    pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
+    post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
+    grid = _grid(pre_stack_path)
+    counts = {"landslide": 0, "not_landslide": 0, "no_data": 0, "total": 0}
+    counts.update({f"removed_{r}": 0 for r in REASONS})
+    with rasterio.open(pre_stack_path) as pre, rasterio.open(post_stack_path) as post:
+        profile = rasters.geotiff_profile(pre.profile, 1, dtype="uint8", nodata=255)
+        windows = list(rasters.row_windows(pre.height, pre.width))
+        with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.set_band_description(1, "landslide")
+            dst.update_tags(METHOD=f"NDVI change < {threshold:g}", MASKS=options.describe() if with_rules else
+                            ("SCL" if scl_pre_path or scl_post_path else "none"),
+                            PRE_DATE=pre.tags().get("SENSING_DATE", ""), POST_DATE=post.tags().get("SENSING_DATE", ""))
+            dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+            for n, window in enumerate(windows):
+                rasters.check_cancelled(is_cancelled)
+                pre_block = idx.read_bands(pre, pre_bands, window)
+                post_block = idx.read_bands(post, post_bands, window)
+                dndvi = idx.difference(idx.ndvi(pre_block["B04"], pre_block["B8A"]),
+                                       idx.ndvi(post_block["B04"], post_block["B8A"]))
+                scl_pre = read_on_grid(scl_pre_path, grid, window, dtype="uint8", fill=0) if scl_pre_path else None
+                scl_post = read_on_grid(scl_post_path, grid, window, dtype="uint8", fill=0) if scl_post_path else None
+                slope = (slope_on_grid(options.dem_path, pre_stack_path, window=window)
+                         if options.dem_path else None)
+                exclusion = (exclusion_from_raster(options.exclusion_path, pre_stack_path,
+                                                   options.exclusion_classes, window=window)
+                             if options.exclusion_path else None)
+                codes = mask_codes(pre_block, post_block, scl_pre=scl_pre, scl_post=scl_post, slope=slope,
+                                   exclusion=exclusion, options=options)
+                mask = apply_codes(threshold_mask(dndvi, threshold), codes)
+                dst.write(mask, 1, window=window)
+                values = np.bincount(mask.ravel(), minlength=256)
+                counts["landslide"] += int(values[1])
+                counts["not_landslide"] += int(values[0])
+                counts["no_data"] += int(values[255])
+                counts["total"] += int(mask.size)
+                for reason, value in count_reasons(codes).items():
+                    counts[f"removed_{reason}"] += value
+                rasters.report(progress, 100.0 * (n + 1) / len(windows))
+    return counts
+
+
+def pixel_area_m2(path) -> float:
+    """Area of one pixel in m²: exact for projected CRSs, at the raster's centre latitude for geographic."""
+    with rasterio.open(path) as src:
+        dx, dy = pixel_size(src.transform)
+        crs = src.crs
+        if crs is not None and crs.is_geographic:
+            lat = math.radians(src.xy(src.height // 2, src.width // 2)[1])
+            metres_per_degree = 6371008.8 * math.pi / 180.0
+            return dx * metres_per_degree * math.cos(lat) * dy * metres_per_degree
+        factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
+    return dx * dy * factor * factor

@@ -1,0 +1,260 @@
+"""Cluster landslides: K-means or Gaussian mixture on pre/post change features, with masks."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from .. import styles
+from ..base import LandslideAlgorithm
+
+#: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
+#: loads even when numpy/rasterio are missing, and checked against the core by a test).
+FEATURE_OPTIONS = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI",
+                   "NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI")
+DEFAULT_FEATURES = (0, 1, 2, 3, 4, 5)
+METHODS = (("kmeans", "K-means"), ("gmm", "Gaussian mixture"))
+BANDS = ("B02", "B03", "B04", "B8A", "B11")
+
+
+def parse_band_numbers(text: str) -> dict[str, int] | None:
+    """"B02=1, B04=3" -> {"B02": 1, "B04": 3}; empty -> None. QgsProcessingException on bad text."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    numbers = {}
+    for item in text.replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip().upper()
+        if name.startswith("B") and len(name) == 2:
+            name = "B0" + name[1:]
+        if not sep or name not in BANDS or not value.strip().isdigit() or int(value) < 1:
+            raise QgsProcessingException(
+                f"band numbers '{text}' not understood at '{item.strip()}'; write e.g. "
+                "B02=1,B03=2,B04=3,B8A=4,B11=5 (1-based band numbers, bands B02, B03, B04, B8A, B11)")
+        numbers[name] = int(value)
+    return numbers
+
+
+def parse_classes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in (text or "").replace(";", ",").split(",") if v.strip())
+    except ValueError:
+        raise QgsProcessingException(
+            f"land-cover classes '{text}' are not whole numbers; list class values such as 40,50") from None
+
+
+class ClusterLandslidesAlgorithm(LandslideAlgorithm):
+    NAME = "cluster_landslides"
+    DISPLAY_NAME = "Cluster landslides"
+    GROUP = "detection"
+    HELP = (
+        "Maps landslide scars from a co-registered pre-event / post-event pair of Sentinel-2 L2A reflectance "
+        "stacks (on the same grid) by unsupervised clustering of change features (NDVI and bare-soil index BSI "
+        "of both dates and their differences).<br><br>"
+        "The model (K-means or Gaussian mixture) is fitted on a random sample of valid pixels and applied to "
+        "every pixel block by block. The landslide cluster is chosen by a stated rule, not by its number: the "
+        "cluster with the largest NDVI decrease together with the largest BSI increase (highest "
+        "z(-dNDVI) + z(dBSI) among clusters with dNDVI &lt; 0 and dBSI &gt; 0). The log shows every cluster's "
+        "centre and score. If no cluster lost vegetation and gained bare soil, a warning says the result is "
+        "probably not landslides.<br><br>"
+        "Masks matter more than the clustering: without them, water-level changes, harvested fields and "
+        "seasonal drying dominate the landslide cluster (the reference study's precision was 0.01-0.23). "
+        "Clouds, shadows, snow and no data (SCL) are removed when the SCL rasters are given, water is "
+        "excluded (SCL 6 and NDWI &gt; 0), and with a DEM flat terrain is excluded; a land-cover raster "
+        "(e.g. ESA WorldCover, 40 = cropland) and a minimum pre-event NDVI are optional.<br><br>"
+        "Outputs: the cluster raster (0..k-1; 255 where not analysed), the landslide mask (1 landslide, 0 not "
+        "or ruled out by a mask, 255 no data) and, for the Gaussian mixture, the probability of the landslide "
+        "cluster (0 where ruled out, no data where not observed).")
+
+    PRE = "PRE"
+    POST = "POST"
+    PRE_SCL = "PRE_SCL"
+    POST_SCL = "POST_SCL"
+    METHOD = "METHOD"
+    CLUSTERS = "CLUSTERS"
+    FEATURES = "FEATURES"
+    EXCLUDE_WATER = "EXCLUDE_WATER"
+    EXCLUDE_DARK = "EXCLUDE_DARK"
+    DEM = "DEM"
+    MIN_SLOPE = "MIN_SLOPE"
+    EXCLUSION = "EXCLUSION"
+    EXCLUSION_CLASSES = "EXCLUSION_CLASSES"
+    MIN_NDVI_PRE = "MIN_NDVI_PRE"
+    SAMPLE_SIZE = "SAMPLE_SIZE"
+    SEED = "SEED"
+    BAND_NUMBERS = "BAND_NUMBERS"
+    OUTPUT_CLUSTERS = "OUTPUT_CLUSTERS"
+    OUTPUT_MASK = "OUTPUT_MASK"
+    OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
+    LANDSLIDE_CLUSTER = "LANDSLIDE_CLUSTER"
+    LANDSLIDE_PIXELS = "LANDSLIDE_PIXELS"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(QgsProcessingParameterRasterLayer(self.PRE, "Pre-event reflectance stack"),
+                 "Sentinel-2 L2A reflectance before the event (float32, bands described B02, B03, B04, B8A, B11), "
+                 "for example the output of the Sentinel-2 preparation step.")
+        self.add(QgsProcessingParameterRasterLayer(self.POST, "Post-event reflectance stack (co-registered)"),
+                 "Sentinel-2 L2A reflectance after the event, co-registered to and on the same grid as the "
+                 "pre-event stack.")
+        self.add(QgsProcessingParameterRasterLayer(self.PRE_SCL, "Pre-event scene classification (SCL)",
+                                                   optional=True),
+                 "Sentinel-2 SCL of the pre-event date: cloud, cloud shadow, snow, defective and no-data pixels "
+                 "are removed, and water (class 6) when water is excluded.")
+        self.add(QgsProcessingParameterRasterLayer(self.POST_SCL, "Post-event scene classification (SCL)",
+                                                   optional=True),
+                 "Sentinel-2 SCL of the post-event date (co-registered with the post-event stack).")
+        self.add(QgsProcessingParameterEnum(self.METHOD, "Clustering method", options=[m[1] for m in METHODS],
+                                            defaultValue=0),
+                 "K-means: fast, hard clusters. Gaussian mixture: clusters of any shape and orientation, and a "
+                 "probability layer for the landslide cluster.")
+        self.add(QgsProcessingParameterNumber(self.CLUSTERS, "Number of clusters",
+                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=3,
+                                              minValue=2, maxValue=254),
+                 "How many clusters to form (at least 2). With 2 the landslide cluster takes in every change; "
+                 "3 to 6 separate scars from other changes better.")
+        self.add(QgsProcessingParameterEnum(self.FEATURES, "Features", options=list(FEATURE_OPTIONS),
+                                            allowMultiple=True, defaultValue=list(DEFAULT_FEATURES)),
+                 "Change features the clustering uses (standardised). They must include dNDVI and dBSI, or NDVI "
+                 "and BSI of both dates, because the landslide cluster is chosen from them.")
+        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_WATER, "Exclude water", defaultValue=True),
+                 "Rule out water on either date (SCL class 6, and NDWI above 0): reservoir level changes look "
+                 "like vegetation loss.")
+        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_DARK, "Exclude SCL dark areas", defaultValue=False),
+                 "Also remove SCL class 2 (dark area / topographic shadow). Off by default: steep shaded slopes "
+                 "are where landslides are.")
+        self.add(QgsProcessingParameterRasterLayer(self.DEM, "Digital elevation model", optional=True),
+                 "Elevation in metres, any CRS and resolution (resampled onto the stack's grid). Pixels flatter "
+                 "than the minimum slope are ruled out; pixels outside the DEM count as no data.")
+        self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
+                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=15.0,
+                                              minValue=0.0, maxValue=89.0),
+                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping rule: 15°).")
+        self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover raster to exclude classes from",
+                                                   optional=True),
+                 "A class raster such as ESA WorldCover; pixels of the classes listed below are ruled out.")
+        self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Land-cover classes to exclude",
+                                              defaultValue="40,50", optional=True),
+                 "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
+                 "between dates; 50 built-up).")
+        self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI (vegetated before)",
+                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
+                                              minValue=-1.0, maxValue=1.0),
+                 "If set (e.g. 0.3), pixels that were not vegetated before the event are ruled out: a scar "
+                 "removes vegetation. Leave empty to keep every pixel.")
+        self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Sample size (pixels)",
+                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=200000,
+                                              minValue=100),
+                 "Number of randomly sampled valid pixels the model is fitted on; every pixel is then classified.",
+                 advanced=True)
+        self.add(QgsProcessingParameterNumber(self.SEED, "Random seed",
+                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
+                                              minValue=0),
+                 "Seed of the sample and of the model's initialisation: the same seed gives the same result.",
+                 advanced=True)
+        self.add(QgsProcessingParameterString(self.BAND_NUMBERS, "Band numbers (for stacks without band names)",
+                                              defaultValue="", optional=True),
+                 "Only for rasters whose bands are not described: 1-based band numbers, e.g. "
+                 "B02=1,B03=2,B04=3,B8A=4,B11=5 (the same for both stacks).", advanced=True)
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_CLUSTERS, "Clusters"),
+                 "Cluster raster (uint8): cluster 0..k-1, 255 where the pixel was not analysed.")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, "Landslide mask"),
+                 "uint8: 1 landslide, 0 not landslide or ruled out by a mask, 255 no data.")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_PROBABILITY, "Landslide probability (GMM)",
+                                                         optional=True, createByDefault=False),
+                 "Gaussian mixture only: posterior probability of the landslide cluster (float32).")
+        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_CLUSTER, "Landslide cluster"))
+        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
+
+    def _optional_raster(self, parameters, name, context) -> str | None:
+        if self.parameterAsRasterLayer(parameters, name, context) is None:
+            return None
+        return self.raster_path(parameters, name, context)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        self.require_dependencies()
+        from ...core import clustering, masks
+        from ...core.rasters import Cancelled
+
+        pre = self.raster_path(parameters, self.PRE, context)
+        post = self.raster_path(parameters, self.POST, context)
+        scl_pre = self._optional_raster(parameters, self.PRE_SCL, context)
+        scl_post = self._optional_raster(parameters, self.POST_SCL, context)
+        dem = self._optional_raster(parameters, self.DEM, context)
+        exclusion = self._optional_raster(parameters, self.EXCLUSION, context)
+        method_index = self.parameterAsEnum(parameters, self.METHOD, context)
+        method, method_label = METHODS[method_index]
+        n_clusters = self.parameterAsInt(parameters, self.CLUSTERS, context)
+        features = tuple(FEATURE_OPTIONS[i] for i in self.parameterAsEnums(parameters, self.FEATURES, context))
+        if not features:
+            raise QgsProcessingException("no features selected; choose at least dNDVI and dBSI")
+        exclude_water = self.parameterAsBoolean(parameters, self.EXCLUDE_WATER, context)
+        min_ndvi = parameters.get(self.MIN_NDVI_PRE)
+        min_ndvi = None if min_ndvi in (None, "") else self.parameterAsDouble(parameters, self.MIN_NDVI_PRE, context)
+        classes = parse_classes(self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context))
+        if exclusion and not classes:
+            raise QgsProcessingException("a land-cover raster was given but no classes to exclude; list them, "
+                                         "e.g. 40,50")
+        options = masks.MaskOptions(
+            use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, self.EXCLUDE_DARK, context),
+            exclude_water=exclude_water, ndwi_water_threshold=0.0 if exclude_water else None, dem_path=dem,
+            min_slope_deg=self.parameterAsDouble(parameters, self.MIN_SLOPE, context), exclusion_path=exclusion,
+            exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)
+        cluster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_CLUSTERS, context)
+        mask_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_MASK, context)
+        probability_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITY, context) or None
+        if probability_path and method != "gmm":
+            feedback.pushInfo("The probability layer exists only for the Gaussian mixture; it is not written "
+                              "for K-means.")
+            probability_path = None
+
+        feedback.pushInfo(f"{method_label}, {n_clusters} clusters on {', '.join(features)}")
+        feedback.pushInfo(f"Masks: {options.describe()}"
+                          + ("" if scl_pre or scl_post else " (no SCL given: clouds are not removed)"))
+        try:
+            result = clustering.cluster_change(
+                pre, post, cluster_path=cluster_path, mask_path=mask_path, probability_path=probability_path,
+                method=method, n_clusters=n_clusters, features=features, mask_options=options,
+                scl_pre_path=scl_pre, scl_post_path=scl_post,
+                sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                band_numbers=parse_band_numbers(self.parameterAsString(parameters, self.BAND_NUMBERS, context)),
+                progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
+        except Cancelled:
+            raise QgsProcessingException("Cancelled by the user; no output was written.") from None
+        except (ValueError, FileNotFoundError) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+        feedback.pushInfo(result.model.summary())
+        feedback.pushInfo(f"Pixels: {result.total_pixels} in total, {result.analysed_pixels} analysed; removed: "
+                          f"{result.removed_summary()}")
+        feedback.pushInfo("Pixels per cluster: " + ", ".join(
+            f"{k}: {n}" for k, n in enumerate(result.cluster_counts)))
+        feedback.pushInfo(f"Landslide cluster {result.landslide_cluster}: {result.landslide_pixels} pixels")
+        if result.warning:
+            feedback.pushWarning(f"Warning: {result.warning}. Check the cluster table above; try more clusters, "
+                                 "the masks, or a pre-event image from the same season.")
+
+        self._style_outputs(context, cluster_path, mask_path, result)
+        outputs = {self.OUTPUT_CLUSTERS: cluster_path, self.OUTPUT_MASK: mask_path,
+                   self.LANDSLIDE_CLUSTER: result.landslide_cluster, self.LANDSLIDE_PIXELS: result.landslide_pixels}
+        if result.probability_path:
+            outputs[self.OUTPUT_PROBABILITY] = result.probability_path
+        return outputs
+
+    def _style_outputs(self, context, cluster_path, mask_path, result) -> None:
+        """Outputs loaded on completion get the plugin's styles (landslide cluster in red)."""
+        styles.load_styled(context, cluster_path, "Clusters",
+                           styles.clusters_styler(result.model.n_clusters, result.landslide_cluster))
+        styles.load_styled(context, mask_path, "Landslide mask", styles.style_landslide_mask)
+        if result.probability_path:
+            styles.load_styled(context, result.probability_path, "Landslide probability", styles.style_probability)

@@ -1,0 +1,208 @@
+"""Search Sentinel-2 L2A: the Copernicus Data Space catalogue as a layer of product footprints."""
+from __future__ import annotations
+
+import datetime
+import json
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDateTime,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QDateTime, Qt, QVariant
+
+from ..base import LandslideAlgorithm
+
+WGS84 = "EPSG:4326"
+
+
+def product_fields() -> QgsFields:
+    fields = QgsFields()
+    for name, kind in (("product_id", QVariant.String), ("name", QVariant.String), ("date", QVariant.DateTime),
+                       ("tile", QVariant.String), ("orbit", QVariant.Int), ("cloud_cover", QVariant.Double),
+                       ("size_mb", QVariant.Double), ("baseline", QVariant.String), ("online", QVariant.Bool)):
+        fields.append(QgsField(name, kind))
+    return fields
+
+
+def footprint_geometry(footprint: dict | None) -> QgsGeometry:
+    """A QGIS geometry from a GeoJSON Polygon/MultiPolygon footprint (lon/lat); empty if absent."""
+    if not footprint:
+        return QgsGeometry()
+
+    def ring(points):
+        return [QgsPointXY(float(p[0]), float(p[1])) for p in points]
+
+    kind, coords = footprint.get("type"), footprint.get("coordinates") or []
+    if kind == "Polygon":
+        return QgsGeometry.fromMultiPolygonXY([[ring(r) for r in coords]])
+    if kind == "MultiPolygon":
+        return QgsGeometry.fromMultiPolygonXY([[ring(r) for r in polygon] for polygon in coords])
+    return QgsGeometry()
+
+
+class SearchSentinel2Algorithm(LandslideAlgorithm):
+    NAME = "search_s2_l2a"
+    DISPLAY_NAME = "Search Sentinel-2 L2A"
+    GROUP = "data"
+    REQUIRES = ("requests",)
+    HELP = (
+        "Searches the Copernicus Data Space Ecosystem catalogue for Sentinel-2 Level-2A products over an area "
+        "and period, and returns their footprints as a layer (product_id, name, sensing date, tile, relative "
+        "orbit, cloud cover, size, processing baseline, online). No account is needed to search; feed the "
+        "layer (or a selection of it) to \"Download Sentinel-2 L2A\".<br><br>"
+        "Pick a pre-event and a post-event product of the same tile, ideally from the same relative orbit "
+        "(identical viewing geometry) and with little cloud over the area. The same acquisition may exist "
+        "in two processing baselines (e.g. N0509 and a reprocessed N0510): with \"Keep only the newest "
+        "baseline\" only the newest is listed.<br><br>"
+        "The catalogue address is https://catalogue.dataspace.copernicus.eu/odata/v1 unless the environment "
+        "variable LANDSLIDE_CDSE_CATALOGUE_URL names another (a mirror, or a test server).")
+
+    EXTENT = "EXTENT"
+    AOI_LAYER = "AOI_LAYER"
+    START_DATE = "START_DATE"
+    END_DATE = "END_DATE"
+    MAX_CLOUD = "MAX_CLOUD"
+    TILE = "TILE"
+    RELATIVE_ORBIT = "RELATIVE_ORBIT"
+    DEDUPLICATE = "DEDUPLICATE"
+    OUTPUT = "OUTPUT"
+    COUNT = "COUNT"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(QgsProcessingParameterExtent(self.EXTENT, "Search extent", optional=True),
+                 "Products whose footprint intersects this rectangle are listed (any CRS; it is transformed to "
+                 "longitude/latitude). Give this or an area-of-interest layer.")
+        self.add(QgsProcessingParameterFeatureSource(self.AOI_LAYER, "Area of interest layer",
+                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                 "Polygons of the area of interest (any CRS); products intersecting their union are listed. Used "
+                 "instead of the extent when given. Many or complex polygons are searched by their convex hull.")
+        self.add(QgsProcessingParameterDateTime(self.START_DATE, "From (sensing date)",
+                                                type=QgsProcessingParameterDateTime.Type.Date),
+                 "First sensing date (UTC) to include.")
+        self.add(QgsProcessingParameterDateTime(self.END_DATE, "To (sensing date, included)",
+                                                type=QgsProcessingParameterDateTime.Type.Date),
+                 "Last sensing date (UTC) to include; the whole day counts.")
+        self.add(QgsProcessingParameterNumber(self.MAX_CLOUD, "Maximum cloud cover (%)",
+                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=30.0,
+                                              minValue=0.0, maxValue=100.0),
+                 "Products with a larger cloud cover over the whole tile (the catalogue's cloudCover) are left "
+                 "out. 100 lists everything.")
+        self.add(QgsProcessingParameterString(self.TILE, "MGRS tile", optional=True),
+                 "Only this Sentinel-2 tile, e.g. 37SCB or T37SCB. Empty: every tile intersecting the area.")
+        self.add(QgsProcessingParameterNumber(self.RELATIVE_ORBIT, "Relative orbit", optional=True,
+                                              type=QgsProcessingParameterNumber.Type.Integer,
+                                              minValue=1, maxValue=143),
+                 "Only products of this relative orbit (1-143, the R number in the product name), so that pre- "
+                 "and post-event images share their viewing geometry. Empty: any orbit.", advanced=True)
+        self.add(QgsProcessingParameterBoolean(self.DEDUPLICATE, "Keep only the newest baseline",
+                                               defaultValue=True),
+                 "When one acquisition (tile, sensing time) is in the catalogue twice, original and reprocessed, "
+                 "list only the newest processing baseline.", advanced=True)
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, "Sentinel-2 L2A products",
+                                                   QgsProcessing.TypeVectorPolygon),
+                 "Footprints (EPSG:4326) of the products found, oldest first, with their catalogue attributes.")
+        self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of products"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        self.require_dependencies()
+        from ...core.copernicus import CdseClient, CdseError, CdseSettings, deduplicate
+
+        aoi = self._area_of_interest(parameters, context)
+        start, end = self._date(parameters, self.START_DATE, context), self._date(parameters, self.END_DATE, context)
+        if end < start:
+            raise QgsProcessingException(f"The period is empty: 'To' ({end}) is before 'From' ({start}).")
+        tile = self.parameterAsString(parameters, self.TILE, context).strip() or None
+        orbit = None
+        if parameters.get(self.RELATIVE_ORBIT) not in (None, ""):
+            orbit = self.parameterAsInt(parameters, self.RELATIVE_ORBIT, context)
+        max_cloud = self.parameterAsDouble(parameters, self.MAX_CLOUD, context)
+
+        try:
+            settings = CdseSettings.from_env()
+            feedback.pushInfo(f"Searching {settings.catalogue_url} for Sentinel-2 L2A from {start} to {end}"
+                              + (f", tile {tile}" if tile else "") + (f", relative orbit {orbit}" if orbit else "")
+                              + f", cloud cover up to {max_cloud:g} %")
+            with CdseClient(None, settings) as client:
+                products = client.search(aoi, start, end, max_cloud=max_cloud, tile=tile, relative_orbit=orbit)
+        except (CdseError, ValueError) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        if self.parameterAsBoolean(parameters, self.DEDUPLICATE, context):
+            kept = deduplicate(products)
+            for product in products:
+                if product not in kept:
+                    feedback.pushInfo(f"Skipped {product.name}: a newer baseline of the same acquisition is listed")
+            products = kept
+
+        (sink, dest_id) = self.parameterAsSink(parameters, self.OUTPUT, context, product_fields(),
+                                               QgsWkbTypes.MultiPolygon, QgsCoordinateReferenceSystem(WGS84))
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for product in products:
+            if feedback.isCanceled():
+                break
+            feature = QgsFeature(product_fields())
+            feature.setGeometry(footprint_geometry(product.footprint))
+            sensed = QDateTime(product.date.replace(tzinfo=None))
+            sensed.setTimeSpec(Qt.UTC)
+            feature.setAttributes([
+                product.id, product.name, sensed, product.tile,
+                product.relative_orbit, product.cloud_cover, round(product.size / 1e6, 1), product.baseline,
+                product.online])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            cloud = "?" if product.cloud_cover is None else f"{product.cloud_cover:.1f} %"
+            feedback.pushInfo(f"{product.date:%Y-%m-%d %H:%M} UTC  T{product.tile}  R{product.relative_orbit}  "
+                              f"cloud {cloud}  {product.name}")
+        feedback.pushInfo(f"{len(products)} product(s) found.")
+        return {self.OUTPUT: dest_id, self.COUNT: len(products)}
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _date(self, parameters, name, context) -> datetime.date:
+        value = self.parameterAsDateTime(parameters, name, context)
+        if value is None or not value.isValid():
+            raise QgsProcessingException(f"{name}: give a date such as 2023-01-05.")
+        date = value.date()
+        return datetime.date(date.year(), date.month(), date.day())
+
+    def _area_of_interest(self, parameters, context):
+        wgs84 = QgsCoordinateReferenceSystem(WGS84)
+        source = self.parameterAsSource(parameters, self.AOI_LAYER, context)
+        if source is not None:
+            transform = QgsCoordinateTransform(source.sourceCrs(), wgs84, context.transformContext())
+            geometries = []
+            for feature in source.getFeatures():
+                geometry = QgsGeometry(feature.geometry())
+                if geometry.isEmpty():
+                    continue
+                geometry.transform(transform)
+                geometries.append(geometry)
+            if not geometries:
+                raise QgsProcessingException("The area-of-interest layer has no polygons; choose another layer "
+                                             "or give a search extent.")
+            union = QgsGeometry.unaryUnion(geometries)
+            return json.loads(union.asJson(6))
+        if parameters.get(self.EXTENT) in (None, ""):
+            raise QgsProcessingException("Give a search extent or an area-of-interest layer.")
+        extent = self.parameterAsExtentGeometry(parameters, self.EXTENT, context, wgs84)
+        if extent is None or extent.isEmpty():
+            raise QgsProcessingException("The search extent is empty; draw or type an extent.")
+        box = extent.boundingBox()
+        if box.width() <= 0 or box.height() <= 0:
+            raise QgsProcessingException("The search extent has no area; draw or type a larger extent.")
+        return (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())

@@ -1,0 +1,185 @@
+"""Styles for the rasters the algorithms load: landslide masks, clusters, probabilities, indices.
+
+Styles are built in code (no QML files): the colours depend on the run (number of clusters, which
+one is the landslide cluster) and stay in one place.
+
+Algorithms call ``load_styled(context, output, name, styler)`` after writing an output. QGIS applies
+the style through a ``QgsProcessingLayerPostProcessorInterface`` in the main thread once the layer is
+loaded. QGIS takes the C++ object but not the Python one: if the Python wrapper is garbage collected
+before the run finishes, the style is silently dropped. Every post-processor is therefore kept in the
+class-level list ``StylePostProcessor.alive`` (one small object per styled output, never reused because
+QGIS may delete it after use; a session makes a few hundred at most).
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+)
+from qgis.PyQt.QtGui import QColor
+
+LANDSLIDE_RED = "#e31a1c"
+TRANSPARENT = QColor(0, 0, 0, 0)
+
+#: Muted, mutually distinct colours for the non-landslide clusters (ColorBrewer Set2/Pastel, no red).
+CLUSTER_COLOURS = ("#66c2a5", "#8da0cb", "#a6d854", "#ffd92f", "#b3b3b3", "#e5c494", "#80b1d3", "#bebada",
+                   "#ccebc5", "#bc80bd")
+
+#: Colour ramps (value, colour) per index name; the ranges are those of the bounded indices.
+INDEX_RAMPS = {
+    "NDVI": ((-1.0, "#8c510a"), (0.0, "#dfc27d"), (0.3, "#c7e9c0"), (0.6, "#41ab5d"), (1.0, "#00441b")),
+    "BSI": ((-1.0, "#1a9850"), (0.0, "#f7f7f7"), (1.0, "#8c510a")),
+    "NDWI": ((-1.0, "#a6611a"), (0.0, "#f5f5f5"), (1.0, "#0571b0")),
+    "dNDVI": ((-1.0, "#b2182b"), (-0.2, "#f4a582"), (0.0, "#f7f7f7"), (0.2, "#a6dba0"), (1.0, "#1b7837")),
+    "dBSI": ((-1.0, "#1b7837"), (0.0, "#f7f7f7"), (1.0, "#8c510a")),
+    "dNDWI": ((-1.0, "#a6611a"), (0.0, "#f7f7f7"), (1.0, "#0571b0")),
+    "rdNDVI": ((-1.0, "#b2182b"), (-0.2, "#f4a582"), (0.0, "#f7f7f7"), (0.2, "#a6dba0"), (1.0, "#1b7837")),
+    "slope_deg": ((0.0, "#ffffcc"), (15.0, "#fed976"), (30.0, "#fd8d3c"), (45.0, "#bd0026"), (70.0, "#4d004b")),
+}
+
+
+def _index_key(name: str) -> str | None:
+    """NDVI_pre -> NDVI, dNDVI -> dNDVI; None when there is no ramp for the name."""
+    if name in INDEX_RAMPS:
+        return name
+    base = name.split("_")[0]
+    if base in INDEX_RAMPS:
+        return base
+    for key in INDEX_RAMPS:
+        if key.lower() == base.lower():
+            return key
+    return None
+
+
+def _band_named(layer: QgsRasterLayer, name: str) -> int:
+    """1-based band whose description is ``name`` (GDAL descriptions are the band names QGIS shows)."""
+    provider = layer.dataProvider()
+    for band in range(1, layer.bandCount() + 1):
+        description = provider.generateBandName(band)
+        if description.split(":")[-1].strip().lower() == name.lower() or description.lower().endswith(
+                f": {name.lower()}"):
+            return band
+    return 1
+
+
+def _paletted(layer: QgsRasterLayer, classes: list[tuple[int, QColor, str]]) -> None:
+    items = [QgsPalettedRasterRenderer.Class(value, colour, label) for value, colour, label in classes]
+    renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, items)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def _ramp(layer: QgsRasterLayer, band: int, stops) -> None:
+    minimum, maximum = stops[0][0], stops[-1][0]
+    ramp = QgsColorRampShader(minimum, maximum)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    items = []
+    for value, colour in stops:
+        qcolour = QColor(colour) if isinstance(colour, str) else colour
+        items.append(QgsColorRampShader.ColorRampItem(value, qcolour, f"{value:g}"))
+    ramp.setColorRampItemList(items)
+    ramp.setClip(False)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(minimum)
+    renderer.setClassificationMax(maximum)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+# -- styles --------------------------------------------------------------------------------------------
+def style_landslide_mask(layer: QgsRasterLayer) -> None:
+    """Paletted: 1 red "landslide", 0 transparent "no landslide"; 255 is no data (not drawn)."""
+    _paletted(layer, [(0, QColor(TRANSPARENT), "no landslide"), (1, QColor(LANDSLIDE_RED), "landslide")])
+
+
+def style_clusters(layer: QgsRasterLayer, n_clusters: int, landslide_cluster: int) -> None:
+    """Paletted: the landslide cluster red, "cluster k (landslide)"; the others muted, "cluster k"."""
+    n_clusters = int(n_clusters)
+    classes = []
+    muted = iter(CLUSTER_COLOURS * (n_clusters // len(CLUSTER_COLOURS) + 1))
+    for k in range(n_clusters):
+        if k == int(landslide_cluster):
+            classes.append((k, QColor(LANDSLIDE_RED), f"cluster {k} (landslide)"))
+        else:
+            classes.append((k, QColor(next(muted)), f"cluster {k}"))
+    _paletted(layer, classes)
+
+
+def style_probability(layer: QgsRasterLayer) -> None:
+    """Pseudocolour 0..1: transparent near 0, then yellow to red."""
+    stops = ((0.0, QColor(255, 255, 178, 0)), (0.05, QColor(255, 255, 178, 0)), (0.1, QColor("#ffffb2")),
+             (0.5, QColor("#fd8d3c")), (1.0, QColor("#bd0026")))
+    _ramp(layer, 1, stops)
+
+
+def style_index(layer: QgsRasterLayer, name: str) -> None:
+    """Pseudocolour ramp for an index (NDVI brown->green, dNDVI red->white->green, ... over -1..1).
+
+    ``name`` is the index or feature name (NDVI, BSI_post, dNDVI, ...); in a multi-band raster the band
+    described by that name is drawn (band 1 otherwise). Unknown names get a grey -1..1 stretch.
+    """
+    key = _index_key(name)
+    stops = INDEX_RAMPS[key] if key else ((-1.0, "#000000"), (1.0, "#ffffff"))
+    _ramp(layer, _band_named(layer, name), stops)
+
+
+# -- post-processing -----------------------------------------------------------------------------------
+class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Applies ``styler(layer)`` to an output once QGIS has loaded it."""
+
+    #: Every instance handed to QGIS, kept referenced for the rest of the session (see module doc).
+    alive: list = []
+
+    def __init__(self, styler: Callable[[QgsRasterLayer], None]):
+        super().__init__()
+        self.styler = styler
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            return
+        try:
+            self.styler(layer)
+        except Exception as exc:  # a style must never turn a finished run into a failure
+            if feedback is not None:
+                feedback.reportError(f"could not style {layer.name()}: {exc}", fatalError=False)
+
+    @classmethod
+    def create(cls, styler: Callable[[QgsRasterLayer], None]) -> StylePostProcessor:
+        processor = cls(styler)
+        cls.alive.append(processor)
+        return processor
+
+
+def load_styled(context: QgsProcessingContext, path_or_layer_id: str, name: str,
+                styler: Callable[[QgsRasterLayer], None]) -> StylePostProcessor | None:
+    """Style an output the run loads on completion; returns the post-processor (None if not loaded).
+
+    ``styler`` takes the layer: ``style_landslide_mask``, or ``functools.partial(style_clusters,
+    n_clusters=3, landslide_cluster=1)``. ``name`` (when not empty) becomes the layer name.
+    """
+    if not context.willLoadLayerOnCompletion(path_or_layer_id):
+        return None
+    details = context.layerToLoadOnCompletionDetails(path_or_layer_id)
+    if name:
+        details.name = name
+    processor = StylePostProcessor.create(styler)
+    details.setPostProcessor(processor)
+    return processor
+
+
+def clusters_styler(n_clusters: int, landslide_cluster: int) -> Callable[[QgsRasterLayer], None]:
+    return functools.partial(style_clusters, n_clusters=n_clusters, landslide_cluster=landslide_cluster)
+
+
+def index_styler(name: str) -> Callable[[QgsRasterLayer], None]:
+    return functools.partial(style_index, name=name)

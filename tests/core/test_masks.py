@@ -1,0 +1,305 @@
+"""Analysis masks (SCL, water, slope, land cover, vegetation before) and the NDVI-threshold baseline."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from landslide_plugin.core import masks, rasters
+
+UTM = CRS.from_epsg(32637)
+GRID = {"crs": UTM, "transform": from_origin(400000, 4100000, 20, 20), "width": 64, "height": 48}
+BANDS = ("B02", "B03", "B04", "B8A", "B11")
+VEG = {"B02": 0.04, "B03": 0.07, "B04": 0.04, "B8A": 0.40, "B11": 0.20}    # NDVI 0.818
+BARE = {"B02": 0.10, "B03": 0.12, "B04": 0.15, "B8A": 0.20, "B11": 0.30}   # NDVI 0.143
+WATER = {"B02": 0.06, "B03": 0.08, "B04": 0.04, "B8A": 0.02, "B11": 0.01}  # NDWI 0.6
+
+
+def write(path, data, *, grid=GRID, dtype="float32", nodata=np.nan, descriptions=None, crs=None):
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    profile = rasters.geotiff_profile(grid, data.shape[0], dtype=dtype, nodata=nodata)
+    if crs is not None:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(dtype))
+        for i, d in enumerate(descriptions or []):
+            dst.set_band_description(i + 1, d)
+    return path
+
+
+def stack(path, cover, grid=GRID):
+    """cover: (H, W) array of dicts (band reflectances) -> a described reflectance stack."""
+    data = np.stack([np.vectorize(lambda c, b=b: c[b] if c else np.nan)(cover) for b in BANDS]).astype("float32")
+    return write(path, data, grid=grid, descriptions=BANDS)
+
+
+def blocks(**kw):
+    return {b: np.array([kw[b]], dtype="float32") for b in BANDS}
+
+
+# -- SCL, water, vegetation -----------------------------------------------------------------------
+def test_scl_classes_per_the_note():
+    classes = np.arange(12, dtype="uint8")
+    ok = np.full(12, 4, dtype="uint8")
+    valid = masks.scl_valid(classes, ok)
+    assert [c for c in range(12) if valid[c]] == [2, 4, 5, 7]  # dark kept by default, water excluded
+    with_dark = masks.scl_valid(ok, classes, exclude_dark=True)
+    assert [c for c in range(12) if with_dark[c]] == [4, 5, 7]
+    assert masks.scl_valid(classes, None, exclude_water=False)[6]
+    with pytest.raises(ValueError):
+        masks.scl_valid(None, None)
+
+
+def test_water_either_date_and_vegetated_before():
+    pre = np.array([0.3, -0.4, -0.4, np.nan, 0.05])
+    post = np.array([-0.3, 0.2, -0.5, -0.5, 0.05])
+    assert masks.water_mask(pre, post).tolist() == [True, True, False, False, True]
+    assert masks.water_mask(pre, post, threshold=0.1).tolist() == [True, True, False, False, False]
+    assert masks.vegetated_before(np.array([0.1, 0.3, 0.8, np.nan])).tolist() == [False, True, True, False]
+    assert masks.VEGETATED_NDVI == 0.3
+
+
+# -- slope ------------------------------------------------------------------------------------------
+def tilted_plane(shape, size, degrees, along="x"):
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype("float64")
+    distance = (cols if along == "x" else rows) * size
+    return (distance * math.tan(math.radians(degrees)) + 500.0).astype("float32")
+
+
+def test_slope_of_a_known_plane_edges_included():
+    transform = from_origin(0, 0, 20, 20)
+    slope = masks.slope_degrees(tilted_plane((20, 30), 20, 30.0), transform)
+    assert slope.dtype == np.float32
+    np.testing.assert_allclose(slope[1:-1, 1:-1], 30.0, atol=1e-3)
+    # Edges and corners: missing neighbours extrapolated through the centre, exact on a plane.
+    np.testing.assert_allclose(slope, 30.0, atol=1e-3)
+    north = masks.slope_degrees(tilted_plane((20, 30), 10, 45.0, along="y"), from_origin(0, 0, 10, 10))
+    np.testing.assert_allclose(north[1:-1, 1:-1], 45.0, atol=1e-3)
+    assert np.allclose(masks.slope_degrees(np.full((5, 5), 7.0), transform), 0.0)
+    hole = tilted_plane((10, 10), 20, 30.0)
+    hole[4, 4] = np.nan
+    out = masks.slope_degrees(hole, transform)
+    assert np.isnan(out[4, 4]) and np.isnan(out).sum() == 1
+    np.testing.assert_allclose(out[~np.isnan(out)], 30.0, atol=1e-3)  # the hole's neighbours too
+
+
+def test_slope_on_grid_from_a_geographic_dem_at_another_resolution(tmp_path):
+    """A 30 deg plane in UTM, sampled into a finer EPSG:4326 DEM: slope is measured in metres, ~30 deg."""
+    like = write(tmp_path / "like.tif", np.zeros((48, 64)))
+    west, south, east, north = transform_bounds(UTM, "EPSG:4326", 399000, 4098000, 402300, 4101000)
+    n_lon, n_lat = 300, 300
+    dlon, dlat = (east - west) / n_lon, (north - south) / n_lat
+    lons = west + (np.arange(n_lon) + 0.5) * dlon
+    lats = north - (np.arange(n_lat) + 0.5) * dlat
+    lon_grid, lat_grid = np.meshgrid(lons, lats)
+    from rasterio.warp import transform as transform_points
+
+    xs, _ = transform_points("EPSG:4326", UTM, lon_grid.ravel().tolist(), lat_grid.ravel().tolist())
+    elevation = (np.array(xs).reshape(n_lat, n_lon) - 399000) * math.tan(math.radians(30))
+    geo_grid = {"crs": CRS.from_epsg(4326), "transform": from_origin(west, north, dlon, dlat),
+                "width": n_lon, "height": n_lat}
+    dem = write(tmp_path / "dem_4326.tif", elevation, grid=geo_grid, nodata=-9999)
+    slope = masks.slope_on_grid(dem, like)
+    assert slope.shape == (48, 64)
+    np.testing.assert_allclose(np.nanmedian(slope), 30.0, atol=0.5)
+    assert np.nanpercentile(np.abs(slope - 30), 95) < 1.5
+    # Blocks join seamlessly: a window equals the same part of the whole.
+    part = masks.slope_on_grid(dem, like, window=Window(0, 16, 64, 16))
+    np.testing.assert_allclose(part, slope[16:32], atol=1e-4)
+    out = masks.write_slope(dem, like, tmp_path / "slope.tif")
+    with rasterio.open(out) as src:
+        np.testing.assert_allclose(src.read(1), slope, atol=1e-4, equal_nan=True)
+
+
+def test_slope_outside_the_dem_is_nan_and_geographic_grids_are_refused(tmp_path):
+    like = write(tmp_path / "like.tif", np.zeros((48, 64)))
+    half = dict(GRID, width=32)
+    dem = write(tmp_path / "dem.tif", tilted_plane((48, 32), 20, 20.0), grid=half, nodata=-9999)
+    slope = masks.slope_on_grid(dem, like)
+    assert np.isnan(slope[:, 33:]).all()
+    np.testing.assert_allclose(slope[1:-1, 1:30], 20.0, atol=1e-3)
+    geo = write(tmp_path / "geo.tif", np.zeros((10, 10)), grid={"crs": CRS.from_epsg(4326),
+                "transform": from_origin(37, 37, 0.001, 0.001), "width": 10, "height": 10})
+    with pytest.raises(ValueError, match="geographic coordinates.*metres"):
+        masks.slope_on_grid(dem, geo)
+
+
+def test_exclusion_classes_nearest_from_a_coarser_raster(tmp_path):
+    like = write(tmp_path / "like.tif", np.zeros((48, 64)))
+    coarse = {"crs": UTM, "transform": from_origin(400000, 4100000, 40, 40), "width": 32, "height": 24}
+    cover = np.full((24, 32), 10, dtype="uint8")
+    cover[:, 16:] = 40  # cropland on the east half
+    cover[0, 0] = 50
+    land = write(tmp_path / "worldcover.tif", cover, grid=coarse, dtype="uint8", nodata=0)
+    excluded = masks.exclusion_from_raster(land, like, [40])
+    assert excluded[:, 32:].all() and not excluded[:, :32].any()
+    both = masks.exclusion_from_raster(land, like, (40, 50), window=Window(0, 0, 64, 2))
+    assert both[:2, :2].all() and both.shape == (2, 64)
+    with pytest.raises(ValueError, match="no classes"):
+        masks.exclusion_from_raster(land, like, [])
+
+
+# -- the analysis mask ------------------------------------------------------------------------------
+def test_analysis_mask_reasons_counted_once_in_order():
+    pre = {b: np.array([VEG[b], VEG[b], WATER[b], VEG[b], np.nan, BARE[b], VEG[b], VEG[b]], "float32") for b in BANDS}
+    post = {b: np.array([BARE[b]] * 8, "float32") for b in BANDS}
+    scl_pre = np.array([4, 9, 6, 2, 4, 5, 4, 4], "uint8")
+    scl_post = np.array([5] * 8, "uint8")
+    slope = np.array([30, 30, 30, 30, 30, 30, 5, np.nan], "float32")
+    exclusion = np.array([0, 0, 0, 0, 0, 0, 0, 0], bool)
+    options = masks.MaskOptions(exclude_dark=True, dem_path="dem.tif", min_ndvi_pre=0.3)
+    valid, reasons = masks.analysis_mask(pre, post, scl_pre=scl_pre, scl_post=scl_post, slope=slope,
+                                         exclusion=exclusion, options=options)
+    assert valid.tolist() == [True] + [False] * 7
+    assert reasons == {"no_data": 1, "scl": 1, "dark": 1, "water": 1, "no_dem": 1, "slope": 1,
+                       "exclusion": 0, "not_vegetated": 1}
+    # Defaults: dark kept, no DEM, no vegetation rule.
+    valid, reasons = masks.analysis_mask(pre, post, scl_pre=scl_pre, scl_post=scl_post)
+    assert valid.tolist() == [True, False, False, True, False, True, True, True]
+    assert reasons["water"] == 1 and reasons["dark"] == 0 and reasons["slope"] == 0
+
+
+def test_ndwi_water_without_scl_and_its_switches():
+    pre, post = blocks(**WATER), blocks(**BARE)
+    assert not masks.analysis_mask(pre, post)[0][0]
+    assert masks.analysis_mask(pre, post, options=masks.MaskOptions(ndwi_water_threshold=None))[0][0]
+    assert masks.analysis_mask(pre, post, options=masks.MaskOptions(exclude_water=False))[0][0]
+    with pytest.raises(ValueError, match="no slope block"):
+        masks.analysis_mask(pre, post, options=masks.MaskOptions(dem_path="dem.tif"))
+    missing = {"B04": pre["B04"], "B8A": pre["B8A"]}
+    with pytest.raises(ValueError, match="band B03 of the pre-event image"):
+        masks.analysis_mask(missing, missing)
+
+
+# -- the threshold baseline -------------------------------------------------------------------------
+def test_threshold_mask_values_and_nodata():
+    out = masks.threshold_mask(np.array([-0.5, -0.2, -0.19, 0.3, np.nan]))
+    assert out.dtype == np.uint8
+    assert out.tolist() == [1, 0, 0, 0, 255]
+    assert masks.threshold_mask(np.array([-0.25]), threshold=-0.3).tolist() == [0]
+    with pytest.raises(ValueError, match="not a drop.*negative"):
+        masks.threshold_mask(np.array([0.1]), threshold=0.2)
+
+
+def scene(tmp_path):
+    """48 x 64 px: vegetation before; a scar (bare after) in rows 10-19, cols 10-29; a reservoir that
+    drained (water before, bare after) in rows 30-39, cols 40-59; a cloud in the post SCL over cols
+    0-4; no data in the pre stack at row 0, col 63; the east half flat in the DEM."""
+    pre = np.full((48, 64), None, dtype=object)
+    post = np.full((48, 64), None, dtype=object)
+    pre[:] = [[VEG] * 64] * 48
+    post[:] = [[VEG] * 64] * 48
+    post[10:20, 10:30] = [[BARE] * 20] * 10
+    pre[30:40, 40:60] = [[WATER] * 20] * 10
+    post[30:40, 40:60] = [[BARE] * 20] * 10
+    pre[0, 63] = None
+    pre_path, post_path = stack(tmp_path / "pre.tif", pre), stack(tmp_path / "post.tif", post)
+    scl_pre = np.full((48, 64), 4, "uint8")
+    scl_pre[30:40, 40:60] = 6
+    scl_post = np.full((48, 64), 4, "uint8")
+    scl_post[:, :5] = 9
+    scl_pre_path = write(tmp_path / "scl_pre.tif", scl_pre, dtype="uint8", nodata=0)
+    scl_post_path = write(tmp_path / "scl_post.tif", scl_post, dtype="uint8", nodata=0)
+    dem = np.concatenate([tilted_plane((48, 32), 20, 25.0), np.full((48, 32), 900.0, "float32")], axis=1)
+    dem_path = write(tmp_path / "dem.tif", dem, nodata=-9999)
+    return pre_path, post_path, scl_pre_path, scl_post_path, dem_path
+
+
+def test_write_threshold_mask_plain_baseline(tmp_path):
+    pre, post, *_ = scene(tmp_path)
+    counts = masks.write_threshold_mask(pre, post, tmp_path / "mask.tif")
+    with rasterio.open(tmp_path / "mask.tif") as src:
+        mask = src.read(1)
+        assert src.nodata == 255 and src.dtypes[0] == "uint8"
+        assert src.colormap(1)[1][:3] == (227, 26, 28)
+    assert (mask[10:20, 10:30] == 1).all()
+    assert (mask[30:40, 40:60] == 0).all()  # water -> bare: NDVI rises, not a landslide
+    assert mask[0, 63] == 255
+    assert counts["landslide"] == 200 and counts["no_data"] == 1 and counts["total"] == 48 * 64
+    assert counts["landslide"] + counts["not_landslide"] + counts["no_data"] == counts["total"]
+
+
+def test_write_threshold_mask_with_masks_and_cancel(tmp_path):
+    pre, post, scl_pre, scl_post, dem = scene(tmp_path)
+    options = masks.MaskOptions(dem_path=str(dem), min_slope_deg=15.0)
+    counts = masks.write_threshold_mask(pre, post, tmp_path / "mask.tif", scl_pre_path=scl_pre,
+                                        scl_post_path=scl_post, options=options)
+    with rasterio.open(tmp_path / "mask.tif") as src:
+        mask = src.read(1)
+        assert "slope" in src.tags()["MASKS"]
+    assert (mask[:, :5] == 255).all()          # cloud on the post date: not observed
+    assert (mask[10:20, 10:30] == 1).all()     # the scar is on the 25 deg slope
+    east = mask[:, 33:].copy()
+    assert east[0, 30] == 255                  # pre-event no data
+    east[0, 30] = 0
+    assert (east == 0).all()                   # flat half and drained reservoir: ruled out, not no data
+    # Each removed pixel counted once, under the first reason: water comes before slope.
+    assert counts["removed_scl"] == 48 * 5 and counts["removed_water"] == 200
+    assert counts["removed_no_data"] == 1 and counts["no_data"] == 1 + 48 * 5
+    assert counts["removed_slope"] == 31 * 48 - 200 - 1
+    assert counts["landslide"] == 200
+    with pytest.raises(rasters.Cancelled):
+        masks.write_threshold_mask(pre, post, tmp_path / "other.tif", is_cancelled=lambda: True)
+    assert not (tmp_path / "other.tif").exists()
+
+
+def test_write_threshold_mask_clear_errors(tmp_path):
+    pre, post, *_ = scene(tmp_path)
+    with pytest.raises(FileNotFoundError, match="DEM .*nowhere.tif"):
+        masks.write_threshold_mask(pre, post, tmp_path / "m.tif", options=masks.MaskOptions(dem_path="nowhere.tif"))
+    with pytest.raises(ValueError, match="without classes"):
+        masks.write_threshold_mask(pre, post, tmp_path / "m.tif",
+                                   options=masks.MaskOptions(exclusion_path=str(pre)))
+    plain = write(tmp_path / "plain.tif", np.ones((2, 48, 64)))
+    with pytest.raises(ValueError, match=r"B04, B8A not found in .*plain\.tif"):
+        masks.write_threshold_mask(plain, plain, tmp_path / "m.tif")
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_pixel_area(tmp_path):
+    assert masks.pixel_area_m2(write(tmp_path / "a.tif", np.zeros((4, 4)))) == pytest.approx(400.0)
+
+
+def test_ndwi_does_not_turn_scl_shadow_into_water():
+    shadow = {"B02": 0.03, "B03": 0.025, "B04": 0.015, "B8A": 0.02, "B11": 0.01}  # NDWI 0.11
+    pre, post = blocks(**VEG), blocks(**shadow)
+    scl_pre, scl_post = np.array([4], "uint8"), np.array([2], "uint8")
+    valid, reasons = masks.analysis_mask(pre, post, scl_pre=scl_pre, scl_post=scl_post)
+    assert valid[0] and reasons["water"] == 0
+    valid, reasons = masks.analysis_mask(pre, post)  # without SCL, NDWI alone cannot tell
+    assert not valid[0] and reasons["water"] == 1
+
+
+def test_real_barbellino_lake_masked_shadows_kept(realdata):
+    """Real SCL and reflectance (Italian Alps, 2017 and 2019; B08 stands in for B8A): with the default
+    options the lake goes, and the dark-area pixels stay (their NDWI is mostly > 0)."""
+    import rasterio
+
+    folder = realdata / "sen2r_barbellino"
+    blocks_, scls = [], []
+    for date in ("20170703", "20190723"):
+        with rasterio.open(folder / f"S2A2A_{date}_022_Barbellino_BOA_10.tif") as src:
+            data = src.read().astype("float32")
+            data[data == src.nodata] = np.nan
+            data /= 10000.0
+            grid = {"crs": src.crs, "transform": src.transform, "width": src.width, "height": src.height}
+        blocks_.append({"B02": data[1], "B03": data[2], "B04": data[3], "B8A": data[7], "B11": data[9]})
+        scls.append(masks.read_on_grid(folder / f"S2A2A_{date}_022_Barbellino_SCL_10.tif", grid, dtype="uint8",
+                                       fill=0))
+    codes = masks.mask_codes(blocks_[0], blocks_[1], scl_pre=scls[0], scl_post=scls[1])
+    water = masks.REASONS.index("water") + 1
+    lake = (scls[0] == 6) | (scls[1] == 6)
+    assert (codes[lake] != masks.KEPT).all()
+    dark_clear = ((scls[0] == 2) | (scls[1] == 2)) & ~lake & ~np.isin(scls[0], masks.INVALID_SCL)
+    assert dark_clear.sum() > 20
+    assert (codes[dark_clear] == water).mean() < 0.2
+    vegetation = (scls[0] == 4) & (scls[1] == 4)
+    assert (codes[vegetation] == masks.KEPT).mean() > 0.95

@@ -1,0 +1,232 @@
+"""Reports: CSV/JSON equal to the evaluation, figures are real pictures, the HTML is self-contained."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+
+from landslide_plugin.core import evaluation, rasters, reports
+
+pytest.importorskip("matplotlib")
+
+UTM = CRS.from_epsg(32632)
+TRANSFORM = from_origin(500000.0, 5100000.0, 20, 20)
+SIZE = (96, 128)
+
+
+def write(path, array, dtype="uint8", nodata=255, descriptions=None):
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    grid = {"crs": UTM, "transform": TRANSFORM, "width": array.shape[2], "height": array.shape[1]}
+    with rasterio.open(path, "w", **rasters.geotiff_profile(grid, array.shape[0], dtype, nodata)) as dst:
+        dst.write(array.astype(dtype))
+        for i, d in enumerate(descriptions or []):
+            dst.set_band_description(i + 1, d)
+    return str(path)
+
+
+@pytest.fixture()
+def scene(tmp_path):
+    """A small scene: a true-colour stack, a reference with three scars and four maps of it."""
+    rng = np.random.default_rng(3)
+    rows, cols = np.indices(SIZE)
+    reference = np.zeros(SIZE, np.uint8)
+    for r, c, radius in ((20, 30, 6), (60, 90, 8), (75, 25, 5)):
+        reference[(rows - r) ** 2 + (cols - c) ** 2 <= radius**2] = 1
+    maps = {
+        "kmeans_2": np.where(rng.random(SIZE) < 0.4, 1, reference),        # everything and more
+        "kmeans_3": np.where(rng.random(SIZE) < 0.05, 1, reference * (cols < 70)),
+        "gmm_2": (np.roll(reference, 4, axis=1) | (rng.random(SIZE) < 0.02)).astype(np.uint8),
+        "gmm_3": reference * (rows < 40),
+    }
+    maps["gmm_3"][:, :8] = 255  # a no-data margin
+    paths = {name: write(tmp_path / f"{name}.tif", m) for name, m in maps.items()}
+    green = 0.05 + 0.1 * rng.random(SIZE)
+    stack = np.stack([green * 0.8, green, green * 0.7 + 0.2 * reference, np.full(SIZE, 0.3)]).astype("float32")
+    stack[:, :3, :3] = np.nan
+    stack_path = write(tmp_path / "post_stack.tif", stack, "float32", np.nan, ["B02", "B03", "B04", "B8A"])
+    ref_path = write(tmp_path / "inventory.tif", reference)
+    result = evaluation.evaluate(ref_path, list(paths.values()), names=list(paths))
+    return {"dir": tmp_path, "reference": ref_path, "maps": paths, "stack": stack_path, "evaluation": result}
+
+
+def read_png(path):
+    import matplotlib.image as mpimg
+
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    return mpimg.imread(path)
+
+
+def test_csv_holds_the_evaluation_numbers(scene, tmp_path):
+    path = reports.write_metrics_csv(scene["evaluation"], tmp_path / "out" / "metrics.csv")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = scene["evaluation"].rows()
+    assert [r["name"] for r in rows] == ["kmeans_2", "kmeans_3", "gmm_2", "gmm_3"]
+    for row, want in zip(rows, expected):
+        for key in ("tp", "fp", "fn", "tn", "excluded_prediction_nodata", "reference_hit", "predicted_false"):
+            assert int(row[key]) == want[key], key
+        for key in ("precision", "recall", "f1", "iou", "mcc", "kappa", "overall_accuracy"):
+            assert float(row[key]) == want[key], key  # written at full precision
+        assert row["reference"] == f"raster {scene['reference']}"
+    assert int(rows[3]["excluded_prediction_nodata"]) == 8 * SIZE[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.csv"]  # no temp file left
+
+
+def test_json_holds_the_evaluation_and_parameters(scene, tmp_path):
+    path = reports.write_metrics_json(scene["evaluation"], tmp_path / "metrics.json", parameters={"k": 3})
+    with open(path) as handle:
+        data = json.load(handle)
+    assert data["reference"]["kind"] == "raster"
+    assert data["parameters"] == {"k": 3}
+    assert data["versions"]["landslide_plugin"] == reports.plugin_version() != "unknown"
+    for item, pred in zip(data["predictions"], scene["evaluation"].predictions):
+        assert item["name"] == pred.name
+        assert item["f1"] == pred.scores.f1 and item["mcc"] == pred.scores.mcc
+        assert item["confusion_matrix"]["counts"] == [[pred.confusion.tn, pred.confusion.fp],
+                                                      [pred.confusion.fn, pred.confusion.tp]]
+
+
+def test_json_writes_undefined_scores_as_null(tmp_path):
+    ref = write(tmp_path / "ref.tif", np.ones((8, 8)))
+    empty = write(tmp_path / "empty.tif", np.zeros((8, 8)))
+    result = evaluation.evaluate(ref, [empty], zero_division=float("nan"))
+    assert math.isnan(result.predictions[0].scores.precision)
+    with open(reports.write_metrics_json(result, tmp_path / "m.json")) as handle:
+        data = json.load(handle)
+    assert data["predictions"][0]["precision"] is None and data["predictions"][0]["recall"] == 0.0
+
+
+def test_confusion_figure_is_a_picture_of_the_expected_size(scene, tmp_path):
+    path = reports.confusion_figure(scene["evaluation"], tmp_path / "confusion.png", dpi=80)
+    image = read_png(path)
+    assert image.shape[:2] == (round(2 * (3.6 + 0.5) * 80), round(3 * 3.6 * 80))
+    assert np.unique(image.reshape(-1, image.shape[2]), axis=0).shape[0] > 20
+
+
+def colour_share(image, colour):
+    r, g, b = image[:, :, 0], image[:, :, 1], image[:, :, 2]
+    hit = {"red": (r > 0.7) & (g < 0.4) & (b < 0.4), "green": (g > 0.6) & (r < 0.4) & (b < 0.4),
+           "yellow": (r > 0.7) & (g > 0.6) & (b < 0.3)}[colour]
+    return float(np.mean(hit))
+
+
+def test_overlay_figure_six_panels_on_the_true_colour_stack(scene, tmp_path):
+    path = reports.overlay_figure(scene["stack"], scene["maps"], tmp_path / "overlay.png",
+                                  reference=scene["reference"], dpi=60)
+    image = read_png(path)
+    aspect = SIZE[0] / SIZE[1]
+    assert image.shape[:2] == (round((2 * 4.0 * aspect + 1.2 + 0.5) * 60), round(3 * 4.0 * 60))
+    # false alarms (red), agreement (green) and reference (yellow) are all drawn
+    assert colour_share(image, "red") > 0.005
+    assert colour_share(image, "green") > 0.001
+    assert colour_share(image, "yellow") > 0.0005
+
+
+def test_overlay_decimates_big_rasters_and_keeps_single_landslide_pixels(tmp_path):
+    big = np.zeros((1200, 1000), np.uint8)
+    big[601, 333] = 1  # one landslide pixel: max-reduction must keep it
+    mask = write(tmp_path / "big.tif", big)
+    path = reports.overlay_figure(None, {"one pixel": mask}, tmp_path / "big.png", max_pixels=100 * 100, dpi=50)
+    image = read_png(path)
+    assert image.shape[1] == round(2 * 4.0 * 50)
+    assert colour_share(image, "red") > 0
+
+
+def test_overlay_with_arrays_and_inventory_polygons(scene, tmp_path):
+    rgb = np.random.default_rng(0).random((*SIZE, 3))
+    mask = np.zeros(SIZE, np.uint8)
+    mask[10:30, 20:40] = 1
+    with pytest.raises(ValueError, match="shape"):
+        reports.overlay_figure(rgb, {"wrong": np.zeros((5, 5), np.uint8)}, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+    reports.overlay_figure(rgb, {"array": mask}, tmp_path / "arrays.png", dpi=40)
+    assert read_png(tmp_path / "arrays.png").shape[1] == round(2 * 4.0 * 40)
+    x0, y0 = TRANSFORM.c, TRANSFORM.f
+    polygon = {"type": "Polygon", "coordinates": [[(x0 + 400, y0 - 200), (x0 + 800, y0 - 200),
+                                                   (x0 + 800, y0 - 600), (x0 + 400, y0 - 600),
+                                                   (x0 + 400, y0 - 200)]]}
+    path = reports.overlay_figure(scene["stack"], {"map": scene["maps"]["gmm_3"]}, tmp_path / "poly.png",
+                                  reference=[polygon], reference_crs="EPSG:32632", dpi=40)
+    image = read_png(path)
+    assert image.shape[1] == round(3 * 4.0 * 40)
+    assert colour_share(image, "yellow") > 0.001
+
+
+def test_html_report_is_self_contained_with_metrics_and_warnings(scene, tmp_path):
+    result = scene["evaluation"]
+    figures = {
+        "confusion matrices": reports.confusion_figure(result, tmp_path / "c.png", dpi=40),
+        "maps": reports.overlay_figure(scene["stack"], scene["maps"], tmp_path / "o.png",
+                                       reference=scene["reference"], dpi=40),
+    }
+    path = reports.write_html_report(result, tmp_path / "report.html", figures=figures,
+                                     parameters={"all_touched": False, "note": "<b>escaped</b>"}, title="Test run")
+    assert path == str(tmp_path / "report.html")
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 2
+    assert "src=\"c.png\"" not in text and "o.png" not in text  # embedded, not linked
+    for pred in result.predictions:
+        assert f"{pred.scores.f1:.4f}" in text and f"{pred.scores.precision:.4f}" in text
+        assert f"{pred.confusion.fp:,}" in text
+    assert f"raster {scene['reference']}" in text
+    assert "&lt;b&gt;escaped&lt;/b&gt;" in text
+    assert "baseline, not ground truth" not in text
+    for name in ("numpy", "rasterio", "GDAL", "scikit-learn", "OpenCV", "matplotlib"):
+        assert f">{name}" in text
+    assert reports.plugin_version() in text
+
+    baseline = evaluation.evaluate(scene["reference"], [scene["maps"]["gmm_2"]], reference_is_baseline=True)
+    reports.write_html_report(baseline, tmp_path / "b.html")
+    text = (tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "The NDVI-threshold mask is a baseline, not ground truth" in text
+
+
+def test_report_on_the_example_scene(example_pair, tmp_path):
+    """The NDVI-drop baseline of the built-in example scored against the scene's truth, with a full report."""
+    products = pytest.importorskip("landslide_plugin.core.products")
+    from landslide_plugin.core import indices
+
+    stacks = {}
+    for when, product in (("pre", example_pair.pre), ("post", example_pair.post)):
+        stacks[when] = tmp_path / f"{when}.tif"
+        products.prepare_l2a([str(product)], str(stacks[when]), str(tmp_path / f"{when}_scl.tif"))
+    ndvi = {}
+    for when, path in stacks.items():
+        bands = rasters.find_bands(path, ["B04", "B8A"])
+        with rasterio.open(path) as src:
+            ndvi[when] = indices.ndvi(src.read(bands["B04"]), src.read(bands["B8A"]))
+            profile = src.profile
+    drop = ndvi["pre"] - ndvi["post"]
+    baseline = np.where(np.isnan(drop), 255, drop > 0.2).astype(np.uint8)
+    with rasterio.open(tmp_path / "ndvi_drop.tif", "w", **rasters.geotiff_profile(profile, 1, "uint8", 255)) as dst:
+        dst.write(baseline, 1)
+
+    result = evaluation.evaluate(example_pair.truth, [tmp_path / "ndvi_drop.tif"], names=["NDVI drop > 0.2"])
+    p = result.predictions[0]
+    with rasterio.open(example_pair.truth) as src:
+        truth = src.read(1)
+    compared = baseline != 255
+    assert p.confusion.tp + p.confusion.fn == int(np.count_nonzero((truth == 1) & compared))
+    assert p.excluded_prediction_nodata == int(np.count_nonzero(~compared))
+    assert p.scores.recall > 0
+    assert p.scores.overall_accuracy > p.scores.f1  # why accuracy alone misleads on a rare class
+
+    figures = {"confusion": reports.confusion_figure(result, tmp_path / "confusion.png"),
+               "maps": reports.overlay_figure(stacks["post"], {"NDVI drop > 0.2": tmp_path / "ndvi_drop.tif"},
+                                              tmp_path / "maps.png", reference=example_pair.truth)}
+    reports.write_html_report(result, tmp_path / "report.html", figures=figures, parameters={"threshold": 0.2},
+                              title="Example scene")
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"{p.scores.f1:.4f}" in text and text.count("data:image/png;base64,") == 2
+    image = read_png(figures["maps"])
+    assert image.shape[1] == round(3 * 4.0 * 100)
+    assert colour_share(image, "green") > 0 and colour_share(image, "yellow") > 0
