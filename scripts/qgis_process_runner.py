@@ -39,7 +39,10 @@ class QgisProcess:
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         (self.profile_dir / "runtime").mkdir(exist_ok=True, mode=0o700)
         self.env = environment(self.profile_dir, plugin_dir)
-        self._call(["plugins", "enable", "landslide_plugin"])
+        done = subprocess.run([QGIS_PROCESS, "plugins", "enable", "landslide_plugin"], env=self.env,
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0 and "already enabled" not in done.stdout + done.stderr:
+            raise QgisProcessError(f"could not enable the plugin in qgis_process:\n{done.stdout}\n{done.stderr}")
 
     def _call(self, args: list[str], timeout: float = 3600) -> subprocess.CompletedProcess:
         done = subprocess.run([QGIS_PROCESS, *args], env=self.env, capture_output=True, text=True,
@@ -51,7 +54,7 @@ class QgisProcess:
 
     def run(self, algorithm: str, **parameters) -> dict:
         """Run ``algorithm`` (e.g. "landslide:prepare_s2_l2a"); list values repeat the parameter."""
-        args = ["--json", "run", algorithm, "--"]
+        args = ["--json", "run", algorithm]
         for name, value in parameters.items():
             if value is None:
                 continue

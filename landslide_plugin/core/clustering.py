@@ -39,6 +39,14 @@ DEFAULT_SAMPLE_SIZE = 200_000
 
 NO_CLUSTER = 255
 
+#: Rows per block: half of rasters.BLOCK_ROWS. A block's bands, indices, masks and features are some 40
+#: block-size arrays; at 256 rows of a 5490-wide tile (1.4 M pixels) they stay near 300 MB, and
+#: 256 divides the 512-row GeoTIFF tiles, so each tile row is decompressed for two blocks at most.
+BLOCK_ROWS = 256
+
+#: Pixels standardised and predicted at once (float64 copies of 262 144 x 6 features: 12 MB).
+PREDICT_CHUNK = 1 << 18
+
 NOT_LANDSLIDE_WARNING = ("no cluster shows vegetation loss with bare-soil gain; "
                          "the result is probably not landslides")
 
@@ -189,26 +197,33 @@ class ClusterModel:
     sample_size: int
     seed: int
 
-    def _matrix(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    def _columns(self, features: dict[str, np.ndarray]) -> tuple[list[np.ndarray], tuple[int, ...]]:
         missing = [n for n in self.feature_names if n not in features]
         if missing:
             raise ValueError(f"features {', '.join(missing)} missing; the model was fitted on "
                              f"{', '.join(self.feature_names)}")
-        first = np.asarray(features[self.feature_names[0]])
-        shape = first.shape
-        columns = [np.asarray(features[n], dtype=np.float64).reshape(-1) for n in self.feature_names]
-        matrix = np.stack(columns, axis=1)
-        valid = np.isfinite(matrix).all(axis=1)
-        scaled = (matrix[valid] - self.mean) / self.std
-        return scaled, valid, shape
+        shape = np.shape(features[self.feature_names[0]])
+        columns = [np.asarray(features[n]).reshape(-1) for n in self.feature_names]
+        if any(c.size != columns[0].size for c in columns):
+            raise ValueError("features of one block differ in size")
+        return columns, shape
+
+    def _apply(self, features: dict[str, np.ndarray], fill, dtype, function) -> np.ndarray:
+        """``function`` on the standardised pixels with every feature finite, in chunks of PREDICT_CHUNK
+        pixels so the float64 copies scikit-learn works on stay small whatever the block size."""
+        columns, shape = self._columns(features)
+        out = np.full(columns[0].size, fill, dtype=dtype)
+        for start in range(0, out.size, PREDICT_CHUNK):
+            chunk = np.stack([c[start:start + PREDICT_CHUNK] for c in columns], axis=1).astype(np.float64)
+            valid = np.isfinite(chunk).all(axis=1)
+            if valid.any():
+                scaled = (chunk[valid] - self.mean) / self.std
+                out[start:start + PREDICT_CHUNK][valid] = function(scaled)
+        return out.reshape(shape)
 
     def predict(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """Cluster id (uint8) of every pixel; 255 where any feature is not finite."""
-        scaled, valid, shape = self._matrix(features)
-        labels = np.full(valid.shape, NO_CLUSTER, dtype=np.uint8)
-        if scaled.shape[0]:
-            labels[valid] = self.estimator.predict(scaled).astype(np.uint8)
-        return labels.reshape(shape)
+        return self._apply(features, NO_CLUSTER, np.uint8, self.estimator.predict)
 
     def probability(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
         """GMM posterior probability of the landslide cluster (float32, NaN where a feature is not finite).
@@ -217,11 +232,8 @@ class ClusterModel:
         """
         if self.method != "gmm":
             return None
-        scaled, valid, shape = self._matrix(features)
-        prob = np.full(valid.shape, np.nan, dtype=np.float32)
-        if scaled.shape[0]:
-            prob[valid] = self.estimator.predict_proba(scaled)[:, self.landslide_cluster]
-        return prob.reshape(shape)
+        return self._apply(features, np.nan, np.float32,
+                           lambda scaled: self.estimator.predict_proba(scaled)[:, self.landslide_cluster])
 
     def summary(self) -> str:
         name = {"kmeans": "K-means", "gmm": "Gaussian mixture"}[self.method]
@@ -441,7 +453,7 @@ def cluster_change(
     pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
     post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
     grid = masks._grid(pre_stack_path)
-    windows = list(rasters.row_windows(grid["height"], grid["width"]))
+    windows = list(rasters.row_windows(grid["height"], grid["width"], BLOCK_ROWS))
     no_data_code = masks.REASONS.index("no_data") + 1
 
     workdir = tempfile.mkdtemp(prefix="landslide_cluster_")

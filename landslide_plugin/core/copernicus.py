@@ -802,6 +802,7 @@ class CdseClient:
                         if status == 206:
                             start = _content_range_start(response.headers.get("Content-Range"))
                             if start != have:
+                                part.unlink()
                                 raise CdseError(f"downloading {label}: the service resumed at byte {start}, "
                                                 f"not {have}; the partial download is discarded")
                         elif have:

@@ -183,3 +183,43 @@ def clusters_styler(n_clusters: int, landslide_cluster: int) -> Callable[[QgsRas
 
 def index_styler(name: str) -> Callable[[QgsRasterLayer], None]:
     return functools.partial(style_index, name=name)
+
+
+def style_polygons(layer) -> None:
+    """Landslide polygons: red outline over a light translucent red fill."""
+    from qgis.core import QgsFillSymbol
+
+    symbol = QgsFillSymbol.createSimple({"color": "227,26,28,70", "outline_color": "227,26,28,255",
+                                         "outline_width": "0.4"})
+    layer.renderer().setSymbol(symbol)
+    layer.triggerRepaint()
+
+
+class GroupedStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles an output (raster or vector) and moves it into a layer-tree group named after the run."""
+
+    alive: list = []
+
+    def __init__(self, styler, group: str):
+        super().__init__()
+        self.styler, self.group = styler, group
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        try:
+            if self.styler is not None and layer.isValid():
+                self.styler(layer)
+            root = context.project().layerTreeRoot() if context.project() else None
+            node = root.findLayer(layer.id()) if root else None
+            if node is not None and self.group:
+                group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+                group.addLayer(layer)
+                node.parent().removeChildNode(node)
+        except Exception as exc:  # a style must never turn a finished run into a failure
+            if feedback is not None:
+                feedback.reportError(f"could not style {layer.name()}: {exc}", fatalError=False)
+
+    @classmethod
+    def create(cls, styler, group: str) -> GroupedStylePostProcessor:
+        processor = cls(styler, group)
+        cls.alive.append(processor)
+        return processor

@@ -297,10 +297,7 @@ def test_same_seed_same_rasters_and_blocks_do_not_matter(pair, monkeypatch):
     clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "b.tif", mask_path=out / "bm.tif",
                               probability_path=out / "bp.tif", **common)
     # the same run with 7-row blocks: the bottom-k sample and every prediction are unchanged
-    from landslide_plugin.core import rasters
-
-    original = rasters.row_windows
-    monkeypatch.setattr(rasters, "row_windows", lambda h, w, rows=7: original(h, w, rows))
+    monkeypatch.setattr(clustering, "BLOCK_ROWS", 7)
     clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "cm.tif",
                               probability_path=out / "cp.tif", **common)
     for suffix in ("", "m"):

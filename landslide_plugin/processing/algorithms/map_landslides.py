@@ -1,0 +1,346 @@
+"""One step from a pre/post-event pair to landslide maps, polygons and a report."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingMultiStepFeedback,
+    QgsProcessingOutputHtml,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputString,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from ... import dependencies
+from ..base import LandslideAlgorithm
+from ..styles import (
+    GroupedStylePostProcessor,
+    clusters_styler,
+    style_landslide_mask,
+    style_polygons,
+    style_probability,
+)
+
+
+def _counts(text: str, name: str) -> list[int]:
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        values = [int(v) for v in re.split(r"[,\s;]+", text) if v]
+    except ValueError:
+        raise QgsProcessingException(f"{name}: '{text}' is not a list of cluster counts; write e.g. 2,3") from None
+    if any(v < 2 for v in values):
+        raise QgsProcessingException(f"{name}: every cluster count must be 2 or more (got '{text}')")
+    return values
+
+
+class MapLandslidesAlgorithm(LandslideAlgorithm):
+    NAME = "map_landslides"
+    DISPLAY_NAME = "Map landslides (pre/post)"
+    GROUP = "workflow"
+    REQUIRES = dependencies.CORE + ("matplotlib",)
+    HELP = (
+        "Maps landslide scars from a pre-event and a post-event Sentinel-2 L2A image in one step: prepares the "
+        "products (reflectance with the right offset, SCL, area of interest, mosaic), co-registers the post image "
+        "onto the pre image (ECC, sub-pixel), computes NDVI/BSI change, applies the masks, runs every chosen "
+        "method (the dNDVI threshold baseline, K-means and Gaussian mixtures with the cluster counts you give), "
+        "turns the primary method's mask into polygons and, with a reference, evaluates every method "
+        "(precision, recall, F1, IoU, MCC) in an HTML report with figures.<br><br>"
+        "The landslide cluster of each clustering is the one with the largest NDVI decrease together with the "
+        "largest BSI increase; the log shows the numbers behind the choice. Masks (on by default) remove clouds, "
+        "shadows, snow and water (SCL and NDWI), slopes under the minimum when a DEM is given, the excluded "
+        "land-cover classes and pixels that were not vegetated before; the reference study ran without them "
+        "and flagged harvested fields and a reservoir.<br><br>"
+        "All files go to the output folder with fixed names (a second run overwrites the first); the run is "
+        "all-or-nothing: a failure or a cancel leaves the folder as it was. Outputs load in a layer group named "
+        "after the run, styled.")
+
+    PRE = "PRE"
+    POST = "POST"
+    PRE_SCL = "PRE_SCL"
+    POST_SCL = "POST_SCL"
+    EXTENT = "EXTENT"
+    DEM = "DEM"
+    EXCLUSION = "EXCLUSION"
+    EXCLUSION_CLASSES = "EXCLUSION_CLASSES"
+    REFERENCE_RASTER = "REFERENCE_RASTER"
+    REFERENCE_VECTOR = "REFERENCE_VECTOR"
+    THRESHOLD_BASELINE = "THRESHOLD_BASELINE"
+    THRESHOLD = "THRESHOLD"
+    KMEANS_CLUSTERS = "KMEANS_CLUSTERS"
+    GMM_CLUSTERS = "GMM_CLUSTERS"
+    PRIMARY = "PRIMARY"
+    USE_MASKS = "USE_MASKS"
+    MIN_SLOPE = "MIN_SLOPE"
+    MIN_NDVI_PRE = "MIN_NDVI_PRE"
+    EXCLUDE_DARK = "EXCLUDE_DARK"
+    COREGISTER = "COREGISTER"
+    ALIGN_BAND = "ALIGN_BAND"
+    MAX_SHIFT = "MAX_SHIFT"
+    OPENING = "OPENING"
+    MIN_AREA = "MIN_AREA"
+    SAMPLE_SIZE = "SAMPLE_SIZE"
+    SEED = "SEED"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    # outputs
+    ALIGNED = "ALIGNED"
+    PRIMARY_MASK = "PRIMARY_MASK"
+    PRIMARY_PROBABILITY = "PRIMARY_PROBABILITY"
+    POLYGONS = "POLYGONS"
+    MASKS = "MASKS"
+    REPORT = "REPORT"
+    SHIFT_X = "SHIFT_X"
+    SHIFT_Y = "SHIFT_Y"
+    POLYGON_COUNT = "POLYGON_COUNT"
+    PRECISION, RECALL, F1, IOU, MCC = "PRECISION", "RECALL", "F1", "IOU", "MCC"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        files = QgsProcessing.TypeFile
+        self.add(QgsProcessingParameterMultipleLayers(self.PRE, "Pre-event image", files),
+                 "Sentinel-2 L2A product(s) of the pre-event date (.zip, .SAFE folder or MTD_MSIL2A.xml; several "
+                 "adjacent tiles of one date are mosaicked), or one reflectance stack GeoTIFF with bands described "
+                 "B02, B03, B04, B8A, B11 (as written by 'Prepare Sentinel-2 L2A product').")
+        self.add(QgsProcessingParameterMultipleLayers(self.POST, "Post-event image", files),
+                 "The same for the post-event date.")
+        self.add(QgsProcessingParameterRasterLayer(self.PRE_SCL, "Pre-event SCL (for a stack input)", optional=True),
+                 "Scene classification of the pre-event stack when PRE is a GeoTIFF; products carry their own.",
+                 advanced=True)
+        self.add(QgsProcessingParameterRasterLayer(self.POST_SCL, "Post-event SCL (for a stack input)",
+                                                   optional=True),
+                 "Scene classification of the post-event stack when POST is a GeoTIFF.", advanced=True)
+        self.add(QgsProcessingParameterExtent(self.EXTENT, "Area of interest", optional=True),
+                 "Crop the products to this extent (any CRS). Empty: the whole product.")
+        self.add(QgsProcessingParameterRasterLayer(self.DEM, "Digital elevation model", optional=True),
+                 "Any CRS and resolution; resampled to the 20 m grid. Used for the slope mask and the polygons' "
+                 "mean slope.")
+        self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
+                                              QgsProcessingParameterNumber.Type.Double, 15.0, minValue=0,
+                                              maxValue=90),
+                 "With a DEM, pixels flatter than this are not landslides (rapid-mapping practice: 15°).")
+        self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover exclusion layer", optional=True),
+                 "A land-cover raster (e.g. ESA WorldCover); pixels of the classes below are excluded.")
+        self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Excluded land-cover classes",
+                                              defaultValue="40", optional=True),
+                 "Comma-separated class values of the exclusion layer (WorldCover: 40 cropland, 50 built-up, "
+                 "80 water).")
+        self.add(QgsProcessingParameterRasterLayer(self.REFERENCE_RASTER, "Reference raster", optional=True),
+                 "A landslide reference raster (1 or >0 = landslide) on any grid, for the evaluation.")
+        self.add(QgsProcessingParameterFeatureSource(self.REFERENCE_VECTOR, "Reference inventory polygons",
+                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                 "A landslide inventory (polygons, any CRS), rasterised onto the grid for the evaluation. Give "
+                 "this or a reference raster, not both.")
+        self.add(QgsProcessingParameterBoolean(self.THRESHOLD_BASELINE, "Run the dNDVI threshold baseline",
+                                               defaultValue=True),
+                 "The reference study's baseline: NDVI dropped by more than |threshold|.")
+        self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
+                                              QgsProcessingParameterNumber.Type.Double, -0.2, minValue=-1.99,
+                                              maxValue=-0.001),
+                 "dNDVI below this is a landslide for the baseline.")
+        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts", defaultValue="2,3",
+                                              optional=True),
+                 "One K-means run per count, e.g. '2,3'. Empty: no K-means.")
+        self.add(QgsProcessingParameterString(self.GMM_CLUSTERS, "Gaussian mixture cluster counts",
+                                              defaultValue="2,3", optional=True),
+                 "One Gaussian-mixture run per count; each also writes the posterior probability of its "
+                 "landslide cluster. Empty: no mixture.")
+        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue="gmm3"),
+                 "The method whose mask becomes polygons and the PRIMARY_MASK output: threshold, kmeansK or gmmK "
+                 "(K a count given above).")
+        self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
+                 "Remove clouds/shadow/snow/water (SCL, NDWI), flat ground (with a DEM), excluded land cover and "
+                 "pixels not vegetated before. Off: the unmasked reference-study setup.")
+        self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI",
+                                              QgsProcessingParameterNumber.Type.Double, 0.3, minValue=-1,
+                                              maxValue=1),
+                 "A landslide removes vegetation: pixels less green than this before the event are skipped.",
+                 advanced=True)
+        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_DARK, "Exclude SCL dark areas", defaultValue=False),
+                 "SCL class 2 covers steep shaded slopes, where landslides are: kept by default.", advanced=True)
+        self.add(QgsProcessingParameterBoolean(self.COREGISTER, "Co-register the post image", defaultValue=True),
+                 "ECC co-registration of the post image onto the pre image (translation, coarse-to-fine). Off "
+                 "only for images already aligned.", advanced=True)
+        self.add(QgsProcessingParameterString(self.ALIGN_BAND, "Band for co-registration", defaultValue="B11"),
+                 "Band whose gradient drives ECC. SWIR-1 (B11) changes less with the season than NIR (B8A), so it "
+                 "aligns pre/post pairs from different seasons more reliably.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum plausible shift (pixels)",
+                                              QgsProcessingParameterNumber.Type.Double, 5.0, minValue=0.5),
+                 "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.OPENING, "Morphological opening (pixels)",
+                                              QgsProcessingParameterNumber.Type.Integer, 1, minValue=0, maxValue=10),
+                 "Radius of the opening applied before polygons (0: none).", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit (m²)",
+                                              QgsProcessingParameterNumber.Type.Double, 1600.0, minValue=0),
+                 "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Clustering sample size",
+                                              QgsProcessingParameterNumber.Type.Integer, 200000, minValue=1000),
+                 "Pixels the clusterings are fitted on (a random sample of the valid pixels).", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer,
+                                              0, minValue=0),
+                 "Same seed, same sample, same clusters.", advanced=True)
+        self.add(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
+                 "Where the stacks, masks, clusters, probabilities, polygons and report are written.")
+        for name, label, cls in (
+            (self.ALIGNED, "Co-registered post-event stack", QgsProcessingOutputRasterLayer),
+            (self.PRIMARY_MASK, "Landslide mask of the primary method", QgsProcessingOutputRasterLayer),
+            (self.PRIMARY_PROBABILITY, "Landslide probability of the primary method (GMM)",
+             QgsProcessingOutputRasterLayer),
+            (self.POLYGONS, "Landslide polygons", QgsProcessingOutputVectorLayer),
+            (self.MASKS, "Landslide masks of every method", QgsProcessingOutputMultipleLayers),
+            (self.REPORT, "Report", QgsProcessingOutputHtml),
+        ):
+            self.addOutput(cls(name, label))
+        for name, label in ((self.SHIFT_X, "Shift x (pixels)"), (self.SHIFT_Y, "Shift y (pixels)"),
+                            (self.POLYGON_COUNT, "Number of landslide polygons"),
+                            (self.PRECISION, "Precision of the primary method"), (self.RECALL, "Recall"),
+                            (self.F1, "F1"), (self.IOU, "IoU"), (self.MCC, "MCC")):
+            self.addOutput(QgsProcessingOutputNumber(name, label))
+        self.addOutput(QgsProcessingOutputString("LOG", "Run log"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        self.require_dependencies()
+        from ...core import pipeline
+        from ...core.rasters import Cancelled
+
+        pre = self.parameterAsFileList(parameters, self.PRE, context)
+        post = self.parameterAsFileList(parameters, self.POST, context)
+        if not pre or not post:
+            raise QgsProcessingException("Give both a pre-event and a post-event image (PRE and POST).")
+        try:
+            methods = pipeline.parse_methods(
+                self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context),
+                _counts(self.parameterAsString(parameters, self.KMEANS_CLUSTERS, context), self.KMEANS_CLUSTERS),
+                _counts(self.parameterAsString(parameters, self.GMM_CLUSTERS, context), self.GMM_CLUSTERS))
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        primary = self.parameterAsString(parameters, self.PRIMARY, context).strip().lower().replace(" ", "")
+        names = [m.name for m in methods]
+        if primary not in names:
+            raise QgsProcessingException(
+                f"PRIMARY: '{primary}' is not among the methods run ({', '.join(names)}); pick one of those.")
+
+        reference = geometries = None
+        if self.parameterAsRasterLayer(parameters, self.REFERENCE_RASTER, context) is not None:
+            reference = self.raster_path(parameters, self.REFERENCE_RASTER, context)
+        source = self.parameterAsSource(parameters, self.REFERENCE_VECTOR, context)
+        if source is not None:
+            if reference:
+                raise QgsProcessingException("Give one reference: a raster or inventory polygons, not both.")
+            geometries = self._geometries_wgs84(source, context)
+        optional_raster = {
+            name: (self.raster_path(parameters, name, context)
+                   if self.parameterAsRasterLayer(parameters, name, context) is not None else None)
+            for name in (self.DEM, self.EXCLUSION, self.PRE_SCL, self.POST_SCL)}
+        classes_text = self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context)
+        try:
+            exclusion_classes = [int(v) for v in re.split(r"[,\s;]+", classes_text.strip()) if v]
+        except ValueError:
+            raise QgsProcessingException(f"EXCLUSION_CLASSES: '{classes_text}' is not a list of class values") \
+                from None
+        aoi, aoi_crs = self._area(parameters, context)
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+
+        steps = QgsProcessingMultiStepFeedback(1, feedback)
+        try:
+            result = pipeline.map_landslides(
+                pre, post, folder, pre_scl=optional_raster[self.PRE_SCL], post_scl=optional_raster[self.POST_SCL],
+                methods=methods, primary=primary, aoi=aoi, aoi_crs=aoi_crs or "EPSG:4326",
+                dem=optional_raster[self.DEM], exclusion=optional_raster[self.EXCLUSION],
+                exclusion_classes=exclusion_classes, reference=reference, reference_geometries=geometries,
+                reference_crs="EPSG:4326" if geometries is not None else None,
+                use_masks=self.parameterAsBool(parameters, self.USE_MASKS, context),
+                min_slope_deg=self.parameterAsDouble(parameters, self.MIN_SLOPE, context),
+                min_ndvi_pre=self.parameterAsDouble(parameters, self.MIN_NDVI_PRE, context),
+                exclude_dark=self.parameterAsBool(parameters, self.EXCLUDE_DARK, context),
+                threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+                coregister=self.parameterAsBool(parameters, self.COREGISTER, context),
+                align_band=self.parameterAsString(parameters, self.ALIGN_BAND, context).strip() or "B11",
+                max_shift_px=self.parameterAsDouble(parameters, self.MAX_SHIFT, context),
+                opening_px=self.parameterAsInt(parameters, self.OPENING, context),
+                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+                sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                log=feedback.pushInfo, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
+        except Cancelled:
+            feedback.pushInfo("Cancelled: the output folder was left as it was.")
+            return {}
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+        self._load_outputs(result, context, methods)
+        scores = result.metrics.get(primary, {})
+        shift = result.shift_px or (0.0, 0.0)
+        return {
+            self.OUTPUT_FOLDER: folder, self.ALIGNED: str(result.post_aligned),
+            self.PRIMARY_MASK: str(result.masks[primary]),
+            self.PRIMARY_PROBABILITY: str(result.probabilities[primary]) if primary in result.probabilities else None,
+            self.POLYGONS: str(result.polygons), self.MASKS: [str(p) for p in result.masks.values()],
+            self.REPORT: str(result.report) if result.report else None,
+            self.SHIFT_X: shift[0], self.SHIFT_Y: shift[1], self.POLYGON_COUNT: result.polygon_count,
+            self.PRECISION: scores.get("precision"), self.RECALL: scores.get("recall"), self.F1: scores.get("f1"),
+            self.IOU: scores.get("iou"), self.MCC: scores.get("mcc"), "LOG": "\n".join(result.log),
+        }
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _geometries_wgs84(self, source, context) -> list[dict]:
+        transform = QgsCoordinateTransform(source.sourceCrs(), QgsCoordinateReferenceSystem("EPSG:4326"),
+                                           context.transformContext())
+        geometries = []
+        for feature in source.getFeatures():
+            geometry = QgsGeometry(feature.geometry())
+            if geometry.isEmpty():
+                continue
+            geometry.transform(transform)
+            geometries.append(json.loads(geometry.asJson(8)))
+        if not geometries:
+            raise QgsProcessingException("REFERENCE_VECTOR: the inventory layer has no polygons.")
+        return geometries
+
+    def _area(self, parameters, context):
+        if parameters.get(self.EXTENT) in (None, ""):
+            return None, None
+        rectangle = self.parameterAsExtent(parameters, self.EXTENT, context)
+        if rectangle.isNull() or rectangle.isEmpty():
+            return None, None
+        crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+        if not crs.isValid():
+            raise QgsProcessingException("EXTENT has no coordinate reference system; add one, e.g. "
+                                         "'36.9,37.1,36.2,36.4 [EPSG:4326]'.")
+        return QgsGeometry.fromRect(rectangle).asWkt(), crs.authid() or crs.toWkt()
+
+    def _load_outputs(self, result, context, methods) -> None:
+        """Load every map into a group named after the run, styled (the post-processors are kept alive)."""
+        group = f"Landslides {os.path.basename(os.path.normpath(str(result.folder)))}"
+        items = []
+        for method in methods:
+            items.append((result.masks[method.name], f"{method.label} landslides", style_landslide_mask))
+            if method.name in result.clusters:
+                n, k = result.landslide_clusters[method.name]
+                items.append((result.clusters[method.name], f"{method.label} clusters", clusters_styler(n, k)))
+            if method.name in result.probabilities:
+                items.append((result.probabilities[method.name], f"{method.label} probability", style_probability))
+        items.append((result.polygons, f"Landslide polygons ({result.primary})", style_polygons))
+        items.append((result.post_aligned, "Post-event (co-registered)", None))
+        for path, name, styler in reversed(items):
+            path = str(path)
+            details = QgsProcessingContext.LayerDetails(name, context.project(), name)
+            details.setPostProcessor(GroupedStylePostProcessor.create(styler, group))
+            context.addLayerToLoadOnCompletion(path, details)
