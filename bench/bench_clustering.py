@@ -6,7 +6,8 @@ sample, predict and write block by block). Reference study: every band read whol
 dates for every pixel, scikit-learn fitted on every valid pixel in float64, labels written at once.
 
 Each measurement runs in its own Python process, which reports its wall time and its own peak
-resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). The input pair is synthetic
+resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``; about 125 MB of it is the imported
+libraries, and GDAL's block cache is fixed at 256 MB unless GDAL_CACHEMAX is set). The input pair is synthetic
 (smooth fields, forest and scars with noise, 5 bands, 2 % no data) and written once per size.
 
 Usage: bench/bench_clustering.py [--size 5490] [--methods kmeans,gmm] [--baseline kmeans,gmm]
@@ -135,7 +136,10 @@ def _child(way: str, pre: str, post: str, out: str, method: str) -> None:
 
 
 def measure(way: str, pre: str, post: str, out: str, method: str, timeout: float | None = None) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # GDAL's block cache defaults to 5 % of RAM and would dominate "peak memory" on a large machine:
+    # fix it at 256 MB for both ways so figures compare across machines.
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               GDAL_CACHEMAX=os.environ.get("GDAL_CACHEMAX", "256"))
     try:
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", way, pre, post, out, method],
                               capture_output=True, text=True, env=env, timeout=timeout, check=False)

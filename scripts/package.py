@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "landslide_plugin"
 EXCLUDE_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 EXCLUDE_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej"}
-EXCLUDE_NAMES = {"screenshot.png"}  # README material, not needed at run time
+EXCLUDE_NAMES = {"screenshot.png", "demo_overlay.png"}  # README material, not needed at run time
 
 
 def version() -> str:

@@ -7,6 +7,7 @@ finished files into place at the end, so a failed or cancelled run leaves the de
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -329,6 +330,9 @@ def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_c
     result = evaluation.evaluate(
         str(reference) if reference else None, paths, reference_geometries=geometries, reference_crs=reference_crs,
         names=[m.label for m in methods], progress=progress, is_cancelled=is_cancelled)
+    # The report names the files where they will be, not in the working folder.
+    result = dataclasses.replace(result, predictions=[
+        dataclasses.replace(item, path=str(mapped.folder / Path(item.path).name)) for item in result.predictions])
     for method, item in zip(methods, result.predictions):
         mapped.metrics[method.name] = item.scores.as_dict()
         s = item.scores
