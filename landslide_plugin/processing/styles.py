@@ -223,3 +223,36 @@ class GroupedStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         processor = cls(styler, group)
         cls.alive.append(processor)
         return processor
+
+
+#: Sen2Cor's own SCL legend (classes and colours as in ESA's L2A product documentation).
+SCL_CLASSES = [
+    (1, "#ff0000", "saturated or defective"), (2, "#2f2f2f", "dark area / topographic shadow"),
+    (3, "#643200", "cloud shadow"), (4, "#00a000", "vegetation"), (5, "#ffe65a", "not vegetated"),
+    (6, "#0000ff", "water"), (7, "#808080", "unclassified"), (8, "#c0c0c0", "cloud, medium probability"),
+    (9, "#ffffff", "cloud, high probability"), (10, "#64c8ff", "thin cirrus"), (11, "#ff96ff", "snow or ice"),
+]
+
+
+def style_scl(layer: QgsRasterLayer) -> None:
+    """Paletted with Sen2Cor's legend; 0 is no data."""
+    _paletted(layer, [(value, QColor(colour), label) for value, colour, label in SCL_CLASSES])
+
+
+def style_true_colour(layer: QgsRasterLayer) -> None:
+    """A reflectance stack as true colour: B04/B03/B02 stretched over 0–0.25 reflectance (2–98 % of most land)."""
+    from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer
+
+    red, green, blue = (_band_named(layer, name) for name in ("B04", "B03", "B02"))
+    if len({red, green, blue}) < 3:
+        return  # not a stack with described bands: keep QGIS's default rendering
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), red, green, blue)
+    for band, setter in ((red, renderer.setRedContrastEnhancement), (green, renderer.setGreenContrastEnhancement),
+                         (blue, renderer.setBlueContrastEnhancement)):
+        enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(0.0)
+        enhancement.setMaximumValue(0.25)
+        setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()

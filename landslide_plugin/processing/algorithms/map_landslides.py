@@ -37,6 +37,7 @@ from ..styles import (
     style_landslide_mask,
     style_polygons,
     style_probability,
+    style_true_colour,
 )
 
 
@@ -338,7 +339,8 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             if method.name in result.probabilities:
                 items.append((result.probabilities[method.name], f"{method.label} probability", style_probability))
         items.append((result.polygons, f"Landslide polygons ({result.primary})", style_polygons))
-        items.append((result.post_aligned, "Post-event (co-registered)", None))
+        items.append((result.post_aligned, "Post-event true colour (co-registered)", style_true_colour))
+        items.append((result.pre_stack, "Pre-event true colour", style_true_colour))
         for path, name, styler in reversed(items):
             path = str(path)
             details = QgsProcessingContext.LayerDetails(name, context.project(), name)

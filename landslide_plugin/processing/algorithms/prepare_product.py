@@ -17,6 +17,7 @@ from qgis.core import (
 )
 
 from ..base import LandslideAlgorithm
+from ..styles import load_styled, style_scl, style_true_colour
 
 #: Level-2A bands in spectral order (``products.L2A_BANDS``; kept here so the algorithm loads without numpy).
 BAND_OPTIONS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
@@ -118,6 +119,8 @@ class PrepareProductAlgorithm(LandslideAlgorithm):
             f"pixels have data. Scene classification: {scl_path}")
         if prepared.valid_fraction == 0:
             feedback.pushWarning("The area holds no valid pixel in these products (outside the satellite's swath?).")
+        load_styled(context, stack_path, "", style_true_colour)
+        load_styled(context, scl_path, "", style_scl)
         return {self.OUTPUT: stack_path, self.OUTPUT_SCL: scl_path, self.SENSING_DATE: prepared.sensing_date,
                 self.TILE: prepared.tile}
 
