@@ -360,6 +360,21 @@ def test_user_mask_excludes_pixels(tmp_path):
 
 # --- the built-in example pair (written by the example-data and product-reader helpers) -------------
 
+@pytest.mark.parametrize("dx, dy", [(2.0, -3.0), (0.37, 0.81), (-4.6, 1.25)])
+def test_known_shift_of_the_example_product_recovered_within_005_px(example_pair, tmp_path, dx, dy):
+    """The example scene's own NIR, shifted by a known amount (Fourier), clouds masked out via its SCL."""
+    from landslide_plugin.core import products
+
+    stack = products.read_l2a([example_pair.pre], bands=("B8A",))
+    nir = stack.reflectance[0]
+    usable = np.isin(stack.scl, (4, 5, 7)) & np.isfinite(nir)
+    moving = fourier_shift(np.where(np.isfinite(nir), nir, np.nanmean(nir)), dx, dy)
+    # what is cloud or no data in the scene is cloud or no data in the shifted copy too
+    moving[~(fourier_shift(usable.astype(np.float32), dx, dy, outside=0.0) > 0.99)] = np.nan
+    result = estimate_shift_ecc(np.where(usable, nir, np.nan), moving, mask=usable, max_shift_px=5.0)
+    assert_shift(result, dx, dy, 0.05)
+
+
 def test_example_pair_shift_recovered(request, tmp_path):
     products = pytest.importorskip("landslide_plugin.core.products")
     example_data = pytest.importorskip("landslide_plugin.core.example_data")
