@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from qgis.core import (
+    QgsGeometry,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsRasterLayer,
@@ -88,6 +89,29 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException(f"{name}: no raster layer given or it could not be loaded.")
         return local_raster_path(layer, name)
+
+    def optional_raster_path(self, parameters, name, context) -> str | None:
+        """Like ``raster_path`` for an optional raster parameter: None when it is not set."""
+        if self.parameterAsRasterLayer(parameters, name, context) is None:
+            return None
+        return self.raster_path(parameters, name, context)
+
+    def extent_as_wkt(self, parameters, name, context) -> tuple[str | None, str | None]:
+        """An extent parameter as a WKT polygon and its CRS (authority id or WKT), or (None, None) when unset."""
+        if parameters.get(name) in (None, ""):
+            return None, None
+        rectangle = self.parameterAsExtent(parameters, name, context)
+        if rectangle.isNull() or rectangle.isEmpty():
+            return None, None
+        crs = self.parameterAsExtentCrs(parameters, name, context)
+        if not crs.isValid():
+            raise QgsProcessingException(
+                f"{name}: the area of interest has no coordinate reference system; give it with one, e.g. "
+                "'11.8,12.1,45.9,46.1 [EPSG:4326]', or draw it on the map canvas")
+        authority = crs.authid()
+        if ":" in authority and not authority.upper().startswith("USER:"):
+            return QgsGeometry.fromRect(rectangle).asWkt(), authority
+        return QgsGeometry.fromRect(rectangle).asWkt(), crs.toWkt(crs.WKT_PREFERRED)
 
 
 def local_raster_path(layer: QgsRasterLayer, name: str = "") -> str:

@@ -175,11 +175,6 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_CLUSTER, "Landslide cluster"))
         self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
 
-    def _optional_raster(self, parameters, name, context) -> str | None:
-        if self.parameterAsRasterLayer(parameters, name, context) is None:
-            return None
-        return self.raster_path(parameters, name, context)
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
         from ...core import clustering, masks
@@ -187,10 +182,10 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
 
         pre = self.raster_path(parameters, self.PRE, context)
         post = self.raster_path(parameters, self.POST, context)
-        scl_pre = self._optional_raster(parameters, self.PRE_SCL, context)
-        scl_post = self._optional_raster(parameters, self.POST_SCL, context)
-        dem = self._optional_raster(parameters, self.DEM, context)
-        exclusion = self._optional_raster(parameters, self.EXCLUSION, context)
+        scl_pre = self.optional_raster_path(parameters, self.PRE_SCL, context)
+        scl_post = self.optional_raster_path(parameters, self.POST_SCL, context)
+        dem = self.optional_raster_path(parameters, self.DEM, context)
+        exclusion = self.optional_raster_path(parameters, self.EXCLUSION, context)
         method_index = self.parameterAsEnum(parameters, self.METHOD, context)
         method, method_label = METHODS[method_index]
         n_clusters = self.parameterAsInt(parameters, self.CLUSTERS, context)

@@ -110,9 +110,9 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
 
         reference = self.raster_path(parameters, self.REFERENCE, context)
         moving = self.raster_path(parameters, self.INPUT, context)
-        reference_scl = self._optional_raster(parameters, self.REFERENCE_SCL, context)
-        moving_scl = self._optional_raster(parameters, self.INPUT_SCL, context)
-        mask = self._optional_raster(parameters, self.MASK, context)
+        reference_scl = self.optional_raster_path(parameters, self.REFERENCE_SCL, context)
+        moving_scl = self.optional_raster_path(parameters, self.INPUT_SCL, context)
+        mask = self.optional_raster_path(parameters, self.MASK, context)
         band = self.parameterAsString(parameters, self.BAND, context).strip() or "B8A"
         band_number = self.parameterAsInt(parameters, self.BAND_NUMBER, context) or None
         motion = MOTIONS[self.parameterAsEnum(parameters, self.MOTION, context)]
@@ -149,8 +149,3 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
         if output_scl:
             outputs[self.OUTPUT_SCL] = output_scl
         return outputs
-
-    def _optional_raster(self, parameters, name, context):
-        if parameters.get(name) in (None, ""):
-            return None
-        return self.raster_path(parameters, name, context)

@@ -104,11 +104,6 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
                  "source was not given).")
         self.addOutput(QgsProcessingOutputNumber(self.POLYGON_COUNT, "Number of polygons"))
 
-    def _optional_raster(self, parameters, name, context) -> str | None:
-        if self.parameterAsRasterLayer(parameters, name, context) is None:
-            return None
-        return self.raster_path(parameters, name, context)
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
         from ...core import polygons
@@ -116,8 +111,8 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
 
         mask_layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         mask_path = self.raster_path(parameters, self.INPUT, context)
-        pre = self._optional_raster(parameters, self.PRE, context)
-        post = self._optional_raster(parameters, self.POST, context)
+        pre = self.optional_raster_path(parameters, self.PRE, context)
+        post = self.optional_raster_path(parameters, self.POST, context)
         if (pre is None) != (post is None):
             raise QgsProcessingException("the mean dNDVI needs both the pre-event and the post-event stack; give "
                                          "both or neither")
@@ -127,8 +122,8 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
             shapes = polygons.mask_to_polygons(
                 mask_path, pre_stack_path=pre, post_stack_path=post,
                 band_numbers=parse_band_numbers(self.parameterAsString(parameters, self.BAND_NUMBERS, context)),
-                dem_path=self._optional_raster(parameters, self.DEM, context),
-                probability_path=self._optional_raster(parameters, self.PROBABILITY, context),
+                dem_path=self.optional_raster_path(parameters, self.DEM, context),
+                probability_path=self.optional_raster_path(parameters, self.PROBABILITY, context),
                 opening_px=opening, min_area_m2=min_area or None,
                 progress=lambda p: feedback.setProgress(0.9 * p), is_cancelled=feedback.isCanceled)
         except Cancelled:

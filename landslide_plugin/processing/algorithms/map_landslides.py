@@ -238,25 +238,22 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             raise QgsProcessingException(
                 f"PRIMARY: '{primary}' is not among the methods run ({', '.join(names)}); pick one of those.")
 
-        reference = geometries = None
-        if self.parameterAsRasterLayer(parameters, self.REFERENCE_RASTER, context) is not None:
-            reference = self.raster_path(parameters, self.REFERENCE_RASTER, context)
+        geometries = None
+        reference = self.optional_raster_path(parameters, self.REFERENCE_RASTER, context)
         source = self.parameterAsSource(parameters, self.REFERENCE_VECTOR, context)
         if source is not None:
             if reference:
                 raise QgsProcessingException("Give one reference: a raster or inventory polygons, not both.")
             geometries = self._geometries_wgs84(source, context)
-        optional_raster = {
-            name: (self.raster_path(parameters, name, context)
-                   if self.parameterAsRasterLayer(parameters, name, context) is not None else None)
-            for name in (self.DEM, self.EXCLUSION, self.PRE_SCL, self.POST_SCL)}
+        optional_raster = {name: self.optional_raster_path(parameters, name, context)
+                           for name in (self.DEM, self.EXCLUSION, self.PRE_SCL, self.POST_SCL)}
         classes_text = self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context)
         try:
             exclusion_classes = [int(v) for v in re.split(r"[,\s;]+", classes_text.strip()) if v]
         except ValueError:
             raise QgsProcessingException(f"EXCLUSION_CLASSES: '{classes_text}' is not a list of class values") \
                 from None
-        aoi, aoi_crs = self._area(parameters, context)
+        aoi, aoi_crs = self.extent_as_wkt(parameters, self.EXTENT, context)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
 
         steps = QgsProcessingMultiStepFeedback(1, feedback)
@@ -314,18 +311,6 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         if not geometries:
             raise QgsProcessingException("REFERENCE_VECTOR: the inventory layer has no polygons.")
         return geometries
-
-    def _area(self, parameters, context):
-        if parameters.get(self.EXTENT) in (None, ""):
-            return None, None
-        rectangle = self.parameterAsExtent(parameters, self.EXTENT, context)
-        if rectangle.isNull() or rectangle.isEmpty():
-            return None, None
-        crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-        if not crs.isValid():
-            raise QgsProcessingException("EXTENT has no coordinate reference system; add one, e.g. "
-                                         "'36.9,37.1,36.2,36.4 [EPSG:4326]'.")
-        return QgsGeometry.fromRect(rectangle).asWkt(), crs.authid() or crs.toWkt()
 
     def _load_outputs(self, result, context, methods) -> None:
         """Load every map into a group named after the run, styled (the post-processors are kept alive)."""

@@ -115,11 +115,6 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
         self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_AREA_M2, "Landslide area (m²)"))
 
-    def _optional_raster(self, parameters, name, context) -> str | None:
-        if self.parameterAsRasterLayer(parameters, name, context) is None:
-            return None
-        return self.raster_path(parameters, name, context)
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
         from ...core import indices, masks
@@ -127,10 +122,10 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
 
         pre = self.raster_path(parameters, self.PRE, context)
         post = self.raster_path(parameters, self.POST, context)
-        scl_pre = self._optional_raster(parameters, self.PRE_SCL, context)
-        scl_post = self._optional_raster(parameters, self.POST_SCL, context)
-        dem = self._optional_raster(parameters, self.DEM, context)
-        exclusion = self._optional_raster(parameters, self.EXCLUSION, context)
+        scl_pre = self.optional_raster_path(parameters, self.PRE_SCL, context)
+        scl_post = self.optional_raster_path(parameters, self.POST_SCL, context)
+        dem = self.optional_raster_path(parameters, self.DEM, context)
+        exclusion = self.optional_raster_path(parameters, self.EXCLUSION, context)
         threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
         exclude_water = self.parameterAsBoolean(parameters, self.EXCLUDE_WATER, context)
         min_ndvi = parameters.get(self.MIN_NDVI_PRE)

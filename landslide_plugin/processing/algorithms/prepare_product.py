@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
-    QgsGeometry,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputLayerDefinition,
@@ -89,7 +88,7 @@ class PrepareProductAlgorithm(LandslideAlgorithm):
         bands = tuple(BAND_OPTIONS[i] for i in sorted(set(self.parameterAsEnums(parameters, self.BANDS, context))))
         if not bands:
             raise QgsProcessingException(f"no band selected; choose among {', '.join(BAND_OPTIONS)}")
-        aoi, aoi_crs = self._area(parameters, context)
+        aoi, aoi_crs = self.extent_as_wkt(parameters, self.EXTENT, context)
         try:
             infos = [products.read_product_info(source) for source in sources]
         except (ValueError, FileNotFoundError) as exc:
@@ -123,23 +122,6 @@ class PrepareProductAlgorithm(LandslideAlgorithm):
         load_styled(context, scl_path, "", style_scl)
         return {self.OUTPUT: stack_path, self.OUTPUT_SCL: scl_path, self.SENSING_DATE: prepared.sensing_date,
                 self.TILE: prepared.tile}
-
-    def _area(self, parameters, context):
-        """The EXTENT as a WKT polygon and its CRS, or (None, None) when not set."""
-        if parameters.get(self.EXTENT) in (None, ""):
-            return None, None
-        rectangle = self.parameterAsExtent(parameters, self.EXTENT, context)
-        if rectangle.isNull() or rectangle.isEmpty():
-            return None, None
-        crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-        if not crs.isValid():
-            raise QgsProcessingException(
-                "the area of interest has no coordinate reference system; give it with one, e.g. "
-                "'11.8,12.1,45.9,46.1 [EPSG:4326]', or draw it on the map canvas")
-        authority = crs.authid()
-        aoi_crs = authority if ":" in authority and not authority.upper().startswith("USER:") else crs.toWkt(
-            crs.WKT_PREFERRED)
-        return QgsGeometry.fromRect(rectangle).asWkt(), aoi_crs
 
     def _destination(self, parameters, name, context, file_name: str) -> str:
         """The output path; temporary outputs get a name carrying date and tile in the processing temp folder."""
