@@ -18,6 +18,9 @@ from pathlib import Path
 from . import rasters
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+#: Files of a run whose set depends on the methods chosen (see ``map_landslides``).
+RUN_FILE_PATTERNS = ("mask_*.tif", "clusters_*.tif", "probability_*.tif", "landslides_*.geojson",
+                     "report.html", "metrics.csv", "metrics.json", "confusion.png", "overlay.png")
 
 
 @dataclass(frozen=True)
@@ -287,8 +290,13 @@ def map_landslides(
         else:
             say("no reference given: no evaluation (give an inventory or a reference raster to get F1, IoU, MCC)")
 
-        # 6. all done: move the finished files into place
+        # 6. all done: move the finished files into place, and drop the maps of a previous run's methods
+        #    that this run did not repeat, so the folder never mixes two runs.
         rasters.check_cancelled(is_cancelled)
+        for pattern in RUN_FILE_PATTERNS:
+            for stale in folder.glob(pattern):
+                if stale.name not in outputs and stale.is_file():
+                    stale.unlink()
         for name, path in outputs.items():
             os.replace(path, folder / name)
             for suffix in (".aux.xml",):

@@ -278,8 +278,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                 seed=self.parameterAsInt(parameters, self.SEED, context),
                 log=feedback.pushInfo, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
-            feedback.pushInfo("Cancelled: the output folder was left as it was.")
-            return {}
+            raise QgsProcessingException("Cancelled by the user; the output folder was left as it was.") from None
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             raise QgsProcessingException(str(exc)) from exc
 

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Build resources/models/landslide_mapping.model3, the Graphical Modeler model of the mapping chain.
+
+The model is made of the plugin's individual algorithms, so a user can open it in the Graphical
+Modeler, see every step, change a parameter or swap a step:
+
+    prepare (pre) ─┐
+                   ├─ co-register (post onto pre, B11 gradient, with both SCLs)
+    prepare (post)─┘        │
+                   cluster (GMM 3, DEM slope mask) ─ polygons
+                            └─ evaluate against the reference raster → HTML report
+
+It is built here with the same API the Graphical Modeler uses and saved with ``toFile``, so it can
+be regenerated after a parameter of an algorithm changes:
+
+    python scripts/build_model.py            # writes the model
+    python scripts/build_model.py --check    # exit 1 if the saved model differs from a fresh build
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_PATH = ROOT / "resources" / "models" / "landslide_mapping.model3"
+PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
+
+MODEL_NAME = "landslide_mapping"
+MODEL_GROUP = "Landslide mapping"
+
+# Model inputs (names as in the one-step algorithm 'Map landslides (pre/post)').
+PRE, POST, DEM, REFERENCE = "PRE", "POST", "DEM", "REFERENCE"
+# Child algorithm ids.
+PREPARE_PRE, PREPARE_POST = "prepare_pre", "prepare_post"
+COREGISTER, CLUSTER, POLYGONS, EVALUATE = "coregister", "cluster_gmm3", "polygons", "evaluate"
+# Model outputs: (child id, child output parameter, model output name).
+OUTPUTS = (
+    (COREGISTER, "OUTPUT", "Aligned post-event stack"),
+    (CLUSTER, "OUTPUT_MASK", "Landslide mask"),
+    (POLYGONS, "OUTPUT", "Landslide polygons"),
+    (EVALUATE, "OUTPUT_HTML", "Report"),
+)
+
+HELP = {
+    "ALG_DESC": (
+        "Maps landslide scars from a pre-event and a post-event Sentinel-2 L2A product with the plugin's "
+        "individual algorithms, one box per step: prepare both products (reflectance stack and SCL), "
+        "co-register the post image onto the pre image (ECC on the gradient of SWIR-1 B11, which changes less "
+        "between seasons than NIR; clouds and water of both dates left out), cluster the change features "
+        "with a 3-component Gaussian mixture (clouds, water and, with a DEM, slopes under 15° masked), turn "
+        "the landslide mask into polygons with their area, mean dNDVI, slope and probability, and score the "
+        "mask against a reference raster (precision, recall, F1, IoU, MCC) in an HTML report.<br><br>"
+        "Open it in the Graphical Modeler to change a step (e.g. K-means instead of the Gaussian mixture, "
+        "another band for the co-registration) or to add one. For every method of the reference study in one "
+        "run, use 'Map landslides (pre/post)'."),
+    "ALG_CREATOR": "landslide_plugin",
+    PRE: "Sentinel-2 L2A product(s) of the pre-event date: the .zip as downloaded, the .SAFE folder or its "
+         "MTD_MSIL2A.xml; several adjacent tiles of one date are mosaicked.",
+    POST: "Sentinel-2 L2A product(s) of the post-event date, as for the pre-event image.",
+    DEM: "Digital elevation model (any CRS and resolution): pixels flatter than 15° are not landslides, and the "
+         "polygons get their mean slope. Optional.",
+    REFERENCE: "Landslide reference raster (an inventory rasterised: values greater than 0 are landslide; any "
+               "grid and CRS) that the landslide mask is scored against.",
+    "Aligned post-event stack": "The post-event reflectance stack co-registered onto the pre-event grid.",
+    "Landslide mask": "Uint8 GeoTIFF: 1 landslide, 0 not or ruled out by a mask, 255 no data.",
+    "Landslide polygons": "One polygon per landslide with area, mean dNDVI, mean slope and mean probability.",
+    "Report": "Self-contained HTML report: scores, confusion matrix and the map over the post-event image.",
+}
+
+
+def build_model():
+    """The model, built from the individual algorithms (they must be registered: provider 'landslide')."""
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterMultipleLayers,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.PyQt.QtCore import QPointF
+
+    model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP, MODEL_GROUP)
+
+    def add_input(definition, x, y):
+        component = QgsProcessingModelParameter(definition.name())
+        component.setPosition(QPointF(x, y))
+        component.setDescription(definition.description())
+        model.addModelParameter(definition, component)
+
+    files = QgsProcessing.TypeFile
+    add_input(QgsProcessingParameterMultipleLayers(PRE, "Pre-event Sentinel-2 L2A product", files), 120, 60)
+    add_input(QgsProcessingParameterMultipleLayers(POST, "Post-event Sentinel-2 L2A product", files), 420, 60)
+    add_input(QgsProcessingParameterRasterLayer(DEM, "Digital elevation model", optional=True), 720, 60)
+    add_input(QgsProcessingParameterRasterLayer(REFERENCE, "Reference landslide raster"), 1020, 60)
+    model.setParameterOrder([PRE, POST, DEM, REFERENCE])
+
+    def model_input(name):
+        return [QgsProcessingModelChildParameterSource.fromModelParameter(name)]
+
+    def child_output(child_id, output):
+        return [QgsProcessingModelChildParameterSource.fromChildOutput(child_id, output)]
+
+    def value(static):
+        return [QgsProcessingModelChildParameterSource.fromStaticValue(static)]
+
+    def add_child(child_id, algorithm, description, x, y, sources):
+        child = QgsProcessingModelChildAlgorithm(algorithm)
+        if child.algorithm() is None:
+            raise RuntimeError(f"algorithm {algorithm} is not registered: is the plugin's provider loaded?")
+        child.setChildId(child_id)
+        child.setDescription(description)
+        child.setPosition(QPointF(x, y))
+        # Like the Graphical Modeler: every input not linked is stored with its default value, so the
+        # model keeps today's defaults even if an algorithm's default changes later.
+        for definition in child.algorithm().parameterDefinitions():
+            if definition.isDestination() or definition.name() in sources:
+                continue
+            if definition.defaultValue() is not None:
+                child.addParameterSources(definition.name(), value(definition.defaultValue()))
+        for name, source in sources.items():
+            child.addParameterSources(name, source)
+        model.addChildAlgorithm(child)
+
+    add_child(PREPARE_PRE, "landslide:prepare_s2_l2a", "Prepare the pre-event product", 120, 200,
+              {"INPUT": model_input(PRE)})
+    add_child(PREPARE_POST, "landslide:prepare_s2_l2a", "Prepare the post-event product", 420, 200,
+              {"INPUT": model_input(POST)})
+    add_child(COREGISTER, "landslide:coregister_ecc", "Co-register post onto pre (B11 gradient)", 270, 340, {
+        "REFERENCE": child_output(PREPARE_PRE, "OUTPUT"),
+        "INPUT": child_output(PREPARE_POST, "OUTPUT"),
+        "REFERENCE_SCL": child_output(PREPARE_PRE, "OUTPUT_SCL"),
+        "INPUT_SCL": child_output(PREPARE_POST, "OUTPUT_SCL"),
+        "BAND": value("B11"),
+        "USE_GRADIENT": value(True),
+        "MOTION": value(0),  # translation
+        "MAX_SHIFT": value(5.0),
+    })
+    add_child(CLUSTER, "landslide:cluster_landslides", "Cluster landslides (GMM 3)", 570, 480, {
+        "PRE": child_output(PREPARE_PRE, "OUTPUT"),
+        "POST": child_output(COREGISTER, "OUTPUT"),
+        "PRE_SCL": child_output(PREPARE_PRE, "OUTPUT_SCL"),
+        "POST_SCL": child_output(COREGISTER, "OUTPUT_SCL"),
+        "DEM": model_input(DEM),
+        "METHOD": value(1),  # Gaussian mixture
+        "CLUSTERS": value(3),
+        "MIN_SLOPE": value(15.0),
+        "SEED": value(0),
+    })
+    add_child(POLYGONS, "landslide:landslide_polygons", "Landslide polygons", 420, 620, {
+        "INPUT": child_output(CLUSTER, "OUTPUT_MASK"),
+        "PRE": child_output(PREPARE_PRE, "OUTPUT"),
+        "POST": child_output(COREGISTER, "OUTPUT"),
+        "DEM": model_input(DEM),
+        "PROBABILITY": child_output(CLUSTER, "OUTPUT_PROBABILITY"),
+    })
+    add_child(EVALUATE, "landslide:evaluate_landslide_maps", "Evaluate against the reference", 870, 620, {
+        "REFERENCE_RASTER": model_input(REFERENCE),
+        "PREDICTIONS": child_output(CLUSTER, "OUTPUT_MASK"),
+        "TRUE_COLOUR": child_output(COREGISTER, "OUTPUT"),
+    })
+
+    for index, (child_id, child_output_name, name) in enumerate(OUTPUTS):
+        output = QgsProcessingModelOutput(name, name)
+        output.setChildId(child_id)
+        output.setChildOutputName(child_output_name)
+        output.setMandatory(False)
+        child = model.childAlgorithm(child_id)
+        output.setPosition(child.position() + QPointF(160, 60 + 0 * index))
+        child.setModelOutputs({name: output})
+
+    model.updateDestinationParameters()
+    model.setHelpContent(HELP)
+    return model
+
+
+def save(model, path: Path) -> None:
+    """Write the model as the Graphical Modeler does (``toFile``), through a temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part.model3", dir=path.parent)
+    os.close(fd)
+    try:
+        if not model.toFile(tmp):
+            raise OSError(f"QGIS could not write the model to {tmp}")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _canonical(text: str) -> list[str]:
+    """The model XML one element per line with sorted attributes: Qt writes attributes in hash order,
+    which changes from one process to the next unless QT_HASH_SEED is set."""
+    lines = []
+
+    def walk(element, depth):
+        attributes = " ".join(f'{k}="{v}"' for k, v in sorted(element.attrib.items()))
+        lines.append(f"{'  ' * depth}<{element.tag} {attributes}>{(element.text or '').strip()}\n")
+        for child in element:
+            walk(child, depth + 1)
+
+    walk(ElementTree.fromstring(text), 0)
+    return lines
+
+
+def differences(model, path: Path) -> list[str]:
+    """Differences between the model saved at ``path`` and a fresh save of ``model`` (empty: the same)."""
+    with tempfile.TemporaryDirectory() as folder:
+        fresh = Path(folder) / path.name
+        save(model, fresh)
+        new = _canonical(fresh.read_text(encoding="utf-8"))
+    old = _canonical(path.read_text(encoding="utf-8")) if path.exists() else []
+    return list(difflib.unified_diff(old, new, str(path), "fresh build"))
+
+
+def start_qgis():
+    """A headless QGIS with Processing and the plugin's provider, for running this file as a script."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_HASH_SEED", "0")  # the same attribute order in every regenerated file
+    sys.path.insert(0, str(ROOT))
+    if PROCESSING_PLUGINS not in sys.path:
+        sys.path.append(PROCESSING_PLUGINS)
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from processing.core.Processing import Processing
+
+    from landslide_plugin.processing.provider import LandslideProvider
+
+    Processing.initialize()
+    provider = LandslideProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    return app, provider
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=MODEL_PATH)
+    parser.add_argument("--check", action="store_true",
+                        help="do not write: exit 1 (and show the difference) if the saved model is not current")
+    args = parser.parse_args()
+    app, provider = start_qgis()  # noqa: F841 (both must outlive the model)
+    model = build_model()
+    ok, issues = model.validate()
+    if not ok:
+        print("the model does not validate:\n" + "\n".join(issues), file=sys.stderr)
+        return 1
+    if args.check:
+        diff = differences(model, args.output)
+        if diff:
+            sys.stdout.writelines(diff)
+            print(f"\n{args.output} is not current: run python scripts/build_model.py", file=sys.stderr)
+            return 1
+        print(f"{args.output} is current")
+        return 0
+    save(model, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

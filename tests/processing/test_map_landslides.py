@@ -1,0 +1,288 @@
+"""'Map landslides (pre/post)' end to end on example products: outputs and scores, the vector reference,
+grouped styled loading, the batch path, cancel and overwrite, and the errors a user meets."""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.features
+from qgis.core import (
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from landslide_plugin.core.example_data import generate_example_pair
+
+ALG = "landslide:map_landslides"
+#: One clustering and the baseline: enough to exercise every stage, quicker than the five default methods.
+QUICK = {"THRESHOLD_BASELINE": True, "KMEANS_CLUSTERS": "", "GMM_CLUSTERS": "3", "PRIMARY": "gmm3"}
+
+
+def run(parameters, feedback=None, context=None, **kwargs):
+    import processing
+
+    return processing.run(ALG, parameters, context=context or QgsProcessingContext(),
+                          feedback=feedback or QgsProcessingFeedback(), **kwargs)
+
+
+def inputs(pair, **extra):
+    return {"PRE": [str(pair.pre)], "POST": [str(pair.post)], "DEM": str(pair.dem), **extra}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every entry of ``folder`` (hidden ones included): name -> (mtime in ns, content hash)."""
+    state = {}
+    for entry in sorted(folder.iterdir()):
+        digest = hashlib.sha256(entry.read_bytes()).hexdigest() if entry.is_file() else "dir"
+        state[entry.name] = (entry.stat().st_mtime_ns, digest)
+    return state
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") or ".part" in p.name]
+
+
+@pytest.fixture(scope="module")
+def full_run(provider, example_pair, tmp_path_factory):
+    """Every default method, with the DEM and the true landslide raster as the reference."""
+    folder = tmp_path_factory.mktemp("full") / "run"
+    result = run(inputs(example_pair, REFERENCE_RASTER=str(example_pair.truth), OUTPUT_FOLDER=str(folder)))
+    return folder, result
+
+
+def test_typed_outputs_and_scores(full_run, example_pair):
+    folder, result = full_run
+    assert result["OUTPUT_FOLDER"] == str(folder)
+    for name in ("ALIGNED", "PRIMARY_MASK", "PRIMARY_PROBABILITY", "POLYGONS", "REPORT"):
+        assert Path(result[name]).parent == folder and Path(result[name]).is_file(), name
+    assert Path(result["PRIMARY_MASK"]).name == "mask_gmm3.tif"
+    assert sorted(Path(p).name for p in result["MASKS"]) == [
+        "mask_gmm2.tif", "mask_gmm3.tif", "mask_kmeans2.tif", "mask_kmeans3.tif", "mask_threshold.tif"]
+    # Co-registration recovers the example's known shift.
+    assert result["SHIFT_X"] == pytest.approx(example_pair.shift[0], abs=0.2)
+    assert result["SHIFT_Y"] == pytest.approx(example_pair.shift[1], abs=0.2)
+    # Scores of the primary method, consistent with each other and with the report's files.
+    precision, recall, f1 = result["PRECISION"], result["RECALL"], result["F1"]
+    assert 0 < f1 <= 1 and f1 == pytest.approx(2 * precision * recall / (precision + recall))
+    assert 0 < result["IOU"] <= f1 and -1 <= result["MCC"] <= 1
+    metrics = json.loads((folder / "metrics.json").read_text())
+    by_name = {item["name"]: item for item in metrics["predictions"]}
+    assert by_name["GMM 3"]["f1"] == pytest.approx(f1)
+    assert set(by_name) == {"dNDVI threshold", "K-means 2", "K-means 3", "GMM 2", "GMM 3"}
+    report = Path(result["REPORT"]).read_text(encoding="utf-8")
+    assert "F1" in report and "GMM 3" in report and "<img" in report
+    # The mask and the polygons agree, and the mask finds true scars.
+    with rasterio.open(result["PRIMARY_MASK"]) as src:
+        mask = src.read(1)
+        assert src.nodata == 255 and src.dtypes[0] == "uint8"
+    with rasterio.open(example_pair.truth) as src:
+        truth = src.read(1) > 0
+    assert (mask == 1).sum() > 20 and (truth & (mask == 1)).sum() > 0
+    polygons = QgsVectorLayer(result["POLYGONS"], "polygons", "ogr")
+    assert polygons.isValid() and polygons.featureCount() == result["POLYGON_COUNT"] > 0
+    assert polygons.crs().authid() == "EPSG:32637"
+    with rasterio.open(result["PRIMARY_PROBABILITY"]) as src:
+        probability = src.read(1)
+    assert np.nanmax(probability) <= 1 and np.nanmean(probability[mask == 1]) > 0.5
+    assert "co-registration" in result["LOG"] and "GMM 3: precision" in result["LOG"]
+
+
+def test_vector_inventory_reference_scores_like_the_raster(full_run, example_pair, tmp_path):
+    """The truth raster as an inventory of polygons (centre-of-pixel rasterisation gives the same pixels back)."""
+    with rasterio.open(example_pair.truth) as src:
+        truth, transform, crs = src.read(1), src.transform, src.crs
+    features = [{"type": "Feature", "properties": {"id": i}, "geometry": geometry}
+                for i, (geometry, value) in enumerate(rasterio.features.shapes(truth, transform=transform))
+                if value > 0]
+    assert len(features) > 3
+    inventory = tmp_path / "inventory.geojson"
+    inventory.write_text(json.dumps({"type": "FeatureCollection", "features": features, "crs": {
+        "type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.to_epsg()}"}}}))
+    assert QgsVectorLayer(str(inventory), "inventory", "ogr").featureCount() == len(features)
+
+    folder = tmp_path / "vector"
+    result = run(inputs(example_pair, REFERENCE_VECTOR=str(inventory), OUTPUT_FOLDER=str(folder)))
+    _, raster_result = full_run
+    assert result["F1"] == pytest.approx(raster_result["F1"], abs=0.01)
+    assert result["RECALL"] == pytest.approx(raster_result["RECALL"], abs=0.01)
+    assert (folder / "report.html").is_file() and "F1" in (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_layers_load_styled_in_a_group_named_after_the_run(provider, example_pair, tmp_path):
+    from processing.gui.Postprocessing import handleAlgorithmResults
+
+    project = QgsProject()
+    context = QgsProcessingContext()
+    context.setProject(project)
+
+    def finish(alg, ctx, fb):
+        gc.collect()  # the post-processors must survive garbage collection
+        handleAlgorithmResults(alg, ctx, fb)
+
+    folder = tmp_path / "kahramanmaras_2023"
+    run(inputs(example_pair, OUTPUT_FOLDER=str(folder), **QUICK), context=context, onFinish=finish)
+
+    group = project.layerTreeRoot().findGroup("Landslides kahramanmaras_2023")
+    assert group is not None, [c.name() for c in project.layerTreeRoot().children()]
+    layers = {node.layer().name(): node.layer() for node in group.findLayers()}
+    assert set(layers) == {"dNDVI threshold landslides", "GMM 3 landslides", "GMM 3 clusters",
+                           "GMM 3 probability", "Landslide polygons (gmm3)",
+                           "Post-event true colour (co-registered)", "Pre-event true colour"}
+    assert not [n for n in project.layerTreeRoot().children() if n is not group]  # nothing outside the group
+    mask = layers["GMM 3 landslides"]
+    assert isinstance(mask.renderer(), QgsPalettedRasterRenderer)
+    classes = {c.value: c for c in mask.renderer().classes()}
+    assert classes[1].label == "landslide" and classes[1].color.name() == "#e31a1c"
+    clusters = layers["GMM 3 clusters"].renderer().classes()
+    assert len(clusters) == 3 and sum("(landslide)" in c.label for c in clusters) == 1
+    true_colour = layers["Post-event true colour (co-registered)"].renderer()
+    assert true_colour.type() == "multibandcolor"
+    assert (true_colour.redBand(), true_colour.greenBand(), true_colour.blueBand()) == (3, 2, 1)  # B04 B03 B02
+    fill = layers["Landslide polygons (gmm3)"].renderer().symbol().color()
+    assert (fill.red(), fill.green(), fill.blue()) == (227, 26, 28)
+
+
+def test_batch_over_three_pairs_as_the_batch_dialog_runs_them(provider, qgis_new_project, tmp_path):
+    """What BatchAlgorithmDialog.runAlgorithm does per row in QGIS 3.22: preprocessParameters, a new context
+    on the current project, alg.run(...) with a BatchFeedback step, then handleAlgorithmResults."""
+    from processing.gui.BatchAlgorithmDialog import BatchFeedback
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
+    pairs = [generate_example_pair(tmp_path / f"example_{seed}", size=96, seed=seed) for seed in (1, 2, 3)]
+    rows = [inputs(pair, REFERENCE_RASTER=str(pair.truth), OUTPUT_FOLDER=str(tmp_path / f"row_{seed}"), **QUICK)
+            for seed, pair in zip((1, 2, 3), pairs)]
+    feedback = QgsProcessingFeedback()
+    batch_feedback = BatchFeedback(len(rows), feedback)
+    results = []
+    for count, parameters in enumerate(rows):
+        batch_feedback.setCurrentStep(count)
+        parameters = alg.preprocessParameters(parameters)
+        context = dataobjects.createContext(feedback)
+        outputs, ok = alg.run(parameters, context, batch_feedback)
+        assert ok, batch_feedback.errors
+        handleAlgorithmResults(alg, context, batch_feedback, False, parameters)
+        results.append(outputs)
+    assert feedback.progress() == pytest.approx(100)
+
+    masks, reports = set(), set()
+    for seed, outputs in zip((1, 2, 3), results):
+        folder = tmp_path / f"row_{seed}"
+        for name in ("ALIGNED", "PRIMARY_MASK", "POLYGONS", "REPORT"):
+            assert Path(outputs[name]).parent == folder and Path(outputs[name]).is_file()
+        assert outputs["F1"] > 0
+        masks.add(hashlib.sha256(Path(outputs["PRIMARY_MASK"]).read_bytes()).hexdigest())
+        reports.add(hashlib.sha256(Path(outputs["REPORT"]).read_bytes()).hexdigest())
+    assert len(masks) == 3 and len(reports) == 3  # each row mapped its own pair
+    root = QgsProject.instance().layerTreeRoot()
+    for seed in (1, 2, 3):
+        group = root.findGroup(f"Landslides row_{seed}")
+        assert group is not None and len(group.findLayers()) == 7  # 2 masks, clusters, probability, polygons, 2 RGB
+        assert all(Path(node.layer().source().split("|")[0]).parent == tmp_path / f"row_{seed}"
+                   for node in group.findLayers())
+
+
+class CancelPast(QgsProcessingFeedback):
+    """Cancels at the first progress report past ``percent``, like a user pressing Cancel mid-run."""
+
+    def __init__(self, percent: float):
+        super().__init__()
+        self.percent, self.cancelled_at = percent, None
+        self.progressChanged.connect(self._check)
+
+    def _check(self, progress):
+        if progress > self.percent and not self.isCanceled():
+            self.cancelled_at = progress
+            self.cancel()
+
+
+@pytest.mark.parametrize("percent", [5, 50, 99])
+def test_cancelled_run_leaves_the_folder_as_it_was(provider, example_pair, tmp_path, percent):
+    params = inputs(example_pair, REFERENCE_RASTER=str(example_pair.truth), **QUICK)
+    # Into a new folder: nothing is left behind.
+    fresh = tmp_path / "fresh"
+    feedback = CancelPast(percent)
+    with pytest.raises(QgsProcessingException, match="Cancelled by the user"):
+        run(dict(params, OUTPUT_FOLDER=str(fresh)), feedback=feedback)
+    assert feedback.cancelled_at is not None
+    assert not fresh.exists() or list(fresh.iterdir()) == []
+    # Over a previous run: its files are untouched.
+    kept = tmp_path / "kept"
+    run(dict(params, OUTPUT_FOLDER=str(kept)))
+    before = snapshot(kept)
+    feedback = CancelPast(percent)
+    with pytest.raises(QgsProcessingException, match="Cancelled by the user"):
+        run(dict(params, OUTPUT_FOLDER=str(kept)), feedback=feedback)
+    assert feedback.cancelled_at is not None
+    assert snapshot(kept) == before
+
+
+def test_second_run_into_the_same_folder_overwrites_cleanly(provider, example_pair, tmp_path):
+    folder = tmp_path / "out"
+    params = inputs(example_pair, REFERENCE_RASTER=str(example_pair.truth), OUTPUT_FOLDER=str(folder), **QUICK)
+    first = run(params)
+    names = sorted(p.name for p in folder.iterdir())
+    assert "mask_gmm3.tif" in names and "report.html" in names and "landslides_gmm3.geojson" in names
+    old = 1_000_000_000  # 2001: anything the second run writes is newer
+    for path in folder.iterdir():
+        os.utime(path, (old, old))
+    second = run(params)
+    assert sorted(p.name for p in folder.iterdir()) == names
+    assert all(p.stat().st_mtime > old + 1 for p in folder.iterdir())
+    assert leftovers(folder) == []
+    assert second["F1"] == pytest.approx(first["F1"])  # same inputs, same seed: same map
+    layer = QgsRasterLayer(str(folder / "mask_gmm3.tif"), "mask")
+    assert layer.isValid() and (layer.width(), layer.height()) == (128, 128)
+
+
+def test_a_run_with_fewer_methods_removes_the_maps_of_the_dropped_ones(provider, example_pair, tmp_path):
+    folder = tmp_path / "out"
+    params = inputs(example_pair, REFERENCE_RASTER=str(example_pair.truth), OUTPUT_FOLDER=str(folder),
+                    **dict(QUICK, KMEANS_CLUSTERS="2"))
+    run(params)
+    assert (folder / "mask_kmeans2.tif").exists() and (folder / "clusters_kmeans2.tif").exists()
+    run(dict(params, KMEANS_CLUSTERS=""))
+    names = {p.name for p in folder.iterdir()}
+    assert "mask_kmeans2.tif" not in names and "clusters_kmeans2.tif" not in names
+    assert {"mask_gmm3.tif", "mask_threshold.tif", "report.html"} <= names
+    report = json.loads((folder / "metrics.json").read_text())
+    assert [p["name"] for p in report["predictions"]] == ["dNDVI threshold", "GMM 3"]
+
+
+def test_missing_pre_image_is_refused(provider, example_pair, tmp_path):
+    with pytest.raises(QgsProcessingException, match="PRE|Pre-event"):
+        run({"POST": [str(example_pair.post)], "OUTPUT_FOLDER": str(tmp_path / "out")})
+    assert not (tmp_path / "out").exists()
+
+
+def test_primary_method_must_be_one_that_runs(provider, example_pair, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"PRIMARY: 'kmeans5' is not among the methods run "
+                                                     r"\(threshold, gmm3\); pick one of those"):
+        run(inputs(example_pair, OUTPUT_FOLDER=str(tmp_path / "out"), **dict(QUICK, PRIMARY="kmeans5")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_level_1c_product_is_refused_with_the_reason(provider, example_pair, tmp_path):
+    l1c = tmp_path / "S2B_MSIL1C_20230805T081609_N0509_R121_T37SCB_20230805T102235.SAFE"
+    l1c.mkdir()
+    (l1c / "MTD_MSIL1C.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.'
+        'int/PSD/User_Product_Level-1C.xsd"><n1:General_Info><Product_Info><PROCESSING_LEVEL>Level-1C'
+        '</PROCESSING_LEVEL></Product_Info></n1:General_Info></n1:Level-1C_User_Product>')
+    folder = tmp_path / "out"
+    with pytest.raises(QgsProcessingException, match="Level-1C.*Level-2A"):
+        run({"PRE": [str(example_pair.pre)], "POST": [str(l1c / "MTD_MSIL1C.xml")], "OUTPUT_FOLDER": str(folder)})
+    assert not folder.exists() or leftovers(folder) == [] and list(folder.iterdir()) == []
