@@ -258,3 +258,26 @@ def test_time_to_generate_size_1024(tmp_path, capsys):
         print(f"\nexample pair 1024 x 1024: {seconds:.1f} s "
               f"(full 5490 tile ~ {seconds * (5490 / 1024) ** 2:.0f} s if linear in pixels)")
     assert read_l2a(pair.post).reflectance.shape == (6, 1024, 1024)
+
+
+# --- the slide placement's fast helpers match what they replace, bit for bit ---------------------------
+@pytest.mark.parametrize("shape", [(2, 2), (3, 7), (9, 5)])
+def test_gradient_at_one_pixel_equals_numpy_gradient_everywhere(shape):
+    values = np.random.default_rng(1).normal(500, 80, size=shape).astype(np.float32)
+    gy, gx = np.gradient(values)
+    for row in range(shape[0]):
+        for col in range(shape[1]):
+            one_y, one_x = ed._gradient_at(values, row, col)
+            assert (one_y, one_x) == (gy[row, col], gx[row, col])
+            assert one_y.dtype == gy.dtype == np.float32
+
+
+def test_newly_covered_counts_only_pixels_inside_the_scene_that_become_truth():
+    margin, size = 2, 4
+    window = np.array([[200, 0, 0], [0, 130, 100], [0, 0, 0]], np.uint8)   # placed at (b0, e0) = (1, 4)
+    value = np.array([[250, 250, 250], [250, 120, 200], [0, 126, 0]], np.uint8)
+    # Scene rows 2..5 and columns 2..5: window rows 1-2 and column 0-1 are inside.
+    added = ed._newly_covered(window, value, 1, 4, margin, size)
+    # inside: (1,0) 0->250 new, (1,1) 130 stays truth, (2,0) 0->0, (2,1) 0->126 new
+    assert added == 2
+    assert ed._newly_covered(window, value, 100, 100, margin, size) == 0  # entirely outside
