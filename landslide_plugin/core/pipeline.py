@@ -11,7 +11,9 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,14 +237,15 @@ def map_landslides(
                                shift, correlation, primary=primary, log=lines)
         common = dict(scl_pre_path=str(pre_scl_path) if pre_scl_path else None,
                       scl_post_path=str(aligned_scl) if aligned_scl else None, band_numbers=band_numbers)
-        for method in methods:
-            stage = stages.callback(method.name)
+        def run_method(method: Method, progress, stop) -> list[str]:
+            """One method, in a worker thread; returns its log lines (said in order afterwards)."""
+            said = []
             mask_path = work / f"mask_{method.name}.tif"
             if method.kind == "threshold":
                 counts = masks.write_threshold_mask(str(pre_stack), str(aligned), str(mask_path), threshold=threshold,
-                                                    options=mask_options, progress=stage, is_cancelled=is_cancelled,
+                                                    options=mask_options, progress=progress, is_cancelled=stop,
                                                     **common)
-                say(f"{method.label}: dNDVI < {threshold}: {counts}")
+                said.append(f"{method.label}: dNDVI < {threshold}: {counts}")
             else:
                 cluster_path = work / f"clusters_{method.name}.tif"
                 prob_path = work / f"probability_{method.name}.tif" if method.kind == "gmm" else None
@@ -250,19 +253,25 @@ def map_landslides(
                     str(pre_stack), str(aligned), cluster_path=str(cluster_path), mask_path=str(mask_path),
                     probability_path=str(prob_path) if prob_path else None, method=method.kind,
                     n_clusters=method.n_clusters, mask_options=mask_options, sample_size=sample_size, seed=seed,
-                    progress=stage, is_cancelled=is_cancelled, **common)
-                say(f"{method.label}: landslide cluster {result.landslide_cluster}; pixels removed: "
-                    f"{result.removed_summary()}\n{result.model.selection.format()}")
+                    progress=progress, is_cancelled=stop, **common)
+                said.append(f"{method.label}: landslide cluster {result.landslide_cluster}; pixels removed: "
+                            f"{result.removed_summary()}\n{result.model.selection.format()}")
                 if result.warning:
-                    say(f"WARNING {method.label}: {result.warning}")
+                    said.append(f"WARNING {method.label}: {result.warning}")
                 outputs[cluster_path.name] = cluster_path
                 mapped.landslide_clusters[method.name] = (method.n_clusters, result.landslide_cluster)
                 mapped.clusters[method.name] = folder / cluster_path.name
                 if prob_path:
                     outputs[prob_path.name] = prob_path
                     mapped.probabilities[method.name] = folder / prob_path.name
-            outputs[mask_path.name] = mask_path
-            mapped.masks[method.name] = folder / mask_path.name
+            return said
+
+        said_by_method = _run_in_threads(methods, run_method, stages, progress, is_cancelled)
+        for method in methods:
+            for text in said_by_method[method.name]:
+                say(text)
+            outputs[f"mask_{method.name}.tif"] = work / f"mask_{method.name}.tif"
+            mapped.masks[method.name] = folder / f"mask_{method.name}.tif"
 
         # 4. polygons of the primary method
         stages.callback("polygons")(0)
@@ -304,6 +313,47 @@ def map_landslides(
                     os.replace(str(path) + suffix, str(folder / name) + suffix)
         rasters.report(progress, 100)
     return mapped
+
+
+#: Methods run side by side: each is mostly single-threaded (numpy, GDAL I/O), so two threads use
+#: two cores; more would multiply memory (every method holds its own blocks) for little gain.
+METHOD_THREADS = 2
+
+
+def _run_in_threads(methods, run_method, stages, progress, is_cancelled) -> dict[str, list[str]]:
+    """Run ``run_method(method, progress, stop)`` for every method in METHOD_THREADS threads.
+
+    Progress and cancellation are handled here, in the calling thread (QGIS's feedback object is
+    only touched from the thread that runs the algorithm); workers only read a stop flag. The first
+    error (or a cancel) stops the other methods and is raised.
+    """
+    stop = threading.Event()
+    done = {m.name: 0.0 for m in methods}
+
+    def progress_of(name):
+        return lambda pct: done.__setitem__(name, float(pct))
+
+    def report_all():
+        start = stages.spans[methods[0].name][0]
+        total = start + sum((stages.spans[n][1] - stages.spans[n][0]) * pct / 100.0 for n, pct in done.items())
+        rasters.report(progress, total)
+
+    with ThreadPoolExecutor(max_workers=METHOD_THREADS, thread_name_prefix="landslide-method") as pool:
+        futures = {pool.submit(run_method, m, progress_of(m.name), stop.is_set): m.name for m in methods}
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+                report_all()
+                if is_cancelled is not None and is_cancelled():
+                    stop.set()
+                    raise rasters.Cancelled("cancelled by the user")
+                for future in finished:
+                    future.result()  # re-raises a worker's error here
+        except BaseException:
+            stop.set()
+            raise
+    return {futures[f]: f.result() for f in futures}
 
 
 def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, is_cancelled, say, label):
