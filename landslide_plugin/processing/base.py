@@ -114,6 +114,15 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         return QgsGeometry.fromRect(rectangle).asWkt(), crs.toWkt(crs.WKT_PREFERRED)
 
 
+def parse_classes(text: str) -> tuple[int, ...]:
+    """Land-cover class values from '40,50' (commas, semicolons or spaces)."""
+    try:
+        return tuple(int(v) for v in (text or "").replace(";", ",").replace(" ", ",").split(",") if v.strip())
+    except ValueError:
+        raise QgsProcessingException(
+            f"land-cover classes '{text}' are not whole numbers; list class values such as 40,50") from None
+
+
 def local_raster_path(layer: QgsRasterLayer, name: str = "") -> str:
     label = f"{name} ('{layer.name()}')" if name else f"'{layer.name()}'"
     if layer.providerType() != "gdal":

@@ -13,7 +13,7 @@ from qgis.core import (
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm
+from ..base import LandslideAlgorithm, parse_classes
 
 #: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
@@ -43,14 +43,6 @@ def parse_band_numbers(text: str) -> dict[str, int] | None:
                 "B02=1,B03=2,B04=3,B8A=4,B11=5 (1-based band numbers, bands B02, B03, B04, B8A, B11)")
         numbers[name] = int(value)
     return numbers
-
-
-def parse_classes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in (text or "").replace(";", ",").split(",") if v.strip())
-    except ValueError:
-        raise QgsProcessingException(
-            f"land-cover classes '{text}' are not whole numbers; list class values such as 40,50") from None
 
 
 class ClusterLandslidesAlgorithm(LandslideAlgorithm):

@@ -30,7 +30,7 @@ from qgis.core import (
 )
 
 from ... import dependencies
-from ..base import LandslideAlgorithm
+from ..base import LandslideAlgorithm, parse_classes
 from ..styles import (
     GroupedStylePostProcessor,
     clusters_styler,
@@ -140,7 +140,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover exclusion layer", optional=True),
                  "A land-cover raster (e.g. ESA WorldCover); pixels of the classes below are excluded.")
         self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Excluded land-cover classes",
-                                              defaultValue="40", optional=True),
+                                              defaultValue="40,50", optional=True),
                  "Comma-separated class values of the exclusion layer (WorldCover: 40 cropland, 50 built-up, "
                  "80 water).")
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE_RASTER, "Reference raster", optional=True),
@@ -247,12 +247,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             geometries = self._geometries_wgs84(source, context)
         optional_raster = {name: self.optional_raster_path(parameters, name, context)
                            for name in (self.DEM, self.EXCLUSION, self.PRE_SCL, self.POST_SCL)}
-        classes_text = self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context)
-        try:
-            exclusion_classes = [int(v) for v in re.split(r"[,\s;]+", classes_text.strip()) if v]
-        except ValueError:
-            raise QgsProcessingException(f"EXCLUSION_CLASSES: '{classes_text}' is not a list of class values") \
-                from None
+        exclusion_classes = parse_classes(self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context))
         aoi, aoi_crs = self.extent_as_wkt(parameters, self.EXTENT, context)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
 

@@ -12,16 +12,8 @@ from qgis.core import (
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm
+from ..base import LandslideAlgorithm, parse_classes
 from .spectral_indices import add_band_parameters, band_numbers, report_band_choice
-
-
-def parse_classes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in (text or "").replace(";", ",").split(",") if v.strip())
-    except ValueError:
-        raise QgsProcessingException(
-            f"land-cover classes '{text}' are not whole numbers; list class values such as 40,50") from None
 
 
 class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
@@ -101,7 +93,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "A class raster such as ESA WorldCover (any grid; nearest neighbour); pixels of the classes "
                  "listed below are ruled out.")
         self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Land-cover classes to exclude",
-                                              defaultValue="40", optional=True),
+                                              defaultValue="40,50", optional=True),
                  "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
                  "between dates; 50 built-up).")
         self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI (vegetated before)",
