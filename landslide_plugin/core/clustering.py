@@ -458,8 +458,8 @@ def cluster_change(
 
     workdir = tempfile.mkdtemp(prefix="landslide_cluster_")
     try:
-        slope_path = None
-        if options.dem_path:
+        slope_path = options.slope_path
+        if options.dem_path and not slope_path:
             slope_path = os.path.join(workdir, "slope.tif")
             masks.write_slope(options.dem_path, pre_stack_path, slope_path, is_cancelled=is_cancelled,
                               progress=None if progress is None else (lambda p: rasters.report(progress, 0.1 * p)))

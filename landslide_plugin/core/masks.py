@@ -251,6 +251,9 @@ class MaskOptions:
     exclusion_classes: Sequence[int] = field(default_factory=tuple)
     #: Pre-event NDVI a pixel needs (e.g. VEGETATED_NDVI); None disables the rule.
     min_ndvi_pre: float | None = None
+    #: Slope (degrees) already computed from ``dem_path`` (``write_slope``), read instead of recomputing
+    #: it: a run that applies the same masks to several methods computes the slope once.
+    slope_path: str | None = None
 
     def describe(self) -> str:
         parts = []
@@ -463,8 +466,10 @@ def write_threshold_mask(
                                        idx.ndvi(post_block["B04"], post_block["B8A"]))
                 scl_pre = read_on_grid(scl_pre_path, grid, window, dtype="uint8", fill=0) if scl_pre_path else None
                 scl_post = read_on_grid(scl_post_path, grid, window, dtype="uint8", fill=0) if scl_post_path else None
-                slope = (slope_on_grid(options.dem_path, pre_stack_path, window=window)
-                         if options.dem_path else None)
+                if options.slope_path:
+                    slope = read_on_grid(options.slope_path, grid, window, resampling=Resampling.bilinear)
+                else:
+                    slope = slope_on_grid(options.dem_path, pre_stack_path, window=window) if options.dem_path else None
                 exclusion = (exclusion_from_raster(options.exclusion_path, pre_stack_path,
                                                    options.exclusion_classes, window=window)
                              if options.exclusion_path else None)

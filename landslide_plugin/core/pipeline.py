@@ -22,7 +22,7 @@ from . import rasters
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 #: Files of a run whose set depends on the methods chosen (see ``map_landslides``).
 RUN_FILE_PATTERNS = ("mask_*.tif", "clusters_*.tif", "probability_*.tif", "landslides_*.geojson",
-                     "report.html", "metrics.csv", "metrics.json", "confusion.png", "overlay.png")
+                     "report.html", "metrics.csv", "metrics.json", "confusion.png", "overlay.png", "slope.tif")
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,8 @@ def map_landslides(
     or a single prepared GeoTIFF stack each (then ``pre_scl``/``post_scl`` are optional SCL rasters).
     Files written (names fixed, so a second run overwrites the first): ``pre_stack.tif``,
     ``post_aligned.tif`` (+ ``*_scl.tif``), ``mask_<method>.tif`` per method, ``clusters_<method>.tif``,
-    ``probability_gmm<k>.tif``, ``landslides_<primary>.geojson``, and with a reference ``report.html``,
+    ``probability_gmm<k>.tif``, ``landslides_<primary>.geojson``, ``slope.tif`` (with a DEM and masks),
+    and with a reference ``report.html``,
     ``metrics.csv``, ``metrics.json``.
     """
     from . import alignment, clustering, masks, polygons, products
@@ -231,7 +232,13 @@ def map_landslides(
         if aligned_scl:
             outputs["post_aligned_scl.tif"] = aligned_scl
 
-        # 3. every method
+        # 3. the slope, once for every method and the polygons
+        if mask_options is not None and mask_options.dem_path:
+            slope_path = work / "slope.tif"
+            masks.write_slope(mask_options.dem_path, str(pre_stack), str(slope_path), is_cancelled=is_cancelled)
+            mask_options = dataclasses.replace(mask_options, slope_path=str(slope_path))
+            outputs[slope_path.name] = slope_path
+        # 4. every method
         mapped = MappingResult(folder, folder / "pre_stack.tif", folder / "pre_scl.tif" if pre_scl_path else None,
                                folder / "post_aligned.tif", folder / "post_aligned_scl.tif" if aligned_scl else None,
                                shift, correlation, primary=primary, log=lines)
@@ -273,11 +280,12 @@ def map_landslides(
             outputs[f"mask_{method.name}.tif"] = work / f"mask_{method.name}.tif"
             mapped.masks[method.name] = folder / f"mask_{method.name}.tif"
 
-        # 4. polygons of the primary method
+        # 5. polygons of the primary method
         stages.callback("polygons")(0)
         shapes = polygons.mask_to_polygons(
             str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
-            dem_path=str(dem) if dem else None,
+            dem_path=str(dem) if dem and not (mask_options and mask_options.slope_path) else None,
+            slope_path=mask_options.slope_path if mask_options else None,
             probability_path=str(work / f"probability_{primary}.tif") if primary.startswith("gmm") else None,
             opening_px=opening_px, min_area_m2=min_area_m2)
         poly_path = work / f"landslides_{primary}.geojson"
@@ -286,7 +294,7 @@ def map_landslides(
         mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
         say(f"{len(shapes)} landslide polygons from {primary} (opening {opening_px} px, minimum {min_area_m2:g} m²)")
 
-        # 5. evaluation and report
+        # 6. evaluation and report
         stage = stages.callback("evaluate")
         if reference is not None or reference_geometries is not None:
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
@@ -299,7 +307,7 @@ def map_landslides(
         else:
             say("no reference given: no evaluation (give an inventory or a reference raster to get F1, IoU, MCC)")
 
-        # 6. all done: move the finished files into place, and drop the maps of a previous run's methods
+        # 7. all done: move the finished files into place, and drop the maps of a previous run's methods
         #    that this run did not repeat, so the folder never mixes two runs.
         rasters.check_cancelled(is_cancelled)
         for pattern in RUN_FILE_PATTERNS:
