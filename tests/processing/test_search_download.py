@@ -147,7 +147,7 @@ def test_download_with_an_auth_config_chains_into_prepare(run_alg, provider, cds
     parameters = {"PRODUCTS": layer, "AUTH": authcfg, "OUTPUT_FOLDER": str(tmp_path / "downloads")}
     result = run_alg("download_s2_l2a", parameters, feedback=feedback, context=context)
 
-    paths = result["PRODUCTS"]
+    paths = result["PRODUCT_PATHS"]
     assert paths == [str(tmp_path / "downloads" / products[2].name)]
     assert result["OUTPUT_FOLDER"] == str(tmp_path / "downloads")
     safe = Path(paths[0])
@@ -170,7 +170,7 @@ def test_download_with_an_auth_config_chains_into_prepare(run_alg, provider, cds
 def test_download_by_typed_id_whole_product(run_alg, cdse, products, authcfg, tmp_path):
     result = run_alg("download_s2_l2a", {"PRODUCT_IDS": f" {products[2].id} ", "AUTH": authcfg,
                                          "WHOLE_PRODUCT": True, "OUTPUT_FOLDER": str(tmp_path)})
-    [path] = result["PRODUCTS"]
+    [path] = result["PRODUCT_PATHS"]
     assert Path(path).name == products[2].name[:-5] + ".zip"
     assert Path(path).read_bytes() == products[2].data
 

@@ -47,6 +47,7 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
         "download address can be changed with LANDSLIDE_CDSE_DOWNLOAD_URL and LANDSLIDE_CDSE_TOKEN_URL.")
 
     PRODUCTS = "PRODUCTS"
+    PRODUCT_PATHS = "PRODUCT_PATHS"
     PRODUCT_IDS = "PRODUCT_IDS"
     AUTH = "AUTH"
     WHOLE_PRODUCT = "WHOLE_PRODUCT"
@@ -76,7 +77,7 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Download folder"),
                  "Where the products go (a .SAFE folder, or a .zip, per product). Reuse the same folder: "
                  "products already there are not downloaded again.")
-        self.addOutput(QgsProcessingOutputMultipleLayers(self.PRODUCTS, "Downloaded products"))
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.PRODUCT_PATHS, "Downloaded products"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
@@ -104,7 +105,7 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         for path in paths:
             feedback.pushInfo(f"Ready: {path}")
-        return {self.OUTPUT_FOLDER: folder, self.PRODUCTS: [str(p) for p in paths]}
+        return {self.OUTPUT_FOLDER: folder, self.PRODUCT_PATHS: [str(p) for p in paths]}
 
     # -- inputs -------------------------------------------------------------------------------
     def _product_keys(self, parameters, context) -> list[str]:
