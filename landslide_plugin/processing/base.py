@@ -96,6 +96,30 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             return None
         return self.raster_path(parameters, name, context)
 
+    def mask_options(self, parameters, context, *, ndwi_water_threshold: float = 0.0):
+        """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
+
+        Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
+        (an empty MIN_NDVI_PRE disables the vegetated-before rule).
+        """
+        from ..core import masks
+
+        exclusion = self.optional_raster_path(parameters, "EXCLUSION", context)
+        classes = parse_classes(self.parameterAsString(parameters, "EXCLUSION_CLASSES", context))
+        if exclusion and not classes:
+            raise QgsProcessingException("a land-cover raster was given but no classes to exclude; list them, "
+                                         "e.g. 40,50")
+        exclude_water = self.parameterAsBoolean(parameters, "EXCLUDE_WATER", context)
+        min_ndvi = None
+        if parameters.get("MIN_NDVI_PRE") not in (None, ""):
+            min_ndvi = self.parameterAsDouble(parameters, "MIN_NDVI_PRE", context)
+        return masks.MaskOptions(
+            use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, "EXCLUDE_DARK", context),
+            exclude_water=exclude_water, ndwi_water_threshold=ndwi_water_threshold if exclude_water else None,
+            dem_path=self.optional_raster_path(parameters, "DEM", context),
+            min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context), exclusion_path=exclusion,
+            exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)
+
     def extent_as_wkt(self, parameters, name, context) -> tuple[str | None, str | None]:
         """An extent parameter as a WKT polygon and its CRS (authority id or WKT), or (None, None) when unset."""
         if parameters.get(name) in (None, ""):

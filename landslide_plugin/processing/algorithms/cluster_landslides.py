@@ -13,7 +13,7 @@ from qgis.core import (
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm, parse_classes
+from ..base import LandslideAlgorithm
 
 #: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
@@ -169,33 +169,20 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
-        from ...core import clustering, masks
+        from ...core import clustering
         from ...core.rasters import Cancelled
 
         pre = self.raster_path(parameters, self.PRE, context)
         post = self.raster_path(parameters, self.POST, context)
         scl_pre = self.optional_raster_path(parameters, self.PRE_SCL, context)
         scl_post = self.optional_raster_path(parameters, self.POST_SCL, context)
-        dem = self.optional_raster_path(parameters, self.DEM, context)
-        exclusion = self.optional_raster_path(parameters, self.EXCLUSION, context)
         method_index = self.parameterAsEnum(parameters, self.METHOD, context)
         method, method_label = METHODS[method_index]
         n_clusters = self.parameterAsInt(parameters, self.CLUSTERS, context)
         features = tuple(FEATURE_OPTIONS[i] for i in self.parameterAsEnums(parameters, self.FEATURES, context))
         if not features:
             raise QgsProcessingException("no features selected; choose at least dNDVI and dBSI")
-        exclude_water = self.parameterAsBoolean(parameters, self.EXCLUDE_WATER, context)
-        min_ndvi = parameters.get(self.MIN_NDVI_PRE)
-        min_ndvi = None if min_ndvi in (None, "") else self.parameterAsDouble(parameters, self.MIN_NDVI_PRE, context)
-        classes = parse_classes(self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context))
-        if exclusion and not classes:
-            raise QgsProcessingException("a land-cover raster was given but no classes to exclude; list them, "
-                                         "e.g. 40,50")
-        options = masks.MaskOptions(
-            use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, self.EXCLUDE_DARK, context),
-            exclude_water=exclude_water, ndwi_water_threshold=0.0 if exclude_water else None, dem_path=dem,
-            min_slope_deg=self.parameterAsDouble(parameters, self.MIN_SLOPE, context), exclusion_path=exclusion,
-            exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)
+        options = self.mask_options(parameters, context)
         cluster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_CLUSTERS, context)
         mask_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_MASK, context)
         probability_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITY, context) or None

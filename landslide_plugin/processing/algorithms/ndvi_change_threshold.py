@@ -12,7 +12,7 @@ from qgis.core import (
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm, parse_classes
+from ..base import LandslideAlgorithm
 from .spectral_indices import add_band_parameters, band_numbers, report_band_choice
 
 
@@ -116,23 +116,10 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         post = self.raster_path(parameters, self.POST, context)
         scl_pre = self.optional_raster_path(parameters, self.PRE_SCL, context)
         scl_post = self.optional_raster_path(parameters, self.POST_SCL, context)
-        dem = self.optional_raster_path(parameters, self.DEM, context)
-        exclusion = self.optional_raster_path(parameters, self.EXCLUSION, context)
         threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
-        exclude_water = self.parameterAsBoolean(parameters, self.EXCLUDE_WATER, context)
-        min_ndvi = parameters.get(self.MIN_NDVI_PRE)
-        min_ndvi = None if min_ndvi in (None, "") else self.parameterAsDouble(parameters, self.MIN_NDVI_PRE, context)
-        classes = parse_classes(self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context))
-        if exclusion and not classes:
-            raise QgsProcessingException("a land-cover raster was given but no classes to exclude; list them, "
-                                         "e.g. 40,50")
-        options = masks.MaskOptions(
-            use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, self.EXCLUDE_DARK, context),
-            exclude_water=exclude_water,
-            ndwi_water_threshold=self.parameterAsDouble(parameters, self.NDWI_THRESHOLD, context) if exclude_water
-            else None,
-            dem_path=dem, min_slope_deg=self.parameterAsDouble(parameters, self.MIN_SLOPE, context),
-            exclusion_path=exclusion, exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)
+        options = self.mask_options(
+            parameters, context,
+            ndwi_water_threshold=self.parameterAsDouble(parameters, self.NDWI_THRESHOLD, context))
         numbers = band_numbers(self, parameters, context)
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
