@@ -13,8 +13,11 @@ Two HTTP servers on 127.0.0.1 play the two hosts, so a redirect between them is 
 Products are real SAFE zips (``landslide_plugin.core.safe_format.write_l2a_product``); ``make_product``
 writes a small one. Fault injection: ``drop_after`` (close the connection mid-file once),
 ``corrupt`` (flip a byte of a whole-product stream), ``fail_next`` (answer a status K times),
-``expire_access_after`` (tokens expire after N authenticated requests), ``expire_refresh_tokens``,
-``chunk_delay`` (slow streams). Counters: ``requests`` (every request), ``grants`` (token grants),
+``fail_token`` / ``fail_catalogue`` (the same for the token endpoint / the catalogue's JSON answers, with
+an optional ``Retry-After``), ``stall`` (hold the next requests of a kind before answering),
+``stall_after`` (pause a download mid-body), ``expire_access_after`` (tokens expire after N
+authenticated requests), ``expire_refresh_tokens``, ``chunk_delay`` (slow streams). Stalls end at once
+when the mock stops. Counters: ``requests`` (every request), ``grants`` (token grants),
 ``max_parallel`` (most simultaneous streams).
 
     with MockCdse([make_product(tmp_path, ...)], users={"alice": "pw"}) as cdse:
@@ -28,6 +31,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -331,7 +335,10 @@ class _Access:
 class _Faults:
     drops: dict = field(default_factory=dict)       # name fragment -> bytes to send before dropping
     corrupt: set = field(default_factory=set)       # product ids whose whole stream gets one byte flipped
-    failures: list = field(default_factory=list)    # [status, remaining count, code]
+    failures: list = field(default_factory=list)    # [status, remaining count, code, retry_after]
+    host_failures: dict = field(default_factory=dict)  # "token" / "catalogue" -> [[status, count, retry_after]]
+    stalls: dict = field(default_factory=dict)      # "token" / "catalogue" / "download" -> [[seconds, count]]
+    body_stalls: dict = field(default_factory=dict)  # name fragment -> (bytes to send, seconds to pause)
 
 
 class MockCdse:
@@ -357,6 +364,7 @@ class MockCdse:
         self._refresh: dict[str, tuple[str, float]] = {}
         self._faults = _Faults()
         self._lock = threading.Lock()
+        self._release = threading.Event()  # ends every stall when the mock stops
         self._servers: list[ThreadingHTTPServer] = []
 
     # -- fault injection ----------------------------------------------------------------------
@@ -368,9 +376,49 @@ class MockCdse:
         """Flip one byte in every whole-product stream of this product (its MD5 then mismatches)."""
         self._faults.corrupt.add(product_id)
 
-    def fail_next(self, status: int, count: int = 1, code: str | None = None) -> None:
-        """Answer the next ``count`` download requests with ``status``."""
-        self._faults.failures.append([status, count, code])
+    def fail_next(self, status: int, count: int = 1, code: str | None = None,
+                  retry_after: int | None = None) -> None:
+        """Answer the next ``count`` download requests with ``status`` (429s say ``Retry-After: 0``
+        unless ``retry_after`` is given)."""
+        self._faults.failures.append([status, count, code, retry_after])
+
+    def fail_token(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next ``count`` token requests (login and refresh) with ``status``."""
+        self._faults.host_failures.setdefault("token", []).append([status, count, retry_after])
+
+    def fail_catalogue(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next ``count`` catalogue requests (search, product, Nodes listings) with ``status``."""
+        self._faults.host_failures.setdefault("catalogue", []).append([status, count, retry_after])
+
+    def stall(self, kind: str, seconds: float, count: int = 1) -> None:
+        """Hold the next ``count`` requests of ``kind`` ("token", "catalogue" or "download") for
+        ``seconds`` before answering, as an overloaded service does."""
+        if kind not in ("token", "catalogue", "download"):
+            raise ValueError(f"unknown request kind {kind!r}")
+        self._faults.stalls.setdefault(kind, []).append([seconds, count])
+
+    def stall_after(self, name_fragment: str, nbytes: int, seconds: float) -> None:
+        """Send ``nbytes`` of the next download whose path contains the fragment, then pause ``seconds``."""
+        self._faults.body_stalls[name_fragment] = (nbytes, seconds)
+
+    def _take_failure(self, kind: str) -> tuple[int, int | None] | None:
+        with self._lock:
+            for failure in self._faults.host_failures.get(kind, []):
+                if failure[1] > 0:
+                    failure[1] -= 1
+                    return failure[0], failure[2]
+        return None
+
+    def _stall(self, kind: str) -> None:
+        with self._lock:
+            seconds = 0.0
+            for stall in self._faults.stalls.get(kind, []):
+                if stall[1] > 0:
+                    stall[1] -= 1
+                    seconds = stall[0]
+                    break
+        if seconds:
+            self._release.wait(seconds)
 
     def expire_access_after(self, requests: int | None) -> None:
         """Every access token expires after this many authenticated download requests."""
@@ -387,14 +435,16 @@ class MockCdse:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> MockCdse:
+        self._release.clear()
         for role in ("catalogue", "download"):
-            server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self, role))
+            server = _Server(("127.0.0.1", 0), _make_handler(self, role))
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, args=(0.05,), name=f"mock-cdse-{role}", daemon=True).start()
             self._servers.append(server)
         return self
 
     def __exit__(self, *exc) -> None:
+        self._release.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -465,6 +515,13 @@ class MockCdse:
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that gave up (a cancelled request): nothing to report
+        super().handle_error(request, client_address)
+
+
 def _make_handler(mock: MockCdse, role: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -499,8 +556,22 @@ def _make_handler(mock: MockCdse, role: str):
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
             if role != "catalogue" or record.path != TOKEN_PATH:
                 return self._json(record, 404, {"detail": "Not found"})
+            mock._stall("token")
+            if self._injected_failure(record, "token"):
+                return None
             status, payload = mock.token_response(form)
             self._json(record, status, payload)
+
+        def _injected_failure(self, record, kind) -> bool:
+            failure = mock._take_failure(kind)
+            if failure is None:
+                return False
+            status, retry_after = failure
+            message = "Too many requests" if status == 429 else "Service unavailable"
+            payload = ({"error": "temporarily_unavailable", "error_description": message}
+                       if kind == "token" else {"detail": message})
+            self._json(record, status, payload, None if retry_after is None else {"Retry-After": str(retry_after)})
+            return True
 
         def do_GET(self):  # noqa: N802
             record = self._record()
@@ -513,6 +584,10 @@ def _make_handler(mock: MockCdse, role: str):
                 query = _parse_query(split.query)
             except FilterError as exc:
                 return self._json(record, 400, {"detail": str(exc)})
+            if not path.endswith("/$value"):
+                mock._stall("catalogue")
+                if self._injected_failure(record, "catalogue"):
+                    return None
             if rest == "Products":
                 return self._search(record, query)
             match = re.fullmatch(r"Products\('?([^)']+)'?\)((?:/Nodes\([^)]+\))*)(/Nodes|/\$value)?", rest)
@@ -593,19 +668,22 @@ def _make_handler(mock: MockCdse, role: str):
             refused = mock.check_bearer(self.headers.get("Authorization"))
             if refused:
                 return self._json(record, *refused)
+            mock._stall("download")
             with mock._lock:
                 for failure in mock._faults.failures:
                     if failure[1] > 0:
                         failure[1] -= 1
-                        status, code = failure[0], failure[2]
+                        status, code, retry_after = failure[0], failure[2], failure[3]
                         break
                 else:
                     status = None
             if status is not None:
                 default = "DAT-ZIP-100" if status == 429 else "DAT-ZIP-500"
                 message = "Too many requests" if status == 429 else "Service unavailable"
+                if retry_after is None and status == 429:
+                    retry_after = 0
                 return self._json(record, status, {"code": code or default, "message": message},
-                                  {"Retry-After": "0"} if status == 429 else None)
+                                  None if retry_after is None else {"Retry-After": str(retry_after)})
             if nodes:
                 if nodes[0] != product.name or "/".join(nodes[1:]) not in product.files:
                     return self._json(record, 404, {"detail": f"Node {'/'.join(nodes)} not found"})
@@ -645,12 +723,17 @@ def _make_handler(mock: MockCdse, role: str):
                 if start >= len(data) or start > end:
                     return self._json(record, 416, {"detail": "Range not satisfiable"},
                                       {"Content-Range": f"bytes */{len(data)}"})
-            drop_at = None
+            drop_at, pause_at, pause = None, None, 0.0
             with mock._lock:
                 for fragment, nbytes in list(mock._faults.drops.items()):
                     if fragment in label:
                         drop_at = nbytes
                         del mock._faults.drops[fragment]
+                        break
+                for fragment, (nbytes, seconds) in list(mock._faults.body_stalls.items()):
+                    if fragment in label:
+                        pause_at, pause = nbytes, seconds
+                        del mock._faults.body_stalls[fragment]
                         break
             body = data[start:end + 1]
             record.status = 206 if requested else 200
@@ -664,10 +747,16 @@ def _make_handler(mock: MockCdse, role: str):
             self.end_headers()
             sent = 0
             while sent < len(body):
-                step = mock.chunk_size if drop_at is None else min(mock.chunk_size, drop_at - sent)
+                step = mock.chunk_size
+                for limit in (drop_at, pause_at):
+                    if limit is not None:
+                        step = min(step, limit - sent)
                 self.wfile.write(body[sent:sent + step])
                 self.wfile.flush()
                 sent += step
+                if pause_at is not None and sent >= pause_at:
+                    pause_at = None
+                    mock._release.wait(pause)
                 if drop_at is not None and sent >= drop_at:
                     # An abrupt close mid-body, as when a connection breaks.
                     self.close_connection = True

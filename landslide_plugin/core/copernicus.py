@@ -3,7 +3,10 @@
 Follows the service contract in the project notes (copernicus-api.md): Keycloak password/refresh
 tokens, the OData catalogue (no authentication) and the download host (Bearer token). Downloads
 stream to ``.part`` files, resume with byte ranges, verify MD5 and appear under their final name only
-when complete. Base URLs are settings (``CdseSettings``); ``CdseSettings.from_env()`` reads
+when complete. Every wait honours a cancel within about a tenth of a second: back-offs sleep in
+slices, requests run in a helper thread the caller stops waiting for, and a stalled download has its
+socket shut down (``CdseClient(..., is_cancelled=...)`` or the ``is_cancelled`` of each call; a cancel
+raises ``rasters.Cancelled``). Base URLs are settings (``CdseSettings``); ``CdseSettings.from_env()`` reads
 ``LANDSLIDE_CDSE_TOKEN_URL``, ``LANDSLIDE_CDSE_CATALOGUE_URL`` and ``LANDSLIDE_CDSE_DOWNLOAD_URL`` so
 tests and private mirrors can point the plugin elsewhere. Credentials and tokens live in memory only
 and never reach logs, reprs or files.
@@ -19,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 import urllib.parse
@@ -43,6 +47,9 @@ BANDS_20M = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12
 
 #: The service allows four concurrent connections per user.
 MAX_CONNECTIONS = 4
+
+#: Seconds between two looks at the cancel callback while waiting (back-offs, requests, stalled reads).
+CANCEL_POLL = 0.1
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NAME = re.compile(
@@ -383,15 +390,19 @@ class CdseClient:
     """Talks to the CDSE: ``search`` (no login needed), ``get_product`` and ``download_product``.
 
     Thread-safe: downloads use up to ``settings.max_connections`` threads sharing one token.
+    ``is_cancelled`` (e.g. a Processing feedback's ``isCanceled``) is consulted by every request, retry
+    and back-off of the client, besides the ``is_cancelled`` a call may pass; once it answers true the
+    call raises ``rasters.Cancelled`` within about ``CANCEL_POLL`` seconds, whatever it was waiting for.
     """
 
     #: Refresh the access token this many seconds before it expires (requests in flight need it).
     REFRESH_MARGIN = 60.0
 
     def __init__(self, credentials: Credentials | None = None, settings: CdseSettings | None = None,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, is_cancelled: IsCancelled | None = None):
         self.credentials = credentials
         self.settings = settings or CdseSettings()
+        self.is_cancelled = is_cancelled
         self._own_session = session is None
         if session is None:
             session = requests.Session()
@@ -417,27 +428,96 @@ class CdseClient:
         user = self.credentials.username if self.credentials else None
         return f"CdseClient(user={user!r}, catalogue={self.settings.catalogue_url!r})"
 
+    # -- cancellation -------------------------------------------------------------------------
+    def _checker(self, is_cancelled: IsCancelled | None = None) -> IsCancelled | None:
+        """One callback, true when the client's or the call's ``is_cancelled`` is (None if neither is set)."""
+        own = self.is_cancelled
+        if own is None or is_cancelled is None or is_cancelled == own:  # == : bound methods are made anew
+            return is_cancelled if is_cancelled is not None else own
+        return lambda: bool(own() or is_cancelled())
+
+    @contextlib.contextmanager
+    def _token_locked(self, check: IsCancelled | None):
+        """Hold the token lock; while another thread logs in, give up waiting for it on a cancel."""
+        if check is None:
+            self._token_lock.acquire()
+        else:
+            while not self._token_lock.acquire(timeout=CANCEL_POLL):
+                check_cancelled(check)
+        try:
+            yield
+        finally:
+            self._token_lock.release()
+
+    def _request(self, method: str, url: str, check: IsCancelled | None, **kwargs) -> requests.Response:
+        """``session.request`` that a cancel interrupts, however long the service takes to answer.
+
+        The request runs in a helper thread and this thread waits for it in slices of ``CANCEL_POLL``;
+        on a cancel it stops waiting and raises ``Cancelled``, and the helper closes the answer when (if)
+        it comes, within the request timeout. Without a cancel callback the request runs here.
+        """
+        check_cancelled(check)
+        kwargs.setdefault("timeout", self.settings.timeout)
+        if check is None:
+            return self.session.request(method, url, **kwargs)
+        outcome: dict = {}
+        lock, done = threading.Lock(), threading.Event()
+
+        def run() -> None:
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except BaseException as exc:  # handed to the waiting thread
+                with lock:
+                    outcome["error"] = exc
+                    done.set()
+                return
+            with lock:
+                abandoned = outcome.get("abandoned", False)
+                outcome["response"] = response
+                done.set()
+            if abandoned:
+                response.close()
+
+        threading.Thread(target=run, name="cdse-request", daemon=True).start()
+        while not done.wait(CANCEL_POLL):
+            if check():
+                with lock:
+                    if not done.is_set():
+                        outcome["abandoned"] = True
+                        raise Cancelled("cancelled by the user")
+                break
+        if "error" in outcome:
+            raise outcome["error"]
+        response = outcome["response"]
+        if check():
+            response.close()
+            raise Cancelled("cancelled by the user")
+        return response
+
     # -- tokens -------------------------------------------------------------------------------
-    def access_token(self) -> str:
+    def access_token(self, is_cancelled: IsCancelled | None = None) -> str:
         """A valid access token: logs in, or refreshes one about to expire."""
-        with self._token_lock:
+        return self._access_token(self._checker(is_cancelled))
+
+    def _access_token(self, check: IsCancelled | None) -> str:
+        with self._token_locked(check):
             now = time.monotonic()
             token = self._token
             if token is not None and now < token.access_expires:
                 return token.access
             if token is not None and token.refresh and now < token.refresh_expires:
-                self._token = self._refresh(token.refresh)
+                self._token = self._refresh(token.refresh, check)
             else:
-                self._token = self._login()
+                self._token = self._login(check)
             return self._token.access
 
-    def _expire(self, access: str) -> None:
+    def _expire(self, access: str, check: IsCancelled | None = None) -> None:
         """The service said ``access`` expired: the next access_token() refreshes (once per token)."""
-        with self._token_lock:
+        with self._token_locked(check):
             if self._token is not None and self._token.access == access:
                 self._token.access_expires = 0.0
 
-    def _login(self) -> _Token:
+    def _login(self, check: IsCancelled | None = None) -> _Token:
         if self.credentials is None:
             raise CdseAuthError(
                 "downloading from the Copernicus Data Space needs an account: choose an authentication "
@@ -446,7 +526,7 @@ class CdseClient:
                 "password": self.credentials.password, "client_id": self.settings.client_id}
         if self.credentials.totp:
             data["totp"] = self.credentials.totp
-        response = self._token_request(data)
+        response = self._token_request(data, check)
         if response.status_code in (400, 401):
             description = _error_text(response) or "invalid user credentials"
             raise CdseAuthError(
@@ -455,28 +535,28 @@ class CdseClient:
                 + (" (and the two-factor code)" if self.credentials.totp else ""))
         return self._token_from(response, "login")
 
-    def _refresh(self, refresh_token: str) -> _Token:
+    def _refresh(self, refresh_token: str, check: IsCancelled | None = None) -> _Token:
         response = self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token,
-                                         "client_id": self.settings.client_id})
+                                         "client_id": self.settings.client_id}, check)
         if response.status_code in (400, 401):
             LOG.info("Copernicus Data Space session expired; logging in again")
-            return self._login()
+            return self._login(check)
         return self._token_from(response, "token refresh")
 
-    def _token_request(self, data: dict) -> requests.Response:
+    def _token_request(self, data: dict, check: IsCancelled | None = None) -> requests.Response:
         for attempt in range(self.settings.retries + 1):
             try:
-                response = self.session.post(self.settings.token_url, data=data, timeout=self.settings.timeout)
+                response = self._request("POST", self.settings.token_url, check, data=data)
             except requests.RequestException as exc:
                 if attempt >= self.settings.retries:
                     raise CdseError(f"cannot reach the Copernicus Data Space login service "
                                     f"{self.settings.token_url}: {type(exc).__name__}") from None
-                self._sleep(attempt, None)
+                self._sleep(attempt, None, check)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt >= self.settings.retries:
                     break
-                self._sleep(attempt, response)
+                self._sleep(attempt, response, check)
                 continue
             return response
         raise CdseError(f"the Copernicus Data Space login service answers {response.status_code}; try again later")
@@ -526,12 +606,14 @@ class CdseClient:
         return " and ".join(clauses)
 
     def search(self, aoi, start, end, *, max_cloud: float = 100, tile: str | None = None,
-               relative_orbit: int | None = None, page_size: int = 100) -> list[Product]:
+               relative_orbit: int | None = None, page_size: int = 100,
+               is_cancelled: IsCancelled | None = None) -> list[Product]:
         """Sentinel-2 L2A products over ``aoi`` sensed from ``start`` to ``end``, oldest first.
 
         ``relative_orbit`` is applied to the results (the catalogue contract filters on the
         attributes above only). Every page is followed through ``@odata.nextLink``.
         """
+        check = self._checker(is_cancelled)
         if not 1 <= int(page_size) <= 1000:
             raise ValueError(f"page_size {page_size} must be between 1 and 1000 (the catalogue's limit)")
         params = {"$filter": self.search_filter(aoi, start, end, max_cloud=max_cloud, tile=tile),
@@ -541,7 +623,7 @@ class CdseClient:
         products: list[Product] = []
         seen_pages = 0
         while url:
-            payload = self._get_json(url, "searching the catalogue")
+            payload = self._get_json(url, "searching the catalogue", check=check)
             products.extend(Product.from_odata(item) for item in payload.get("value", []))
             url = payload.get("@odata.nextLink")
             seen_pages += 1
@@ -551,38 +633,44 @@ class CdseClient:
             products = [p for p in products if p.relative_orbit == int(relative_orbit)]
         return products
 
-    def get_product(self, id_or_name: str) -> Product:
+    def get_product(self, id_or_name: str, *, is_cancelled: IsCancelled | None = None) -> Product:
         """One product by its Id (UUID) or its name (with or without .SAFE)."""
+        return self._get_product(id_or_name, self._checker(is_cancelled))
+
+    def _get_product(self, id_or_name: str, check: IsCancelled | None) -> Product:
         key = id_or_name.strip()
         if _UUID.match(key):
             item = self._get_json(f"{self.settings.catalogue_url}/Products({key})?$expand=Attributes",
-                                  f"looking up product {key}", missing=f"product {key} is not in the catalogue")
+                                  f"looking up product {key}", missing=f"product {key} is not in the catalogue",
+                                  check=check)
             return Product.from_odata(item)
         name = key if key.endswith(".SAFE") else key + ".SAFE"
         if "'" in name or not re.fullmatch(r"[\w.\-]+", name):
             raise ValueError(f"{key!r} is neither a product Id (UUID) nor a product name")
         query = urllib.parse.urlencode({"$filter": f"Name eq '{name}'", "$expand": "Attributes"},
                                        quote_via=urllib.parse.quote, safe="$'(),/:")
-        payload = self._get_json(f"{self.settings.catalogue_url}/Products?{query}", f"looking up product {name}")
+        payload = self._get_json(f"{self.settings.catalogue_url}/Products?{query}", f"looking up product {name}",
+                                 check=check)
         items = payload.get("value", [])
         if not items:
             raise CdseError(f"product {name} is not in the Copernicus Data Space catalogue; check the name")
         return Product.from_odata(items[0])
 
-    def _get_json(self, url: str, what: str, missing: str | None = None) -> dict:
+    def _get_json(self, url: str, what: str, missing: str | None = None, *,
+                  check: IsCancelled | None = None) -> dict:
         for attempt in range(self.settings.retries + 1):
             try:
-                response = self.session.get(url, timeout=self.settings.timeout)
+                response = self._request("GET", url, check)
             except requests.RequestException as exc:
                 if attempt >= self.settings.retries:
                     raise CdseError(f"{what}: cannot reach {_host(url)} ({type(exc).__name__})") from None
-                self._sleep(attempt, None)
+                self._sleep(attempt, None, check)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt >= self.settings.retries:
                     raise CdseError(f"{what}: the service answers HTTP {response.status_code} "
                                     f"({_error_text(response)}); try again later")
-                self._sleep(attempt, response)
+                self._sleep(attempt, response, check)
                 continue
             if response.status_code == 404 and missing:
                 raise CdseError(missing)
@@ -594,11 +682,14 @@ class CdseClient:
                 raise CdseError(f"{what}: {_host(url)} did not answer with JSON") from None
         raise AssertionError("unreachable")
 
-    def list_nodes(self, product: Product, *path: str) -> list[dict]:
+    def list_nodes(self, product: Product, *path: str, is_cancelled: IsCancelled | None = None) -> list[dict]:
         """Children of a folder of the product: ``list_nodes(p, "GRANULE")`` -> [{"Name", "ContentLength", ...}]."""
+        return self._list_nodes(product, path, self._checker(is_cancelled))
+
+    def _list_nodes(self, product: Product, path: Sequence[str], check: IsCancelled | None) -> list[dict]:
         url = self._node_url(self.settings.catalogue_url, product, path) + "/Nodes"
         payload = self._get_json(url, f"listing {'/'.join(path) or 'the top'} of product {product.name}",
-                                 missing=f"product {product.name} has no folder {'/'.join(path)}")
+                                 missing=f"product {product.name} has no folder {'/'.join(path)}", check=check)
         return list(payload.get("result", payload.get("value", [])))
 
     @staticmethod
@@ -617,57 +708,63 @@ class CdseClient:
         By default only what the pipeline reads: MTD_MSIL2A.xml, the granule's MTD_TL.xml, the 20 m
         ``bands`` and SCL_20m, laid out as a SAFE folder, fetched in parallel (at most
         ``settings.max_connections``). ``whole=True`` fetches the complete product zip and checks its
-        MD5. A product already complete in ``folder`` is not fetched again. Cancelling removes
-        partial files and raises ``rasters.Cancelled``.
+        MD5. A product already complete in ``folder`` is not fetched again. Cancelling (through
+        ``is_cancelled`` or the client's) removes partial files and raises ``rasters.Cancelled``.
         """
+        check = self._checker(is_cancelled)
         if isinstance(product, str):
-            product = self.get_product(product)
+            product = self._get_product(product, check)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if not product.online:
             LOG.warning("product %s is archived (offline); the service may take a while to restore it", product.name)
-        self.access_token()  # a login problem shows before anything touches the disk
+        self._access_token(check)  # a login problem shows before anything touches the disk
         if whole:
-            return self._download_whole(product, folder, progress, is_cancelled)
-        return self._download_files(product, folder, bands, progress, is_cancelled)
+            return self._download_whole(product, folder, progress, check)
+        return self._download_files(product, folder, bands, progress, check)
 
-    def _download_whole(self, product, folder, progress, is_cancelled) -> Path:
+    def _download_whole(self, product, folder, progress, check) -> Path:
         target = folder / (product.stem + ".zip")
-        if target.exists() and self._looks_complete(target, product.size, product.md5):
+        if target.exists() and self._looks_complete(target, product.size, product.md5, check):
             report(progress, 100)
             return target
         url = f"{self.settings.download_url}/Products({product.id})/$value"
         self._fetch(url, target, product=product, expected_size=product.size or None, md5=product.md5,
-                    on_bytes=_percent_reporter(progress, product.size), is_cancelled=is_cancelled)
+                    on_bytes=_percent_reporter(progress, product.size), is_cancelled=check)
         report(progress, 100)
         return target
 
     @staticmethod
-    def _looks_complete(path: Path, size: int | None, md5: str | None) -> bool:
+    def _looks_complete(path: Path, size: int | None, md5: str | None, check: IsCancelled | None = None) -> bool:
         if size and path.stat().st_size != size:
             return False
-        return md5 is None or _md5_of(path) == md5.lower()
+        return md5 is None or _md5_of(path, check) == md5.lower()
 
-    def required_files(self, product: Product, bands: Sequence[str] = PIPELINE_BANDS) -> list[tuple[list[str], int]]:
+    def required_files(self, product: Product, bands: Sequence[str] = PIPELINE_BANDS, *,
+                       is_cancelled: IsCancelled | None = None) -> list[tuple[list[str], int]]:
         """(node path inside the SAFE, size in bytes) of every file the per-file download fetches."""
+        return self._required_files(product, bands, self._checker(is_cancelled))
+
+    def _required_files(self, product: Product, bands: Sequence[str],
+                        check: IsCancelled | None) -> list[tuple[list[str], int]]:
         bands = [b.upper() for b in bands]
         unknown = [b for b in bands if b not in BANDS_20M]
         if unknown:
             raise ValueError(f"band{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} not available at 20 m; "
                              f"choose from {', '.join(BANDS_20M)}")
-        top = {n["Name"]: n for n in self.list_nodes(product)}
+        top = {n["Name"]: n for n in self._list_nodes(product, (), check)}
         if "MTD_MSIL2A.xml" not in top:
             raise CdseError(f"product {product.name} has no MTD_MSIL2A.xml; is it a Level-2A product?")
-        granules = [n["Name"] for n in self.list_nodes(product, "GRANULE")]
+        granules = [n["Name"] for n in self._list_nodes(product, ("GRANULE",), check)]
         if len(granules) != 1:
             raise CdseError(f"product {product.name} has {len(granules)} granules; expected one")
         granule = granules[0]
         files = [(["MTD_MSIL2A.xml"], int(top["MTD_MSIL2A.xml"].get("ContentLength") or 0))]
-        tile_nodes = {n["Name"]: n for n in self.list_nodes(product, "GRANULE", granule)}
+        tile_nodes = {n["Name"]: n for n in self._list_nodes(product, ("GRANULE", granule), check)}
         if "MTD_TL.xml" not in tile_nodes:
             raise CdseError(f"product {product.name} has no GRANULE/{granule}/MTD_TL.xml")
         files.append((["GRANULE", granule, "MTD_TL.xml"], int(tile_nodes["MTD_TL.xml"].get("ContentLength") or 0)))
-        images = self.list_nodes(product, "GRANULE", granule, "IMG_DATA", "R20m")
+        images = self._list_nodes(product, ("GRANULE", granule, "IMG_DATA", "R20m"), check)
         for band in [*bands, "SCL"]:
             found = [n for n in images if re.search(rf"_{band}_20m\.jp2$", n["Name"])]
             if not found:
@@ -677,9 +774,9 @@ class CdseClient:
                           int(found[0].get("ContentLength") or 0)))
         return files
 
-    def _download_files(self, product, folder, bands, progress, is_cancelled) -> Path:
+    def _download_files(self, product, folder, bands, progress, check) -> Path:
         target = folder / product.safe_name
-        files = self.required_files(product, bands)
+        files = self._required_files(product, bands, check)
         # A new product is assembled in a staging folder and renamed when complete; a product
         # downloaded earlier with fewer bands only gets the missing files, each renamed when complete.
         staging = target if target.is_dir() else folder / (product.safe_name + ".part")
@@ -694,6 +791,7 @@ class CdseClient:
                 done_bytes[0] += count
 
         def worker_cancelled() -> bool:
+            # Workers look at this event only; this thread polls the user's callback and sets it.
             return cancel.is_set()
 
         def fetch(path, size):
@@ -711,7 +809,7 @@ class CdseClient:
                         pending, timeout=0.1, return_when=concurrent.futures.FIRST_EXCEPTION)
                     with lock:
                         report(progress, 100.0 * done_bytes[0] / total)
-                    if is_cancelled is not None and is_cancelled():
+                    if check is not None and check():
                         cancel.set()
                     failed = [f for f in finished if f.exception() is not None]
                     if failed:
@@ -720,7 +818,7 @@ class CdseClient:
                             future.cancel()
                         concurrent.futures.wait(pending)
                         raise failed[0].exception()
-                check_cancelled(is_cancelled)
+                check_cancelled(check)
         except Cancelled:
             if staging != target:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -757,14 +855,14 @@ class CdseClient:
                 if expected_size and have > expected_size:
                     part.unlink()
                     have = 0
-                token = self.access_token()
+                token = self._access_token(is_cancelled)
                 headers = {"Authorization": f"Bearer {token}"}
                 if have:
                     headers["Range"] = f"bytes={have}-"
                 received = 0
                 try:
-                    response = self._get_with_auth(url, headers)
-                    with contextlib.closing(response):
+                    response = self._get_with_auth(url, headers, is_cancelled)
+                    with contextlib.closing(response), _shutdown_on_cancel(response, is_cancelled):
                         status = response.status_code
                         if status == 416 and have:
                             # The part file is as long as the file: nothing left to fetch.
@@ -777,7 +875,7 @@ class CdseClient:
                             code = _error_code(response)
                             if auth_retries < 2 and code in ("DAT-ZIP-109", ""):
                                 auth_retries += 1
-                                self._expire(token)
+                                self._expire(token, is_cancelled)
                                 continue
                             raise CdseError(f"downloading {label}: the service refused the login "
                                             f"({_error_text(response)}); check the authentication configuration")
@@ -816,6 +914,7 @@ class CdseClient:
                                     out.write(chunk)
                                     received += len(chunk)
                                     on_bytes(len(chunk))
+                        check_cancelled(is_cancelled)  # a cancel may have cut the stream short
                         total = expected_size
                         if total is None:
                             length = response.headers.get("Content-Length")
@@ -826,6 +925,7 @@ class CdseClient:
                         break
                 except (requests.ConnectionError, requests.Timeout,
                         requests.exceptions.ChunkedEncodingError) as exc:
+                    check_cancelled(is_cancelled)  # the connection was shut down by a cancel
                     if received:
                         attempt = 0  # progress was made: a flaky line is not a failing service
                     if attempt >= self.settings.retries:
@@ -842,7 +942,7 @@ class CdseClient:
                 raise CdseError(f"downloading {label}: got {size} bytes, the service lists {expected_size}; "
                                 "the partial download was removed, run again")
             if md5:
-                digest = _md5_of(part)
+                digest = _md5_of(part, is_cancelled)
                 if digest != md5.lower():
                     part.unlink()
                     raise CdseError(
@@ -854,15 +954,21 @@ class CdseClient:
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
             raise
+        except Exception:
+            if is_cancelled is not None and is_cancelled():
+                # Whatever a connection shut down by the cancel raised, it is a cancel.
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+                raise Cancelled("cancelled by the user") from None
+            raise
 
-    def _get_with_auth(self, url: str, headers: dict) -> requests.Response:
+    def _get_with_auth(self, url: str, headers: dict, check: IsCancelled | None = None) -> requests.Response:
         """GET following redirects by hand: requests drops Authorization on a cross-host redirect,
         which the download host answers with 401 DAT-ZIP-604. Re-attach it only for CDSE hosts."""
         # Trusted: the configured hosts (whatever the port) and the service's own domain.
         trusted = {_hostname(u) for u in (self.settings.catalogue_url, self.settings.download_url)}
         for _ in range(6):
-            response = self.session.get(url, headers=headers, stream=True, allow_redirects=False,
-                                        timeout=self.settings.timeout)
+            response = self._request("GET", url, check, headers=headers, stream=True, allow_redirects=False)
             if response.status_code not in (301, 302, 303, 307, 308) or "Location" not in response.headers:
                 return response
             location = urllib.parse.urljoin(url, response.headers["Location"])
@@ -875,6 +981,7 @@ class CdseClient:
 
     def _sleep(self, attempt: int, response: requests.Response | None,
                is_cancelled: IsCancelled | None = None) -> None:
+        """Back off before retry ``attempt`` (longer with ``Retry-After``), in slices that watch the cancel."""
         delay = min(self.settings.backoff_max, self.settings.backoff_base * (2 ** attempt))
         if response is not None:
             retry_after = response.headers.get("Retry-After", "")
@@ -886,7 +993,7 @@ class CdseClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(left, 0.1))
+            time.sleep(min(left, CANCEL_POLL))
 
 
 def _is_complete(path: Path, size: int) -> bool:
@@ -904,12 +1011,54 @@ def _percent_reporter(progress: Progress | None, total: int) -> Callable[[int], 
     return on_bytes
 
 
-def _md5_of(path: Path) -> str:
+def _md5_of(path: Path, is_cancelled: IsCancelled | None = None) -> str:
     digest = hashlib.md5(usedforsecurity=False)  # the service's checksum, not a security feature
     with open(path, "rb") as src:
         for block in iter(lambda: src.read(1 << 22), b""):
+            check_cancelled(is_cancelled)
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _shutdown_on_cancel(response: requests.Response, check: IsCancelled | None):
+    """While the body of ``response`` is read, a watcher shuts its socket down on a cancel, so a read
+    blocked on a stalled service returns at once instead of after the read timeout."""
+    if check is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(CANCEL_POLL):
+            if check():
+                _shutdown(response)
+                return
+
+    watcher = threading.Thread(target=watch, name="cdse-cancel-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def _shutdown(response: requests.Response) -> None:
+    """Shut down the connection under a streamed response (a blocked read then returns); else close it."""
+    raw = getattr(response, "raw", None)
+    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:  # urllib3 released the connection object: reach the socket through the file
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would unwrap the socket
+            # under the reading thread's feet; this way its read just ends.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        return
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _host(url: str) -> str:
@@ -967,10 +1116,11 @@ def download_products(client: CdseClient, products: Sequence[Product | str], fol
     """Download several products one after the other (each in parallel files); return their paths."""
     paths = []
     count = len(products)
+    check = client._checker(is_cancelled)
     for index, product in enumerate(products):
-        check_cancelled(is_cancelled)
+        check_cancelled(check)
         if isinstance(product, str):
-            product = client.get_product(product)
+            product = client._get_product(product, check)
         if log:
             log(f"Downloading {product.name} ({'whole product' if whole else 'bands ' + ', '.join(bands)})")
 
@@ -978,7 +1128,7 @@ def download_products(client: CdseClient, products: Sequence[Product | str], fol
             report(progress, (index + percent / 100.0) * 100.0 / count)
 
         paths.append(client.download_product(product, folder, whole=whole, bands=bands, progress=sub_progress,
-                                             is_cancelled=is_cancelled))
+                                             is_cancelled=check))
     report(progress, 100)
     return paths
 

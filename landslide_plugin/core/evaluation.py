@@ -8,16 +8,20 @@ that stays honest under class imbalance (Matthews correlation, Cohen's kappa).
 Pixel conventions (masks of the plugin): 1 = landslide, 0 = not, 255 = no data. Pixels that are no
 data in the prediction or in the reference are excluded from every score and counted separately.
 
-Degenerate cases never raise and never emit numpy warnings. The conventions follow scikit-learn's
-``zero_division`` idea, with one deliberate exception:
+Degenerate cases never raise and never emit numpy warnings. A score that is undefined is ``None``
+(JSON null, "undefined" in the reports), never a made-up 0 or 1:
 
-* neither the reference nor the prediction has a landslide pixel (TP = FP = FN = 0): the map is
-  right, so precision = recall = F1 = IoU = 1.0;
-* otherwise a zero denominator gives ``zero_division`` (default 0.0, as scikit-learn's default):
-  precision when nothing is predicted, recall when the reference has no landslide;
-* Cohen's kappa and MCC are 0.0 when undefined (one of the two maps is constant), as scikit-learn
-  returns for MCC: agreement beyond chance cannot be shown by a constant map;
-* scoring zero pixels is an error (there is nothing to score), not a number.
+* precision when the map has no landslide pixel (TP + FP = 0);
+* recall, F1 and IoU when the reference has no landslide pixel (TP + FN = 0): they measure how much of
+  the reference landslides the map finds, and there is none to find;
+* Cohen's kappa when the reference has a single class (no landslide, or only landslide), and MCC when
+  any marginal is zero (one of the two maps is constant): agreement beyond chance cannot be measured;
+* overall accuracy and the landslide shares are always defined; scoring zero pixels is an error (there
+  is nothing to score), not a number.
+
+``zero_division`` (default None) replaces every undefined score by a number, for callers that want
+scikit-learn's convention (0.0) or NaN. Each case also gives a warning (``PredictionEvaluation.warnings``,
+gathered in ``Evaluation.warnings``) that names the problem and the fix, e.g. an inventory outside the image.
 """
 from __future__ import annotations
 
@@ -71,22 +75,56 @@ class Confusion:
         return np.array([[self.tn, self.fp], [self.fn, self.tp]], dtype=np.int64)
 
 
+#: Landslide-class scores in the order of logs and tables, with their display labels.
+SCORE_LABELS = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("iou", "IoU"),
+                ("kappa", "kappa"), ("mcc", "MCC"))
+
+
 @dataclass(frozen=True)
 class Scores:
-    """Scores of one confusion; see the module docstring for the values of degenerate cases."""
+    """Scores of one confusion; None where a score is undefined (see the module docstring)."""
 
     overall_accuracy: float
-    precision: float
-    recall: float
-    f1: float
-    iou: float
-    kappa: float
-    mcc: float
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    iou: float | None
+    kappa: float | None
+    mcc: float | None
     reference_share: float   # share of valid pixels that are landslide in the reference
     prediction_share: float  # share of valid pixels predicted as landslide
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
+        """Every score by field name; undefined scores stay None (JSON null)."""
         return asdict(self)
+
+    def summary(self) -> str:
+        """One line for logs: "precision 0.812, recall 0.640, F1 0.716, IoU 0.558, MCC 0.703"."""
+        return ", ".join(f"{label} {format_score(getattr(self, key))}"
+                         for key, label in SCORE_LABELS if key != "kappa")
+
+
+def format_score(value: float | None, digits: int = 3) -> str:
+    """A score for people: fixed decimals, or "undefined" for None (and NaN)."""
+    if value is None or not math.isfinite(value):
+        return "undefined"
+    return f"{value:.{digits}f}"
+
+
+def undefined_scores(conf: Confusion) -> tuple[str, ...]:
+    """Field names of the scores that ``conf`` leaves undefined, in the order of SCORE_LABELS."""
+    predicted, actual = conf.tp + conf.fp, conf.tp + conf.fn
+    predicted_not, actual_not = conf.fn + conf.tn, conf.fp + conf.tn
+    undefined = set()
+    if not predicted:
+        undefined.add("precision")
+    if not actual:
+        undefined.update(("recall", "f1", "iou"))
+    if not (actual and actual_not):
+        undefined.add("kappa")
+    if not (predicted and actual and predicted_not and actual_not):
+        undefined.add("mcc")
+    return tuple(key for key, _ in SCORE_LABELS if key in undefined)
 
 
 def _as_classes(array, name: str) -> np.ndarray:
@@ -128,38 +166,35 @@ def confusion(reference, prediction, *, valid=None) -> Confusion:
     return Confusion(tp, fp, fn, tn)
 
 
-def scores(conf: Confusion, *, zero_division: float = 0.0) -> Scores:
-    """Landslide-class scores of ``conf`` (exact integer arithmetic where it matters)."""
+def scores(conf: Confusion, *, zero_division: float | None = None) -> Scores:
+    """Landslide-class scores of ``conf`` (exact integer arithmetic where it matters).
+
+    Undefined scores are None, or ``zero_division`` when it is a number (0.0: scikit-learn's default).
+    """
     tp, fp, fn, tn = conf.tp, conf.fp, conf.fn, conf.tn
     n = conf.total
     if n <= 0:
         raise ValueError("no valid pixel to score: the prediction and the reference share no pixel with data")
-
-    def ratio(num: int, den: int) -> float:
-        return num / den if den else float(zero_division)
-
-    if tp + fp + fn == 0:  # no landslide anywhere and none predicted: the map is right
-        precision = recall = f1 = iou = 1.0
-    else:
-        precision = ratio(tp, tp + fp)
-        recall = ratio(tp, tp + fn)
-        f1 = 2 * tp / (2 * tp + fp + fn)
-        iou = tp / (tp + fp + fn)
-    # Binary kappa in closed form: 2(TP*TN - FN*FP) / ((TP+FP)(FP+TN) + (TP+FN)(FN+TN)).
-    kappa_den = (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
-    kappa = 2 * (tp * tn - fn * fp) / kappa_den if kappa_den else 0.0
-    mcc_den = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
-    mcc = (tp * tn - fp * fn) / math.sqrt(mcc_den) if mcc_den else 0.0
+    undefined = undefined_scores(conf)
+    values: dict[str, float | None] = dict.fromkeys(undefined)
+    if "precision" not in undefined:
+        values["precision"] = tp / (tp + fp)
+    if "recall" not in undefined:
+        values["recall"] = tp / (tp + fn)
+        values["f1"] = 2 * tp / (2 * tp + fp + fn)
+        values["iou"] = tp / (tp + fp + fn)
+    if "kappa" not in undefined:
+        # Binary kappa in closed form: 2(TP*TN - FN*FP) / ((TP+FP)(FP+TN) + (TP+FN)(FN+TN)), > 0 here.
+        values["kappa"] = float(2 * (tp * tn - fn * fp) / ((tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)))
+    if "mcc" not in undefined:
+        values["mcc"] = float((tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
+    if zero_division is not None:
+        values = {k: float(zero_division) if v is None else v for k, v in values.items()}
     return Scores(
         overall_accuracy=(tp + tn) / n,
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        iou=iou,
-        kappa=float(kappa),
-        mcc=float(mcc),
         reference_share=(tp + fn) / n,
         prediction_share=(tp + fp) / n,
+        **values,
     )
 
 
@@ -307,6 +342,8 @@ class _RasterReference:
 
     def __init__(self, path: str, value, workdir: str, is_cancelled):
         self.path = path
+        self.value = value
+        self.landslide_pixels = 0  # in the whole raster, on its own grid
         if not os.path.isfile(path):
             raise FileNotFoundError(f"reference raster {path} does not exist")
         with rasterio.open(path) as src:
@@ -322,7 +359,9 @@ class _RasterReference:
                 for window in rasters.row_windows(src.height, src.width, BLOCK_ROWS):
                     rasters.check_cancelled(is_cancelled)
                     values = src.read(1, window=window, masked=True)
-                    dst.write(_classify_reference(values, value), 1, window=window)
+                    classes = _classify_reference(values, value)
+                    self.landslide_pixels += int(np.count_nonzero(classes == LANDSLIDE))
+                    dst.write(classes, 1, window=window)
         self.description = f"raster {path}"
 
     def read(self, grid: Grid, window: Window, dst_transform) -> np.ndarray:
@@ -338,6 +377,13 @@ class _RasterReference:
 
     def labels(self, ref: np.ndarray, tracker: _ObjectTracker, grid: Grid, window: Window, dst_transform):
         return _components(ref == LANDSLIDE, tracker.count)
+
+    def overlaps(self, grid: Grid) -> bool:
+        """Cheap: a raster sharing no pixel with data with a map is an error raised by the caller."""
+        return True
+
+    def criterion(self) -> str:
+        return "landslide = values greater than 0" if self.value is None else f"landslide = value {self.value:g}"
 
 
 def _classify_reference(values: np.ma.MaskedArray, value) -> np.ndarray:
@@ -396,6 +442,17 @@ class _VectorReference:
             return np.zeros(shape, dtype=np.uint8)
         return rasterize(shapes, out_shape=shape, transform=dst_transform, fill=0, dtype="uint8",
                          all_touched=self.all_touched)
+
+    def overlaps(self, grid: Grid) -> bool:
+        """Does any polygon's bounding box overlap the map's extent (in the map's CRS)?"""
+        from rasterio.transform import array_bounds
+
+        _, bounds = self._on(grid.crs)
+        left, bottom, right, top = array_bounds(grid.height, grid.width, grid.transform)
+        left, right = min(left, right), max(left, right)
+        bottom, top = min(bottom, top), max(bottom, top)
+        near = ((bounds[:, 0] <= right) & (bounds[:, 2] >= left) & (bounds[:, 1] <= top) & (bounds[:, 3] >= bottom))
+        return bool(near.any())
 
     def labels(self, ref: np.ndarray, tracker: _ObjectTracker, grid: Grid, window: Window, dst_transform):
         from rasterio.features import rasterize
@@ -468,6 +525,7 @@ class PredictionEvaluation:
     excluded_prediction_nodata: int  # pixels with no data in the prediction
     excluded_reference_nodata: int   # pixels with data in the prediction but none in the reference
     objects: ObjectCounts
+    warnings: tuple[str, ...] = ()   # sentences naming a problem of this map's scores and its fix
 
     def row(self) -> dict[str, Any]:
         """A flat record: name, path, counts, scores, exclusions, object counts."""
@@ -487,6 +545,9 @@ class Evaluation:
     reference_is_baseline: bool  # the reference looks like an NDVI-threshold mask, not ground truth
     all_touched: bool
     predictions: list[PredictionEvaluation] = field(default_factory=list)
+    #: Every warning of the evaluation (about the reference, then each map's), one sentence each naming
+    #: the problem and the fix; log them and show them in reports.
+    warnings: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         return [p.row() for p in self.predictions]
@@ -504,7 +565,7 @@ def evaluate(
     reference_is_baseline: bool | None = None,
     all_touched: bool = False,
     names: Sequence[str] | None = None,
-    zero_division: float = 0.0,
+    zero_division: float | None = None,
     progress=None,
     is_cancelled=None,
 ) -> Evaluation:
@@ -520,6 +581,9 @@ def evaluate(
         inventory covers, or scars mapped correctly outside it count as false positives.
     reference_is_baseline: the reference is a threshold mask, not ground truth (None: guessed from the
         raster's name, description and tags mentioning NDVI or a threshold).
+    zero_division: None (default) leaves undefined scores None; a number replaces them (0.0 as scikit-learn).
+    Undefined scores come with warnings (``Evaluation.warnings``): a reference raster with no landslide pixel
+    at all, a reference with none over a map (an inventory outside the image), a map with none.
     """
     prediction_paths = [os.fspath(p) for p in prediction_paths]
     if not prediction_paths:
@@ -571,14 +635,24 @@ def evaluate(
             baseline = (reference_is_baseline if reference_is_baseline is not None
                         else _looks_like_baseline(reference_path, reference.descriptions, reference.tags))
 
+        messages = []
+        reference_empty = kind == "raster" and reference.landslide_pixels == 0
+        if reference_empty:
+            labels = _listing([label for key, label in SCORE_LABELS if key in ("recall", "f1", "iou", "kappa", "mcc")])
+            messages.append(
+                f"The reference raster {reference_path} has no landslide pixel at all ({reference.criterion()}): "
+                f"{labels} are undefined for every map. Check that the reference value is right and that this is "
+                "the landslide inventory you meant to use.")
         results = []
         for index, (name, path) in enumerate(zip(names, prediction_paths)):
             def sub_progress(percent, index=index):
                 rasters.report(progress, (index + percent / 100.0) * 100.0 / len(prediction_paths))
 
-            results.append(_evaluate_one(reference, name, path, zero_division, sub_progress, is_cancelled))
+            item = _evaluate_one(reference, name, path, zero_division, sub_progress, is_cancelled, reference_empty)
+            results.append(item)
+            messages.extend(item.warnings)
     rasters.report(progress, 100.0)
-    return Evaluation(kind, reference.description, baseline, bool(all_touched), results)
+    return Evaluation(kind, reference.description, baseline, bool(all_touched), results, messages)
 
 
 def _read_prediction(src, window: Window, path: str) -> np.ndarray:
@@ -599,7 +673,8 @@ def _read_prediction(src, window: Window, path: str) -> np.ndarray:
     return out
 
 
-def _evaluate_one(reference, name: str, path: str, zero_division: float, progress, is_cancelled):
+def _evaluate_one(reference, name: str, path: str, zero_division: float | None, progress, is_cancelled,
+                  reference_empty: bool = False):
     total = Confusion(0, 0, 0, 0)
     excluded_prediction = excluded_reference = 0
     reference_objects = _ObjectTracker(merge_across_strips=reference.kind == "raster")
@@ -641,5 +716,53 @@ def _evaluate_one(reference, name: str, path: str, zero_division: float, progres
         predicted_objects=pred_with_data,
         predicted_false=pred_with_data - pred_hit,
     )
+    messages = _score_warnings(name, total, reference, reference.overlaps(grid), reference_empty)
     return PredictionEvaluation(name, path, total, scores(total, zero_division=zero_division),
-                                excluded_prediction, excluded_reference, objects)
+                                excluded_prediction, excluded_reference, objects, tuple(messages))
+
+
+def _listing(items: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _undefined_phrase(conf: Confusion, keys: Sequence[str] | None = None) -> str:
+    """"recall, F1, IoU, kappa and MCC are undefined" for the undefined scores of ``conf`` (among ``keys``)."""
+    undefined = [label for key, label in SCORE_LABELS
+                 if key in undefined_scores(conf) and (keys is None or key in keys)]
+    return f"{_listing(undefined)} {'is' if len(undefined) == 1 else 'are'} undefined"
+
+
+def _score_warnings(name: str, conf: Confusion, reference, overlaps: bool, reference_empty: bool) -> list[str]:
+    """One sentence per reason why scores of this map are undefined: the problem, then the fix."""
+    messages = []
+    predicted, actual = conf.tp + conf.fp, conf.tp + conf.fn
+    predicted_not, actual_not = conf.fn + conf.tn, conf.fp + conf.tn
+    if not actual:
+        if reference.kind == "vector" and not overlaps:
+            count = len(reference.geometries)
+            where = f"none of its {count} polygons falls" if count > 1 else "its only polygon does not fall"
+            messages.append(
+                f"The reference inventory does not overlap {name}: {where} on the map, so {_undefined_phrase(conf)}. "
+                "Check that the inventory covers this image (it may be outside it or in another CRS).")
+        elif not reference_empty:  # an empty reference raster is said once for every map
+            fix = ("Check that the inventory covers this image (it may be outside it or in another CRS)"
+                   if reference.kind == "vector" else
+                   "Check that the reference covers this image (it may be outside it or in another CRS) "
+                   f"or that the reference value is right ({reference.criterion()})")
+            messages.append(f"The reference has no landslide pixel over {name}'s valid area: "
+                            f"{_undefined_phrase(conf)}. {fix}.")
+    elif not actual_not:
+        messages.append(f"The reference has no pixel without landslide over {name}'s valid area: "
+                        f"{_undefined_phrase(conf, ('kappa', 'mcc'))}. Check the reference (or its reference value): "
+                        "every compared pixel counts as landslide.")
+    if actual and not predicted:
+        messages.append(f"{name} has no landslide pixel over the area compared with the reference: "
+                        f"{_undefined_phrase(conf, ('precision', 'mcc'))} and recall is 0 (all {actual:,} reference "
+                        "landslide pixels are missed). If landslides are expected there, check the method's "
+                        "thresholds and masks.")
+    elif actual and actual_not and not predicted_not:
+        messages.append(f"{name} flags every compared pixel as landslide: {_undefined_phrase(conf, ('mcc',))}. "
+                        "Check the method's thresholds and masks.")
+    return messages

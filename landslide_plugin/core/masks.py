@@ -499,3 +499,15 @@ def pixel_area_m2(path) -> float:
             return dx * metres_per_degree * math.cos(lat) * dy * metres_per_degree
         factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
     return dx * dy * factor * factor
+
+
+def mask_counts(mask_path) -> dict[str, int]:
+    """Pixels of a landslide mask (1 landslide, 0 not, 255 no data) by value, read block by block."""
+    counts = {"landslide": 0, "not_landslide": 0, "no_data": 0}
+    with rasterio.open(mask_path) as src:
+        for window in rasters.row_windows(src.height, src.width):
+            values = np.bincount(src.read(1, window=window).ravel(), minlength=256)
+            counts["landslide"] += int(values[1])
+            counts["not_landslide"] += int(values[0])
+            counts["no_data"] += int(values[255])
+    return counts

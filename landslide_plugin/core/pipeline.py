@@ -6,13 +6,11 @@ finished files into place at the end, so a failed or cancelled run leaves the de
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +18,6 @@ from pathlib import Path
 from . import rasters
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
-#: Files of a run whose set depends on the methods chosen (see ``map_landslides``).
-RUN_FILE_PATTERNS = ("mask_*.tif", "clusters_*.tif", "probability_*.tif", "landslides_*.geojson",
-                     "report.html", "metrics.csv", "metrics.json", "confusion.png", "overlay.png", "slope.tif")
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,10 @@ class MappingResult:
     metrics_json: Path | None = None
     metrics: dict[str, dict] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    #: Warnings the user must see (implausible maps, a pair that hardly matches, an empty reference).
+    warnings: list[str] = field(default_factory=list)
+    #: method name -> share of the analysed pixels flagged as landslide
+    flagged_share: dict[str, float] = field(default_factory=dict)
 
 
 def is_prepared_stack(path: str | os.PathLike) -> bool:
@@ -109,14 +108,32 @@ class _Stages:
         return lambda pct: rasters.report(self.progress, lo + (hi - lo) * pct / 100.0)
 
 
-@contextlib.contextmanager
-def _working_folder(folder: Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".landslide-run-", dir=folder))
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+#: A method that flags more than this share of the analysed pixels is implausible: real events
+#: rarely bare more than a few percent of a scene, unrelated or unaligned images do.
+IMPLAUSIBLE_SHARE = 0.2
+#: Below this correlation of the pre and post SWIR-1 images the two hardly show the same ground.
+LOW_PAIR_CORRELATION = 0.2
+
+
+def planned_files(methods: Sequence[Method], primary: str, *, pre_is_stack: bool, post_has_scl: bool,
+                  pre_has_scl: bool, slope: bool, reference: bool) -> list[str]:
+    """The names a run writes into its output folder, known before any work (to claim them up front)."""
+    names = [] if pre_is_stack else ["pre_stack.tif"] + (["pre_scl.tif"] if pre_has_scl else [])
+    names.append("post_aligned.tif")
+    if post_has_scl:
+        names.append("post_aligned_scl.tif")
+    if slope:
+        names.append("slope.tif")
+    for method in methods:
+        names.append(f"mask_{method.name}.tif")
+        if method.kind != "threshold":
+            names.append(f"clusters_{method.name}.tif")
+        if method.kind == "gmm":
+            names.append(f"probability_{method.name}.tif")
+    names.append(f"landslides_{primary}.geojson")
+    if reference:
+        names += ["report.html", "metrics.csv", "metrics.json", "confusion.png", "overlay.png"]
+    return names
 
 
 def map_landslides(
@@ -158,14 +175,19 @@ def map_landslides(
     """Map landslides from a pre-event and a post-event image into ``folder``.
 
     ``pre``/``post``: one or more Sentinel-2 L2A products (.zip, .SAFE, MTD_MSIL2A.xml) of one date each,
-    or a single prepared GeoTIFF stack each (then ``pre_scl``/``post_scl`` are optional SCL rasters).
-    Files written (names fixed, so a second run overwrites the first): ``pre_stack.tif``,
-    ``post_aligned.tif`` (+ ``*_scl.tif``), ``mask_<method>.tif`` per method, ``clusters_<method>.tif``,
+    or a single prepared GeoTIFF stack each (then ``pre_scl``/``post_scl`` are optional SCL rasters; a
+    stack is read where it is, never copied, moved or changed). Files written (names fixed, so a second
+    run replaces the first): ``pre_stack.tif`` (+ ``pre_scl.tif``, products only), ``post_aligned.tif``
+    (+ ``post_aligned_scl.tif``), ``mask_<method>.tif`` per method, ``clusters_<method>.tif``,
     ``probability_gmm<k>.tif``, ``landslides_<primary>.geojson``, ``slope.tif`` (with a DEM and masks),
-    and with a reference ``report.html``,
-    ``metrics.csv``, ``metrics.json``.
+    and with a reference ``report.html``, ``metrics.csv``, ``metrics.json``.
+
+    The folder belongs to the user (``output_folder.OutputFolder``): only files an earlier run of the
+    plugin wrote, unchanged since, are replaced; a run that would replace anything else stops before
+    any work. Bad input stops in seconds with one sentence (``preflight``). ``use_masks=False`` is the
+    reference study's setup: no mask rule at all (SCL included); only pixels without data are left out.
     """
-    from . import alignment, clustering, masks, polygons, products
+    from . import alignment, clustering, masks, output_folder, polygons, preflight, products
 
     methods = list(methods)
     if not methods:
@@ -182,28 +204,67 @@ def map_landslides(
         if log:
             log(text)
 
+    # 0. the inputs, checked in seconds before anything is written
+    pre_inputs, post_inputs = _as_paths(pre, "pre-event"), _as_paths(post, "post-event")
+    pre_is_stack, post_is_stack = _is_stack_input(pre_inputs), _is_stack_input(post_inputs)
+    needed_bands = tuple(dict.fromkeys((*REQUIRED_STACK_BANDS, align_band)))
+    for label, stack_inputs, is_stack in (("pre-event image", pre_inputs, pre_is_stack),
+                                          ("post-event image", post_inputs, post_is_stack)):
+        if is_stack:
+            preflight.check_stack(stack_inputs[0], label, needed_bands=needed_bands, band_numbers=band_numbers)
+    pre_print = preflight.footprint(pre_inputs, "pre-event image", aoi=None if pre_is_stack else aoi,
+                                    aoi_crs=aoi_crs)
+    post_print = preflight.footprint(post_inputs, "post-event image", aoi=None if post_is_stack else aoi,
+                                     aoi_crs=aoi_crs)
+    preflight.check_overlap(pre_print, post_print)
+    for label, scl, like in (("pre-event SCL", pre_scl, pre_print), ("post-event SCL", post_scl, post_print)):
+        if scl:
+            preflight.check_scl(scl, label, like)
+    pre_has_scl = not pre_is_stack or bool(pre_scl)
+    post_has_scl = not post_is_stack or bool(post_scl)
+    with_reference = reference is not None or reference_geometries is not None
+
     weights = {"prepare": 2.0, "align": 1.5, **{m.name: 1.0 for m in methods}, "polygons": 0.5, "evaluate": 1.0}
     stages = _Stages(weights, progress, is_cancelled)
-    mask_options = masks.MaskOptions(
-        use_scl=use_masks, exclude_dark=exclude_dark, exclude_water=use_masks,
-        dem_path=str(dem) if (dem and use_masks) else None, min_slope_deg=min_slope_deg,
-        exclusion_path=str(exclusion) if (exclusion and use_masks) else None,
-        exclusion_classes=tuple(exclusion_classes), min_ndvi_pre=min_ndvi_pre if use_masks else None,
-    ) if use_masks else None
+    if use_masks:
+        mask_options = masks.MaskOptions(
+            use_scl=True, exclude_dark=exclude_dark, exclude_water=True, dem_path=str(dem) if dem else None,
+            min_slope_deg=min_slope_deg, exclusion_path=str(exclusion) if exclusion else None,
+            exclusion_classes=tuple(exclusion_classes), min_ndvi_pre=min_ndvi_pre)
+    else:  # the reference study's setup: no rule at all, SCL included; only pixels without data are left out
+        mask_options = masks.MaskOptions(use_scl=False, exclude_dark=False, exclude_water=False,
+                                         ndwi_water_threshold=None, min_ndvi_pre=None)
+        say("masks off: no SCL, water, slope, land-cover or vegetation rule (the reference study's setup)")
+    planned = planned_files(methods, primary, pre_is_stack=pre_is_stack, pre_has_scl=pre_has_scl,
+                            post_has_scl=post_has_scl, slope=bool(mask_options.dem_path), reference=with_reference)
+    inputs = [*pre_inputs, *post_inputs, pre_scl, post_scl, dem, exclusion, reference]
 
-    with _working_folder(folder) as work:
+    with output_folder.OutputFolder(folder, inputs=inputs) as out:
+        out.claim(planned)
+        preflight.check_output_folder(folder, needed_bytes=preflight.estimate_run_bytes(
+            pre_print.width, pre_print.height, bands=pre_print.count, methods=len(methods),
+            cluster_methods=sum(m.kind != "threshold" for m in methods),
+            probability_methods=sum(m.kind == "gmm" for m in methods), with_dem=bool(mask_options.dem_path),
+            with_reference=with_reference))
+        work = out.work
         outputs: dict[str, Path] = {}
+        warnings: list[str] = []
 
         # 1. reflectance stacks
         stage = stages.callback("prepare")
-        pre_stack, pre_scl_path = _prepare(products, pre, pre_scl, work / "pre_stack.tif", work / "pre_scl.tif",
-                                           aoi, aoi_crs, lambda p: stage(p / 2), is_cancelled, say, "pre-event")
-        post_stack, post_scl_path = _prepare(products, post, post_scl, work / "post_stack.tif",
+        pre_stack, pre_scl_path = _prepare(products, pre_inputs, pre_scl, work / "pre_stack.tif",
+                                           work / "pre_scl.tif", aoi, aoi_crs, lambda p: stage(p / 2),
+                                           is_cancelled, say, "pre-event")
+        post_stack, post_scl_path = _prepare(products, post_inputs, post_scl, work / "post_stack.tif",
                                              work / "post_scl.tif", aoi, aoi_crs, lambda p: stage(50 + p / 2),
                                              is_cancelled, say, "post-event")
-        outputs["pre_stack.tif"] = pre_stack
-        if pre_scl_path:
-            outputs["pre_scl.tif"] = pre_scl_path
+        for label, stack, scl in (("pre-event image", pre_stack, pre_scl_path),
+                                  ("post-event image", post_stack, post_scl_path)):
+            preflight.require_valid_pixels(stack, label, scl_path=scl, use_scl=use_masks)
+        if not pre_is_stack:
+            outputs["pre_stack.tif"] = pre_stack
+            if pre_scl_path:
+                outputs["pre_scl.tif"] = pre_scl_path
 
         # 2. co-registration of the post image onto the pre grid
         stage = stages.callback("align")
@@ -215,8 +276,8 @@ def map_landslides(
                 moving_scl_path=str(post_scl_path) if post_scl_path else None,
                 out_scl_path=str(aligned_scl) if aligned_scl else None,
                 reference_scl_path=str(pre_scl_path) if pre_scl_path else None,
-                band=align_band, use_gradient=align_gradient, motion=motion, max_shift_px=max_shift_px,
-                progress=stage, is_cancelled=is_cancelled)
+                band=align_band, band_number=(band_numbers or {}).get(align_band), use_gradient=align_gradient,
+                motion=motion, max_shift_px=max_shift_px, progress=stage, is_cancelled=is_cancelled)
             for message in result.messages:
                 say(message)
             shift, correlation = tuple(result.shift_px), float(result.correlation)
@@ -224,26 +285,35 @@ def map_landslides(
             say(f"co-registration ({how}): shift x {shift[0]:+.3f} px, y {shift[1]:+.3f} px, "
                 f"correlation {correlation:.3f}")
         else:
-            shutil.copyfile(post_stack, aligned)
+            shutil.copyfile(post_stack, aligned)  # a copy: the input itself is never an output
             if aligned_scl:
                 shutil.copyfile(post_scl_path, aligned_scl)
             say("co-registration skipped: the post image is used as it is")
         outputs["post_aligned.tif"] = aligned
         if aligned_scl:
             outputs["post_aligned_scl.tif"] = aligned_scl
+        pair_r = _pair_correlation(pre_stack, aligned, band_numbers)
+        if pair_r is not None and pair_r < LOW_PAIR_CORRELATION:
+            warnings.append(
+                f"The pre- and post-event images hardly match (SWIR-1 correlation {pair_r:.2f}): they may show "
+                "different places, be misaligned or be mostly cloud or noise. Check the pair before trusting any "
+                "map.")
 
         # 3. the slope, once for every method and the polygons
-        if mask_options is not None and mask_options.dem_path:
+        if mask_options.dem_path:
             slope_path = work / "slope.tif"
             masks.write_slope(mask_options.dem_path, str(pre_stack), str(slope_path), is_cancelled=is_cancelled)
             mask_options = dataclasses.replace(mask_options, slope_path=str(slope_path))
             outputs[slope_path.name] = slope_path
         # 4. every method
-        mapped = MappingResult(folder, folder / "pre_stack.tif", folder / "pre_scl.tif" if pre_scl_path else None,
-                               folder / "post_aligned.tif", folder / "post_aligned_scl.tif" if aligned_scl else None,
-                               shift, correlation, primary=primary, log=lines)
+        final_pre = Path(pre_stack) if pre_is_stack else folder / "pre_stack.tif"
+        final_pre_scl = (Path(pre_scl_path) if pre_is_stack else folder / "pre_scl.tif") if pre_scl_path else None
+        mapped = MappingResult(folder, final_pre, final_pre_scl, folder / "post_aligned.tif",
+                               folder / "post_aligned_scl.tif" if aligned_scl else None,
+                               shift, correlation, primary=primary, log=lines, warnings=warnings)
         common = dict(scl_pre_path=str(pre_scl_path) if pre_scl_path else None,
                       scl_post_path=str(aligned_scl) if aligned_scl else None, band_numbers=band_numbers)
+
         def run_method(method: Method, progress, stop) -> list[str]:
             """One method, in a worker thread; returns its log lines (said in order afterwards)."""
             said = []
@@ -252,7 +322,7 @@ def map_landslides(
                 counts = masks.write_threshold_mask(str(pre_stack), str(aligned), str(mask_path), threshold=threshold,
                                                     options=mask_options, progress=progress, is_cancelled=stop,
                                                     **common)
-                said.append(f"{method.label}: dNDVI < {threshold}: {counts}")
+                said.append(f"{method.label}: dNDVI < {threshold:g}: {_format_counts(counts)}")
             else:
                 cluster_path = work / f"clusters_{method.name}.tif"
                 prob_path = work / f"probability_{method.name}.tif" if method.kind == "gmm" else None
@@ -277,17 +347,30 @@ def map_landslides(
         for method in methods:
             for text in said_by_method[method.name]:
                 say(text)
-            outputs[f"mask_{method.name}.tif"] = work / f"mask_{method.name}.tif"
-            mapped.masks[method.name] = folder / f"mask_{method.name}.tif"
+            mask_path = work / f"mask_{method.name}.tif"
+            outputs[mask_path.name] = mask_path
+            mapped.masks[method.name] = folder / mask_path.name
+            counts = masks.mask_counts(mask_path)
+            analysed = counts["landslide"] + counts["not_landslide"]
+            share = counts["landslide"] / analysed if analysed else 0.0
+            mapped.flagged_share[method.name] = share
+            if share > IMPLAUSIBLE_SHARE:
+                warnings.append(
+                    f"{method.label} flags {100 * share:.0f} % of the analysed pixels as landslides, far more than "
+                    "events usually bare; this usually means unaligned images, a wrong pair (another place, or a "
+                    "cloudy or noisy image) or seasonal change (harvest, browning): check the pair and the masks "
+                    "before trusting this map.")
+        for text in warnings:
+            say(f"WARNING: {text}")
 
         # 5. polygons of the primary method
         stages.callback("polygons")(0)
         shapes = polygons.mask_to_polygons(
             str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
-            dem_path=str(dem) if dem and not (mask_options and mask_options.slope_path) else None,
-            slope_path=mask_options.slope_path if mask_options else None,
+            dem_path=str(dem) if dem and not mask_options.slope_path else None,
+            slope_path=mask_options.slope_path, band_numbers=band_numbers,
             probability_path=str(work / f"probability_{primary}.tif") if primary.startswith("gmm") else None,
-            opening_px=opening_px, min_area_m2=min_area_m2)
+            opening_px=opening_px, min_area_m2=min_area_m2, is_cancelled=is_cancelled)
         poly_path = work / f"landslides_{primary}.geojson"
         polygons.write_polygons_geojson(shapes, str(poly_path), _crs_of(pre_stack))
         outputs[poly_path.name] = poly_path
@@ -296,31 +379,78 @@ def map_landslides(
 
         # 6. evaluation and report
         stage = stages.callback("evaluate")
-        if reference is not None or reference_geometries is not None:
+        if with_reference:
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
-                      stage, is_cancelled, say, locals_for_report={
+                      stage, is_cancelled, say, warnings, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
                           "masks": bool(use_masks), "min_slope_deg": min_slope_deg if dem else None,
-                          "min_ndvi_pre": min_ndvi_pre, "seed": seed, "sample_size": sample_size,
-                          "opening_px": opening_px, "min_area_m2": min_area_m2, "shift_px": shift,
-                          "correlation": correlation})
+                          "min_ndvi_pre": min_ndvi_pre if use_masks else None, "seed": seed,
+                          "sample_size": sample_size, "opening_px": opening_px, "min_area_m2": min_area_m2,
+                          "shift_px": shift, "correlation": correlation})
         else:
             say("no reference given: no evaluation (give an inventory or a reference raster to get F1, IoU, MCC)")
 
-        # 7. all done: move the finished files into place, and drop the maps of a previous run's methods
-        #    that this run did not repeat, so the folder never mixes two runs.
+        # 7. all done: the new set of files replaces the previous run's, all at once; maps of a previous
+        #    run's methods that this run did not repeat are removed, so the folder never mixes two runs.
         rasters.check_cancelled(is_cancelled)
-        for pattern in RUN_FILE_PATTERNS:
-            for stale in folder.glob(pattern):
-                if stale.name not in outputs and stale.is_file():
-                    stale.unlink()
-        for name, path in outputs.items():
-            os.replace(path, folder / name)
-            for suffix in (".aux.xml",):
-                if Path(str(path) + suffix).exists():
-                    os.replace(str(path) + suffix, str(folder / name) + suffix)
+        out.commit(outputs, remove_stale=True)
+        for note in out.notes:
+            say(f"output folder: {note}")
         rasters.report(progress, 100)
     return mapped
+
+
+#: Bands every method reads from a stack (``indices.REQUIRED_BANDS``).
+REQUIRED_STACK_BANDS = ("B02", "B03", "B04", "B8A", "B11")
+
+
+def _as_paths(inputs, label: str) -> list[Path]:
+    paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs) if p]
+    if not paths:
+        raise ValueError(f"no {label} image given: give a Sentinel-2 L2A product or a prepared stack")
+    return paths
+
+
+def _is_stack_input(paths: Sequence[Path]) -> bool:
+    stacks = [p for p in paths if is_prepared_stack(p)]
+    if stacks and len(paths) > 1:
+        raise ValueError(f"{stacks[0].name} is a GeoTIFF stack given with other images; stacks cannot be "
+                         "mosaicked: give one stack, or the products of one date")
+    return bool(stacks)
+
+
+def _format_counts(counts: Mapping[str, int]) -> str:
+    analysed = counts.get("landslide", 0) + counts.get("not_landslide", 0)
+    share = 100.0 * counts.get("landslide", 0) / analysed if analysed else 0.0
+    removed = {k[len("removed_"):]: v for k, v in counts.items() if k.startswith("removed_") and v}
+    text = f"{counts.get('landslide', 0):,} landslide pixels ({share:.2f} % of {analysed:,} analysed)"
+    if removed:
+        text += "; removed: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in removed.items())
+    return text
+
+
+def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11",
+                      max_side: int = 512) -> float | None:
+    """Pearson correlation of one band of the two images on a decimated read (None: too few pixels)."""
+    import numpy as np
+    import rasterio
+
+    values = []
+    for path in (pre_stack, post_stack):
+        index = rasters.find_bands(path, [band], fallback=band_numbers)[band]
+        with rasterio.open(path) as src:
+            scale = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
+            shape = (max(1, src.height // scale), max(1, src.width // scale))
+            values.append(src.read(index, out_shape=shape, masked=True).astype("float64").filled(np.nan))
+    if values[0].shape != values[1].shape:
+        return None
+    ok = np.isfinite(values[0]) & np.isfinite(values[1])
+    if ok.sum() < 100:
+        return None
+    a, b = values[0][ok], values[1][ok]
+    if a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 #: Methods run side by side: each is mostly single-threaded (numpy, GDAL I/O), so two threads use
@@ -365,13 +495,11 @@ def _run_in_threads(methods, run_method, stages, progress, is_cancelled) -> dict
 
 
 def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, is_cancelled, say, label):
-    inputs = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
-    if not inputs:
-        raise ValueError(f"no {label} image given")
+    """Products -> a stack and SCL in the working folder; a prepared stack is read where it is."""
     if len(inputs) == 1 and is_prepared_stack(inputs[0]):
         if aoi is not None:
             say(f"{label}: a prepared raster was given; the area of interest applies to products only")
-        say(f"{label}: prepared raster {inputs[0]}")
+        say(f"{label}: prepared raster {inputs[0]} (read in place, never changed)")
         return inputs[0], (Path(scl) if scl else None)
     prepared = products.prepare_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), aoi=aoi,
                                     aoi_crs=aoi_crs, progress=progress, is_cancelled=is_cancelled)
@@ -389,7 +517,7 @@ def _crs_of(path):
 
 
 def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_crs, true_colour_stack,
-              progress, is_cancelled, say, locals_for_report):
+              progress, is_cancelled, say, warnings, locals_for_report):
     from . import evaluation, reports
 
     paths = [str(work / f"mask_{m.name}.tif") for m in methods]
@@ -399,11 +527,15 @@ def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_c
     # The report names the files where they will be, not in the working folder.
     result = dataclasses.replace(result, predictions=[
         dataclasses.replace(item, path=str(mapped.folder / Path(item.path).name)) for item in result.predictions])
+    reference_warnings = list(result.warnings)
+    for text in reference_warnings:
+        say(f"WARNING: {text}")
+    # The run's own warnings (implausible shares, a pair that hardly matches) go into the report too.
+    result = dataclasses.replace(result, warnings=[*reference_warnings, *warnings])
+    mapped.warnings.extend(reference_warnings)
     for method, item in zip(methods, result.predictions):
         mapped.metrics[method.name] = item.scores.as_dict()
-        s = item.scores
-        say(f"{method.label}: precision {s.precision:.3f}, recall {s.recall:.3f}, F1 {s.f1:.3f}, "
-            f"IoU {s.iou:.3f}, MCC {s.mcc:.3f}")
+        say(f"{method.label}: {item.scores.summary()}")
     csv_path, json_path, html_path = work / "metrics.csv", work / "metrics.json", work / "report.html"
     reports.write_metrics_csv(result, str(csv_path))
     reports.write_metrics_json(result, str(json_path), parameters=locals_for_report)

@@ -24,7 +24,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from . import rasters
-from .evaluation import LANDSLIDE, NODATA, Evaluation
+from .evaluation import LANDSLIDE, NODATA, SCORE_LABELS, Evaluation, format_score
 
 #: Colours of the overlays (RGB 0..1): agreement green, false alarm red, missed blue, reference yellow.
 COLOURS = {
@@ -45,10 +45,13 @@ COLUMNS = (
 )
 
 CONVENTIONS = (
-    "Pixels with no data in the prediction or the reference are excluded and counted. When neither the reference "
-    "nor the map has a landslide pixel, precision, recall, F1 and IoU are 1.0. Otherwise a zero denominator gives "
-    "0.0 (precision when nothing is predicted, recall when the reference has no landslide), as scikit-learn's "
-    "zero_division default. Cohen's kappa and MCC are 0.0 when one of the maps is constant.")
+    "Pixels with no data in the prediction or the reference are excluded and counted. A score that cannot be "
+    "computed is undefined (empty in the CSV, null in the JSON), never 0: precision when the map has no landslide "
+    "pixel; recall, F1 and IoU when the reference has no landslide pixel over the map; Cohen's kappa when the "
+    "reference has a single class; MCC when either map is constant. Each case comes with a warning.")
+
+#: Score fields that can be undefined (None).
+SCORE_KEYS = tuple(key for key, _ in SCORE_LABELS)
 
 
 # -- tables -----------------------------------------------------------------------------------------
@@ -77,7 +80,9 @@ def write_metrics_csv(evaluation: Evaluation, path: str | os.PathLike) -> str:
             writer = csv.DictWriter(handle, fieldnames=list(COLUMNS) + ["reference"])
             writer.writeheader()
             for row in evaluation.rows():
-                record = {key: (repr(row[key]) if isinstance(row[key], float) else row[key]) for key in COLUMNS}
+                # full precision; an undefined score (None) is an empty cell
+                record = {key: ("" if row[key] is None else repr(row[key]) if isinstance(row[key], float)
+                                else row[key]) for key in COLUMNS}
                 record["reference"] = evaluation.reference_description
                 writer.writerow(record)
     return os.fspath(path)
@@ -92,10 +97,12 @@ def evaluation_record(evaluation: Evaluation, parameters: Mapping | None = None)
             "is_threshold_baseline": evaluation.reference_is_baseline,
             "all_touched": evaluation.all_touched,
         },
+        "warnings": list(evaluation.warnings),
         "predictions": [
             {**row, "confusion_matrix": {"rows": "reference (not landslide, landslide)",
                                          "columns": "prediction (not landslide, landslide)",
-                                         "counts": p.confusion.matrix().tolist()}}
+                                         "counts": p.confusion.matrix().tolist()},
+             "warnings": list(p.warnings)}
             for p, row in zip(evaluation.predictions, evaluation.rows())
         ],
         "conventions": CONVENTIONS,
@@ -193,8 +200,8 @@ def confusion_figure(evaluation: Evaluation, path: str | os.PathLike, *, columns
         ax.set_xlabel("prediction", fontsize=8)
         ax.set_ylabel("reference", fontsize=8)
         s = pred.scores
-        ax.set_title(f"{pred.name}\nP {s.precision:.3f}  R {s.recall:.3f}  F1 {s.f1:.3f}\n"
-                     f"IoU {s.iou:.3f}  MCC {s.mcc:.3f}", fontsize=9)
+        ax.set_title(f"{pred.name}\nP {format_score(s.precision)}  R {format_score(s.recall)}  "
+                     f"F1 {format_score(s.f1)}\nIoU {format_score(s.iou)}  MCC {format_score(s.mcc)}", fontsize=9)
     # margins in inches so that titles (three lines) and axis labels fit whatever the number of rows
     fig.subplots_adjust(left=0.5 / (cols * panel_inches), right=0.98, bottom=0.55 / height,
                         top=1 - 0.75 / height, wspace=0.45, hspace=0.75)
@@ -457,6 +464,13 @@ def _fmt(value) -> str:
     return html.escape(str(value))
 
 
+def _score_cell(value, key: str) -> str:
+    """A table cell; an undefined score (None) says so instead of showing a number."""
+    if value is None and key in SCORE_KEYS:
+        return "<td class='undefined' title='cannot be computed for this map: see the warnings'>undefined</td>"
+    return f"<td>{_fmt(value)}</td>"
+
+
 def _image_tag(title: str, figure) -> str:
     data = figure if isinstance(figure, (bytes, bytearray)) else Path(figure).read_bytes()
     encoded = base64.b64encode(data).decode("ascii")
@@ -471,6 +485,7 @@ th,td{border:1px solid #bbb;padding:3px 7px;text-align:right}
 th{background:#eee} td.text,th.text{text-align:left}
 .warning{background:#fff3cd;border:1px solid #e0b400;padding:.6em 1em;margin:1em 0}
 .note{background:#eef4fb;border:1px solid #9bbbe0;padding:.6em 1em;margin:1em 0}
+td.undefined{color:#8a5a00;font-style:italic}
 figure{margin:1em 0} img{max-width:100%} figcaption{font-size:13px;color:#555}
 """
 
@@ -488,6 +503,9 @@ def write_html_report(
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p>Created {_now()} by landslide_plugin {html.escape(plugin_version())}.</p>"]
+    # Warnings first: they say which scores below are undefined and why.
+    parts.extend(f"<div class='warning' role='alert'><b>Warning:</b> {html.escape(message)}</div>"
+                 for message in evaluation.warnings)
 
     parts.append("<h2>Reference</h2>")
     if evaluation.reference_kind == "vector":
@@ -503,7 +521,7 @@ def write_html_report(
                      "The NDVI-threshold mask is a baseline, not ground truth: these scores measure agreement "
                      "with that baseline, not the accuracy of the maps. Use an independent landslide inventory "
                      "to measure accuracy.</div>")
-    if rows:
+    if rows and rows[0]["reference_share"]:
         share = rows[0]["reference_share"]
         parts.append(
             f"<div class='note'>Landslides cover {100 * share:.2f} % of the compared pixels of the reference, so a "
@@ -520,9 +538,13 @@ def write_html_report(
     parts.append("</tr>")
     for row in rows:
         parts.append("<tr>" + "".join(
-            f"<td class='text'>{_fmt(row[k])}</td>" if k == "name" else f"<td>{_fmt(row[k])}</td>"
+            f"<td class='text'>{_fmt(row[k])}</td>" if k == "name" else _score_cell(row[k], k)
             for _, k in headers) + "</tr>")
     parts.append("</table>")
+    if any(row[k] is None for row in rows for k in SCORE_KEYS):
+        parts.append("<p class='note'><i>undefined</i>: the score cannot be computed for that map (precision of a map "
+                     "with no landslide pixel, recall, F1 and IoU when the reference has no landslide pixel over "
+                     "the map, kappa and MCC when a map is constant); it is not 0. See the warnings at the top.</p>")
 
     parts.append("<h3>Objects and excluded pixels</h3><table><tr>")
     object_headers = [("map", "name"), ("reference landslides", "reference_objects"), ("found", "reference_hit"),

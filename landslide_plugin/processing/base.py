@@ -12,6 +12,7 @@ from qgis.core import (
     QgsGeometry,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingParameterNumber,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -84,7 +85,16 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         return param
 
     def raster_path(self, parameters, name, context) -> str:
-        """The local file behind a raster-layer parameter, or a clear error naming the layer."""
+        """The local file behind a raster-layer parameter, or a clear error naming the layer.
+
+        A file path is taken as it is, without loading it as a QGIS layer: QGIS computes statistics
+        for a layer it loads and saves them beside the file (``.aux.xml``) when the layer is freed,
+        and a run must not add files to the user's folders. Layers of the project are used through
+        their source.
+        """
+        path = file_path_value(self.parameterAsString(parameters, name, context))
+        if path:
+            return path
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None:
             raise QgsProcessingException(f"{name}: no raster layer given or it could not be loaded.")
@@ -92,6 +102,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def optional_raster_path(self, parameters, name, context) -> str | None:
         """Like ``raster_path`` for an optional raster parameter: None when it is not set."""
+        if parameters.get(name) in (None, ""):
+            return None
+        if file_path_value(self.parameterAsString(parameters, name, context)):
+            return self.raster_path(parameters, name, context)
         if self.parameterAsRasterLayer(parameters, name, context) is None:
             return None
         return self.raster_path(parameters, name, context)
@@ -147,6 +161,14 @@ def parse_classes(text: str) -> tuple[int, ...]:
             f"land-cover classes '{text}' are not whole numbers; list class values such as 40,50") from None
 
 
+def file_path_value(value: str | None) -> str | None:
+    """``value`` when it names an existing local file (a parameter given as a path), else None."""
+    if not value:
+        return None
+    path = str(value).split("|")[0]
+    return path if os.path.isfile(path) else None
+
+
 def local_raster_path(layer: QgsRasterLayer, name: str = "") -> str:
     label = f"{name} ('{layer.name()}')" if name else f"'{layer.name()}'"
     if layer.providerType() != "gdal":
@@ -158,3 +180,49 @@ def local_raster_path(layer: QgsRasterLayer, name: str = "") -> str:
         raise QgsProcessingException(
             f"{label}: '{path}' is not a readable local raster file. Save the layer as a GeoTIFF first.")
     return path
+
+
+#: (parameter, band, label, default number in the plugin's stack order B02, B03, B04, B8A, B11).
+BAND_PARAMETERS = (
+    ("BAND_BLUE", "B02", "Blue band (B02) number", 1),
+    ("BAND_GREEN", "B03", "Green band (B03) number", 2),
+    ("BAND_RED", "B04", "Red band (B04) number", 3),
+    ("BAND_NIR", "B8A", "Narrow NIR band (B8A) number", 4),
+    ("BAND_SWIR1", "B11", "SWIR-1 band (B11) number", 5),
+)
+
+
+def add_band_parameters(alg: LandslideAlgorithm, what: str = "the stack") -> None:
+    """The five advanced band-number parameters, used only for rasters without band descriptions."""
+    for name, band, label, default in BAND_PARAMETERS:
+        alg.add(QgsProcessingParameterNumber(name, label, type=QgsProcessingParameterNumber.Type.Integer,
+                                             defaultValue=default, minValue=1),
+                f"Only used when {what} has no band descriptions: the 1-based number of band {band}. "
+                f"Bands described B02, B03, B04, B8A, B11 (as the plugin writes them) are found by name.",
+                advanced=True)
+
+
+def band_numbers(alg: LandslideAlgorithm, parameters, context) -> dict[str, int]:
+    return {band: alg.parameterAsInt(parameters, name, context) for name, band, _, _ in BAND_PARAMETERS}
+
+
+def report_band_choice(feedback, path: str, needed, numbers: dict[str, int]) -> None:
+    """Tell the user which bands were taken by number rather than by name (a silent wrong band is worse)."""
+    from ..core import rasters
+
+    found = rasters.find_bands(path, needed, fallback=numbers)
+    by_number = [b for b in needed if not _described(path, b)]
+    if by_number:
+        feedback.pushWarning(
+            f"{path} has no band described as {', '.join(by_number)}; using band numbers "
+            + ", ".join(f"{b}={found[b]}" for b in by_number) + ". Check them in the advanced parameters.")
+
+
+def _described(path: str, band: str) -> bool:
+    from ..core import rasters
+
+    try:
+        rasters.find_bands(path, [band])
+        return True
+    except ValueError:
+        return False

@@ -429,6 +429,167 @@ def test_cancel_stops_promptly_and_cleans_up(catalogue, tmp_path, whole):
         assert list(tmp_path.iterdir()) == []
 
 
+# -- cancel stops every wait within about a second ------------------------------------------------------------
+#
+# The faults below would hold a client for two minutes (Retry-After: 120 honoured up to backoff_max) or
+# a minute (a service that does not answer, read timeout 60 s). A cancel set 0.3 s after the start must
+# end the call well within 1.5 s with Cancelled, and leave no partial product behind.
+
+SLOW = 120
+CANCEL_AT = 0.3
+PROMPT = 1.5
+
+
+def patient(mock: MockCdse) -> CdseSettings:
+    """Settings that honour a two-minute Retry-After and wait a minute for an answer."""
+    return dataclasses.replace(mock.settings, backoff_max=float(SLOW), timeout=60.0)
+
+
+class CancelAfter:
+    """An is_cancelled that turns true CANCEL_AT seconds after it is made, or after ``once()`` first
+    holds when given (so a busy machine cannot make the cancel come before the wait under test)."""
+
+    def __init__(self, once=None):
+        self.once = once
+        self.started = None if once else time.monotonic()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if self.started is None:
+            if not self.once():
+                return False
+            self.started = now
+        return now - self.started >= CANCEL_AT
+
+    def elapsed(self) -> float:
+        """Seconds since the countdown started (the cancel came CANCEL_AT later)."""
+        return time.monotonic() - self.started
+
+
+def _token_requests(mock):
+    return [r for r in mock.requests if r.method == "POST"]
+
+
+def _token_fault(mock, fault):
+    if fault == "stall":
+        mock.stall("token", SLOW, count=10)
+    else:
+        mock.fail_token(int(fault), 10, retry_after=SLOW)
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "stall"])
+def test_cancel_during_login_back_off_or_stall(catalogue, tmp_path, fault):
+    source = catalogue["later"]
+    with MockCdse([source], users={USER: PASSWORD}) as mock:
+        _token_fault(mock, fault)
+        cancel = CancelAfter()  # the client's own callback, as the Processing algorithms pass it
+        with CdseClient(CREDENTIALS, patient(mock), is_cancelled=cancel) as client, pytest.raises(Cancelled):
+            client.download_product(source.id, tmp_path)
+        assert cancel.elapsed() < PROMPT
+        assert list(tmp_path.iterdir()) == []
+        assert len(_token_requests(mock)) == 1  # one request, then the two-minute wait the cancel ended
+
+
+@pytest.mark.parametrize("fault", ["503", "stall"])
+def test_cancel_during_token_refresh(cdse, fault):
+    with CdseClient(CREDENTIALS, patient(cdse)) as client:
+        client._expire(client.access_token())  # the next call refreshes
+        _token_fault(cdse, fault)
+        cancel = CancelAfter()
+        with pytest.raises(Cancelled):
+            client.access_token(is_cancelled=cancel)
+        assert cancel.elapsed() < PROMPT
+
+
+CATALOGUE_CALLS = {
+    "search": lambda client, product, cancel: client.search(WORLD, "2023-01-01", "2023-12-31", page_size=2,
+                                                             is_cancelled=cancel),
+    "get_product by id": lambda client, product, cancel: client.get_product(product.id, is_cancelled=cancel),
+    "get_product by name": lambda client, product, cancel: client.get_product(product.name, is_cancelled=cancel),
+    "list_nodes": lambda client, product, cancel: client.list_nodes(Product.from_odata(product.odata(True)),
+                                                                    "GRANULE", is_cancelled=cancel),
+}
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "stall"])
+@pytest.mark.parametrize("call", sorted(CATALOGUE_CALLS))
+def test_cancel_during_catalogue_back_off_or_stall(cdse, catalogue, call, fault):
+    if fault == "stall":
+        cdse.stall("catalogue", SLOW, count=10)
+    else:
+        cdse.fail_catalogue(int(fault), 10, retry_after=SLOW)
+    with CdseClient(None, patient(cdse)) as client:
+        cancel = CancelAfter()
+        with pytest.raises(Cancelled):
+            CATALOGUE_CALLS[call](client, catalogue["later"], cancel)
+        assert cancel.elapsed() < PROMPT
+
+
+def test_cancel_between_search_pages(cdse):
+    # The first page answers at once, the second stalls: the cancel still ends the search.
+    cdse.stall("catalogue", 0.0)
+    cdse.stall("catalogue", SLOW, count=10)
+    with CdseClient(None, patient(cdse)) as client:
+        cancel = CancelAfter()
+        with pytest.raises(Cancelled):
+            client.search(WORLD, "2023-01-01", "2023-12-31", page_size=2, is_cancelled=cancel)
+        assert cancel.elapsed() < PROMPT
+    assert len([r for r in cdse.requests if r.path == "/odata/v1/Products"]) == 2
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "files"])
+@pytest.mark.parametrize("fault", ["429", "503", "stalled answer", "stalled body"])
+def test_cancel_during_download_back_off_or_stall(catalogue, tmp_path, whole, fault):
+    source = catalogue["east"]
+    with MockCdse([source], users={USER: PASSWORD}) as mock:
+        with CdseClient(CREDENTIALS, patient(mock)) as client:
+            client.access_token()
+            if fault == "stalled answer":
+                mock.stall("download", SLOW, count=20)
+            elif fault == "stalled body":
+                # Part of the file arrives, then nothing: a read blocked until the 60 s timeout.
+                mock.stall_after(source.name if whole else "_B11_20m", 500, SLOW)
+            else:
+                mock.fail_next(int(fault), 100, retry_after=SLOW)
+            cancel = CancelAfter()
+            with pytest.raises(Cancelled):
+                client.download_product(source.id, tmp_path, whole=whole, is_cancelled=cancel)
+            assert cancel.elapsed() < PROMPT
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_while_another_download_thread_refreshes_the_token(catalogue, tmp_path):
+    # Per-file download: the token expires after two files and its refresh stalls; the worker
+    # refreshing and those queued behind the token lock all give up on the cancel.
+    source = catalogue["east"]
+    with MockCdse([source], users={USER: PASSWORD}) as mock:
+        cancel = CancelAfter(once=lambda: len(_token_requests(mock)) >= 2)  # once the refresh hangs
+        with CdseClient(CREDENTIALS, patient(mock), is_cancelled=cancel) as client:
+            client.access_token()
+            mock.expire_access_after(2)
+            mock.stall("token", SLOW, count=10)
+            with pytest.raises(Cancelled):
+                client.download_product(source.id, tmp_path)
+            assert cancel.elapsed() < PROMPT
+        assert list(tmp_path.iterdir()) == []
+        assert len(_token_requests(mock)) == 2  # the login, then the one stalled refresh
+
+
+def test_cancel_of_a_several_product_download(catalogue, tmp_path):
+    products = [catalogue["later"], catalogue["east"]]
+    with MockCdse(products, users={USER: PASSWORD}) as mock:
+        with CdseClient(CREDENTIALS, patient(mock)) as client:
+            client.access_token()
+            mock.stall_after(products[1].name, 500, SLOW)  # the second product stalls
+            cancel = CancelAfter(once=lambda: any(products[1].id in r.path for r in mock.downloads()))
+            with pytest.raises(Cancelled):
+                copernicus.download_products(client, [p.id for p in products], tmp_path, whole=True,
+                                             is_cancelled=cancel)
+            assert cancel.elapsed() < PROMPT
+        # The first product was complete before the cancel and stays; nothing of the second.
+        assert sorted(p.name for p in tmp_path.iterdir()) == [products[0].name[:-5] + ".zip"]
+
+
 # -- what was downloaded opens with the product reader ---------------------------------------------------------
 
 

@@ -111,28 +111,42 @@ def test_random_masks_match_sklearn_and_exclude_nodata():
 @pytest.mark.parametrize(
     ("conf", "expected"),
     [
-        # nothing anywhere: the map is right
-        (Confusion(0, 0, 0, 100), dict(precision=1.0, recall=1.0, f1=1.0, iou=1.0, kappa=0.0, mcc=0.0)),
-        # landslides in the reference, nothing predicted
-        (Confusion(0, 0, 7, 93), dict(precision=0.0, recall=0.0, f1=0.0, iou=0.0, kappa=0.0, mcc=0.0)),
-        # no landslide in the reference, something predicted
-        (Confusion(0, 9, 0, 91), dict(precision=0.0, recall=0.0, f1=0.0, iou=0.0, kappa=0.0, mcc=0.0)),
-        # everything is landslide in both
-        (Confusion(100, 0, 0, 0), dict(precision=1.0, recall=1.0, f1=1.0, iou=1.0, kappa=0.0, mcc=0.0)),
+        # nothing anywhere: every landslide-class score divides by zero
+        (Confusion(0, 0, 0, 100), dict(precision=None, recall=None, f1=None, iou=None, kappa=None, mcc=None)),
+        # landslides in the reference, nothing predicted: everything missed, precision undefined
+        (Confusion(0, 0, 7, 93), dict(precision=None, recall=0.0, f1=0.0, iou=0.0, kappa=0.0, mcc=None)),
+        # no landslide in the reference, something predicted: nothing to find
+        (Confusion(0, 9, 0, 91), dict(precision=0.0, recall=None, f1=None, iou=None, kappa=None, mcc=None)),
+        # everything is landslide in both: a constant reference shows no agreement beyond chance
+        (Confusion(100, 0, 0, 0), dict(precision=1.0, recall=1.0, f1=1.0, iou=1.0, kappa=None, mcc=None)),
+        # the map flags every pixel
+        (Confusion(5, 95, 0, 0), dict(precision=0.05, recall=1.0, f1=10 / 105, iou=0.05, kappa=0.0, mcc=None)),
     ],
 )
-def test_degenerate_cases_have_defined_values_without_warnings(conf, expected):
+def test_degenerate_cases_are_undefined_without_warnings(conf, expected):
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
         s = scores(conf)
     for key, value in expected.items():
-        assert getattr(s, key) == value, key
-    assert all(np.isfinite(v) for v in s.as_dict().values())
+        assert getattr(s, key) == (pytest.approx(value) if value else value), key
+    assert evaluation.undefined_scores(conf) == tuple(k for k, v in expected.items() if v is None)
+    assert all(v is None or np.isfinite(v) for v in s.as_dict().values())
+    assert s.overall_accuracy is not None and s.reference_share is not None
+    assert json.loads(json.dumps(s.as_dict()))["mcc"] is None  # None is JSON null
+
+
+def test_summary_line():
+    s = scores(Confusion(tp=3, fp=1, fn=2, tn=4))
+    assert s.summary() == (f"precision 0.750, recall 0.600, F1 {2 * 0.75 * 0.6 / 1.35:.3f}, IoU 0.500, "
+                           f"MCC {(3 * 4 - 1 * 2) / np.sqrt(4 * 5 * 6 * 5):.3f}")
+    assert scores(Confusion(0, 9, 0, 91)).summary() == (
+        "precision 0.000, recall undefined, F1 undefined, IoU undefined, MCC undefined")
 
 
 def test_zero_division_can_be_nan_and_empty_confusion_is_an_error():
     s = scores(Confusion(0, 0, 7, 93), zero_division=float("nan"))
-    assert np.isnan(s.precision) and s.recall == 0.0
+    assert np.isnan(s.precision) and s.recall == 0.0 and np.isnan(s.mcc)
+    assert scores(Confusion(0, 9, 0, 91), zero_division=0.0).recall == 0.0  # scikit-learn's convention
     with pytest.raises(ValueError, match="no valid pixel"):
         scores(Confusion(0, 0, 0, 0))
 
@@ -323,9 +337,90 @@ def test_several_predictions_names_and_progress(tmp_path):
     assert [p.name for p in result.predictions] == ["perfect", "empty"]
     assert result.predictions[0].scores.f1 == 1.0 and result.predictions[0].scores.mcc == pytest.approx(1.0)
     assert result.predictions[1].scores.recall == 0.0 and result.predictions[1].objects.reference_missed == 1
+    assert result.predictions[1].scores.precision is None and not result.predictions[0].warnings
     assert seen[-1] == 100.0 and seen == sorted(seen)
     rows = result.rows()
     assert rows[0]["tp"] == int(ref.sum()) and rows[1]["f1"] == 0.0
+
+
+def test_several_predictions_warn_about_an_empty_map(tmp_path):
+    ref = blobs((32, 32), [(10, 10)], 4)
+    ref_path = write_mask(tmp_path / "ref.tif", ref)
+    empty = write_mask(tmp_path / "b.tif", np.zeros_like(ref))
+    result = evaluate(ref_path, [empty], names=["empty"])
+    p = result.predictions[0]
+    assert p.scores.precision is None and p.scores.mcc is None and p.scores.recall == 0.0
+    assert result.warnings == list(p.warnings) and len(p.warnings) == 1
+    assert p.warnings[0].startswith("empty has no landslide pixel over the area compared with the reference: "
+                                    "precision and MCC are undefined and recall is 0")
+
+
+# -- a reference with no landslide pixel over the map ------------------------------------------------
+
+
+def test_raster_reference_of_zeros_gives_undefined_scores_and_one_warning(tmp_path):
+    ref_path = write_mask(tmp_path / "zeros.tif", np.zeros((30, 30), np.uint8))
+    some = blobs((30, 30), [(10, 10)], 3)
+    a = write_mask(tmp_path / "a.tif", some)
+    b = write_mask(tmp_path / "b.tif", np.zeros((30, 30), np.uint8))
+    result = evaluate(ref_path, [a, b], names=["K-means 3", "empty"])
+    first, second = (p.scores for p in result.predictions)
+    assert (first.recall, first.f1, first.iou, first.kappa, first.mcc) == (None,) * 5
+    assert first.precision == 0.0 and first.overall_accuracy == pytest.approx(1 - some.sum() / 900)
+    assert second.as_dict()["precision"] is None and second.overall_accuracy == 1.0
+    assert result.rows()[0]["recall"] is None
+    # said once for the reference, not once per map
+    assert result.warnings == [
+        f"The reference raster {ref_path} has no landslide pixel at all (landslide = values greater than 0): "
+        "recall, F1, IoU, kappa and MCC are undefined for every map. Check that the reference value is right and "
+        "that this is the landslide inventory you meant to use."]
+    assert all(p.warnings == () for p in result.predictions)
+    assert first.summary() == "precision 0.000, recall undefined, F1 undefined, IoU undefined, MCC undefined"
+    with_value = evaluate(write_mask(tmp_path / "codes.tif", np.full((30, 30), 2, np.uint8)), [a], reference_value=3)
+    assert "(landslide = value 3)" in with_value.warnings[0]
+
+
+def test_raster_reference_with_landslides_only_off_the_map(tmp_path):
+    ref = np.zeros((30, 60), np.uint8)
+    ref[5:10, 40:50] = 1  # east of the map below
+    ref_path = write_mask(tmp_path / "ref.tif", ref)
+    pred_path = write_mask(tmp_path / "pred.tif", blobs((30, 30), [(10, 10)], 3))
+    result = evaluate(ref_path, [pred_path], names=["GMM 3"])
+    p = result.predictions[0]
+    assert p.scores.recall is None and p.scores.f1 is None and p.scores.mcc is None
+    assert result.warnings == [
+        "The reference has no landslide pixel over GMM 3's valid area: recall, F1, IoU, kappa and MCC are undefined. "
+        "Check that the reference covers this image (it may be outside it or in another CRS) or that the reference "
+        "value is right (landslide = values greater than 0)."]
+
+
+def test_inventory_outside_the_image_gives_undefined_scores_and_a_warning(tmp_path):
+    pred = blobs((30, 30), [(10, 10)], 3)
+    pred_path = write_mask(tmp_path / "pred.tif", pred)
+    far = [square(200, 200, 210, 210), square(-50, 5, -40, 15)]  # both off the 30 x 30 grid
+    result = evaluate(None, [pred_path], reference_geometries=far, reference_crs="EPSG:32632",
+                      names=["K-means 3"])
+    p = result.predictions[0]
+    assert p.confusion == Confusion(tp=0, fp=int(pred.sum()), fn=0, tn=900 - int(pred.sum()))
+    assert p.scores.precision == 0.0
+    assert (p.scores.recall, p.scores.f1, p.scores.iou, p.scores.kappa, p.scores.mcc) == (None,) * 5
+    assert p.objects.reference_unmapped == 2
+    assert result.warnings == list(p.warnings) == [
+        "The reference inventory does not overlap K-means 3: none of its 2 polygons falls on the map, so recall, "
+        "F1, IoU, kappa and MCC are undefined. Check that the inventory covers this image (it may be outside it or "
+        "in another CRS)."]
+    one = evaluate(None, [pred_path], reference_geometries=far[:1], reference_crs="EPSG:32632", names=["m"])
+    assert "does not overlap m: its only polygon does not fall on the map" in one.warnings[0]
+
+
+def test_inventory_on_the_map_but_without_landslide_pixel(tmp_path):
+    pred_path = write_mask(tmp_path / "pred.tif", np.zeros((20, 20), np.uint8))
+    tiny = square(5.6, 5.6, 5.9, 5.9)  # on the map, smaller than a pixel and covering no pixel centre
+    result = evaluate(None, [pred_path], reference_geometries=[tiny], reference_crs="EPSG:32632", names=["m"])
+    assert result.predictions[0].scores.as_dict()["f1"] is None
+    assert result.warnings == [
+        "The reference has no landslide pixel over m's valid area: precision, recall, F1, IoU, kappa and MCC are "
+        "undefined. Check that the inventory covers this image (it may be outside it or in another CRS)."]
 
 
 def test_clear_errors(tmp_path):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +105,63 @@ def test_json_writes_undefined_scores_as_null(tmp_path):
     with open(reports.write_metrics_json(result, tmp_path / "m.json")) as handle:
         data = json.load(handle)
     assert data["predictions"][0]["precision"] is None and data["predictions"][0]["recall"] == 0.0
+    default = evaluation.evaluate(ref, [empty])  # undefined is None by default, also null
+    assert default.predictions[0].scores.precision is None
+    with open(reports.write_metrics_json(default, tmp_path / "d.json")) as handle:
+        data = json.load(handle)
+    assert data["predictions"][0]["precision"] is None and data["predictions"][0]["mcc"] is None
+    assert data["warnings"] == default.warnings and "precision and MCC are undefined" in data["warnings"][-1]
+
+
+@pytest.fixture()
+def empty_reference(tmp_path):
+    """A reference raster of zeros scored against a map with landslides and an empty map."""
+    ref = write(tmp_path / "zeros.tif", np.zeros((16, 16)))
+    some = np.zeros((16, 16))
+    some[4:8, 4:8] = 1
+    maps = [write(tmp_path / "some.tif", some), write(tmp_path / "none.tif", np.zeros((16, 16)))]
+    result = evaluation.evaluate(ref, maps, names=["K-means 3", "empty map"])
+    assert len(result.warnings) == 1 and "no landslide pixel at all" in result.warnings[0]
+    return result
+
+
+def test_undefined_scores_in_csv_json_and_figures(empty_reference, tmp_path):
+    result = empty_reference
+    with open(reports.write_metrics_csv(result, tmp_path / "m.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [rows[0][k] for k in ("recall", "f1", "iou", "mcc", "kappa")] == [""] * 5  # empty cells, not 0
+    assert float(rows[0]["precision"]) == 0.0 and rows[1]["precision"] == ""
+    assert float(rows[1]["overall_accuracy"]) == 1.0
+    with open(reports.write_metrics_json(result, tmp_path / "m.json")) as handle:
+        data = json.load(handle)
+    assert data["warnings"] == result.warnings
+    assert data["predictions"][0]["recall"] is None and data["predictions"][0]["precision"] == 0.0
+    assert data["predictions"][1]["precision"] is None and data["predictions"][1]["warnings"] == []
+    assert "never 0" in data["conventions"]
+    image = read_png(reports.confusion_figure(result, tmp_path / "c.png", dpi=40))
+    assert image.shape[1] == round(2 * 3.6 * 40)
+    reports.overlay_figure(None, dict(zip(["K-means 3", "empty map"], [p.path for p in result.predictions])),
+                           tmp_path / "o.png", reference=result.reference_description.split(" ", 1)[1], dpi=30)
+
+
+def test_html_report_shows_warnings_first_and_undefined_scores(empty_reference, tmp_path):
+    result = empty_reference
+    figures = {"confusion": reports.confusion_figure(result, tmp_path / "c.png", dpi=40)}
+    text = Path(reports.write_html_report(result, tmp_path / "r.html", figures=figures)).read_text(encoding="utf-8")
+    warning = result.warnings[0]
+    assert f"<div class='warning' role='alert'><b>Warning:</b> {html.escape(warning)}</div>" in text
+    assert text.index(html.escape(warning)) < text.index("<h2>Reference</h2>")  # at the top
+    table = text[text.index("<h2>Scores"):text.index("<h3>Objects")]
+    first = table.split("<tr>")[2]  # header row, then K-means 3
+    assert first.count(">undefined</td>") == 5 and "<td>0.0000</td>" in first  # precision 0, the rest undefined
+    assert table.split("<tr>")[3].count(">undefined</td>") == 6  # the empty map: precision too
+    assert "it is not 0" in text
+    assert "Landslides cover 0.00 %" not in text  # the rare-class note makes no sense without landslides
+
+
+def test_html_report_without_warnings_has_no_warning_box(scene, tmp_path):
+    text = Path(reports.write_html_report(scene["evaluation"], tmp_path / "r.html")).read_text(encoding="utf-8")
+    assert "class='warning'" not in text and ">undefined<" not in text
 
 
 def test_confusion_figure_is_a_picture_of_the_expected_size(scene, tmp_path):

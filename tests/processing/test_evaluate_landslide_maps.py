@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 
 import numpy as np
 import pytest
 import rasterio
 from qgis.core import (
+    NULL,
     QgsFeature,
     QgsGeometry,
     QgsProcessingContext,
@@ -139,3 +141,71 @@ def test_bad_map_and_cancel_write_nothing(run_alg, maps, tmp_path):
                                             **outputs(tmp_path)}, feedback=feedback)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert QgsRasterLayer(maps["good"]).isValid()  # the input is untouched
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps the warnings the algorithm pushes."""
+
+    def __init__(self):
+        super().__init__()
+        self.warnings = []
+
+    def pushWarning(self, warning):  # noqa: N802
+        self.warnings.append(warning)
+        super().pushWarning(warning)
+
+
+def assert_undefined_outputs(result, context, warning):
+    assert result["PRECISION"] == 0.0  # the map flags 70 px, none on a reference landslide
+    for key in ("RECALL", "F1", "IOU", "MCC"):
+        assert result[key] is None, key  # undefined, not 0
+    with open(result["OUTPUT_HTML"], encoding="utf-8") as handle:
+        text = handle.read()
+    assert text.index("<b>Warning:</b> " + html.escape(warning)) < text.index("<h2>Reference</h2>")
+    assert ">undefined</td>" in text and text.count("data:image/png;base64,") == 2
+    with open(result["OUTPUT_CSV"], newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["recall"] == "" and row["mcc"] == "" and float(row["precision"]) == 0.0
+    feature = next(QgsProcessingUtils.mapLayerFromString(result["OUTPUT_TABLE"], context).getFeatures())
+    assert feature["recall"] in (None, NULL) and feature["precision"] == 0.0
+
+
+@pytest.fixture()
+def false_alarm(tmp_path):
+    """A map whose only landslide pixels (70) are false alarms wherever the reference is empty."""
+    mask = np.zeros((48, 64), np.uint8)
+    mask[0:5, 50:64] = 1
+    return write(tmp_path / "false_alarm.tif", mask)
+
+
+def test_raster_reference_of_zeros_warns_and_leaves_scores_undefined(run_alg, false_alarm, tmp_path):
+    zeros = write(tmp_path / "zeros.tif", np.zeros((48, 64)))
+    feedback, context = RecordingFeedback(), QgsProcessingContext()
+    result = run_alg("evaluate_landslide_maps", {
+        "REFERENCE_RASTER": zeros, "PREDICTIONS": [false_alarm],
+        **outputs(tmp_path, OUTPUT_JSON=str(tmp_path / "out" / "m.json"))}, feedback=feedback, context=context)
+    warning = (f"The reference raster {zeros} has no landslide pixel at all (landslide = values greater than 0): "
+               "recall, F1, IoU, kappa and MCC are undefined for every map. Check that the reference value is right "
+               "and that this is the landslide inventory you meant to use.")
+    assert feedback.warnings == [warning]
+    assert_undefined_outputs(result, context, warning)
+    with open(result["OUTPUT_JSON"]) as handle:
+        data = json.load(handle)
+    assert data["warnings"] == [warning] and data["predictions"][0]["f1"] is None
+
+
+def test_inventory_outside_the_image_warns_and_leaves_scores_undefined(run_alg, false_alarm, tmp_path):
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32632", "far inventory", "memory")
+    feature = QgsFeature()
+    x0, y0 = X0 + 50_000, Y0 + 50_000  # 50 km away from the map
+    feature.setGeometry(QgsGeometry.fromWkt(f"POLYGON(({x0} {y0},{x0 + 200} {y0},{x0 + 200} {y0 - 200},"
+                                            f"{x0} {y0 - 200},{x0} {y0}))"))
+    assert layer.dataProvider().addFeatures([feature])
+    feedback, context = RecordingFeedback(), QgsProcessingContext()
+    result = run_alg("evaluate_landslide_maps", {"REFERENCE_VECTOR": layer, "PREDICTIONS": [false_alarm],
+                                                 **outputs(tmp_path)}, feedback=feedback, context=context)
+    warning = ("The reference inventory does not overlap false_alarm: its only polygon does not fall on the map, "
+               "so recall, F1, IoU, kappa and MCC are undefined. Check that the inventory covers this image (it may "
+               "be outside it or in another CRS).")
+    assert feedback.warnings == [warning]
+    assert_undefined_outputs(result, context, warning)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,44 @@ def test_download_without_products_or_account_explains(run_alg, cdse, products, 
         run_alg("download_s2_l2a", {"OUTPUT_FOLDER": str(tmp_path)})
     with pytest.raises(QgsProcessingException, match="CDSE_USERNAME and CDSE_PASSWORD"):
         run_alg("download_s2_l2a", {"PRODUCT_IDS": products[2].id, "OUTPUT_FOLDER": str(tmp_path)})
+
+
+# -- cancel: within about a second, as a sentence, whatever the service is doing ---------------------------
+
+
+def _run_cancelled(run_alg, name, parameters):
+    """Run ``name``, pressing Cancel 0.3 s after the start; return (error message, seconds taken)."""
+    feedback = Recorder()
+    timer = threading.Timer(0.3, feedback.cancel)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(QgsProcessingException) as caught:
+            run_alg(name, parameters, feedback=feedback)
+    finally:
+        timer.cancel()
+    return str(caught.value), time.monotonic() - started
+
+
+def test_search_cancel_during_a_catalogue_back_off(run_alg, cdse, products):
+    cdse.fail_catalogue(503, 10, retry_after=120)  # the client would wait two minutes
+    message, seconds = _run_cancelled(run_alg, "search_s2_l2a", {
+        "EXTENT": footprint_extent(products[0]), "START_DATE": "2023-01-01", "END_DATE": "2023-08-31",
+        "OUTPUT": "TEMPORARY_OUTPUT"})
+    assert message.startswith("Cancelled by the user") and "Traceback" not in message
+    assert seconds < 1.5
+
+
+@pytest.mark.parametrize("fault", ["login back-off", "stalled download"])
+def test_download_cancel_is_prompt_and_leaves_no_partial_product(run_alg, cdse, products, authcfg, tmp_path,
+                                                                 fault):
+    if fault == "login back-off":
+        cdse.fail_token(503, 10, retry_after=120)
+    else:
+        cdse.stall_after(products[2].name, 500, 120)  # half a file, then a silent connection
+    folder = tmp_path / "downloads"
+    message, seconds = _run_cancelled(run_alg, "download_s2_l2a", {
+        "PRODUCT_IDS": products[2].id, "AUTH": authcfg, "WHOLE_PRODUCT": True, "OUTPUT_FOLDER": str(folder)})
+    assert message == "Cancelled by the user; partial downloads were removed."
+    assert seconds < 1.5
+    assert not folder.exists() or list(folder.iterdir()) == []

@@ -93,14 +93,15 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
 
         try:
             settings = CdseSettings.from_env()
-            with CdseClient(credentials, settings) as client:
+            # The client watches the cancel button in every request, retry and back-off (login included).
+            with CdseClient(credentials, settings, is_cancelled=feedback.isCanceled) as client:
                 feedback.pushInfo(f"Logging in to the Copernicus Data Space as {credentials.username}")
                 client.access_token()
                 paths = download_products(client, keys, folder, whole=whole, bands=bands,
                                           progress=feedback.setProgress, is_cancelled=feedback.isCanceled,
                                           log=feedback.pushInfo)
         except Cancelled:
-            raise QgsProcessingException("Download cancelled; partial files were removed.") from None
+            raise QgsProcessingException("Cancelled by the user; partial downloads were removed.") from None
         except (CdseError, ValueError, OSError) as exc:
             raise QgsProcessingException(str(exc)) from exc
         for path in paths:

@@ -65,7 +65,11 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
         "<b>Report</b>: a self-contained HTML page (metric tables, confusion matrices, maps drawn over the "
         "post-event true-colour image when given, parameters, software versions), a CSV table, optionally "
         "JSON, and a table layer with one row per map. The scores of the first map are also numeric outputs "
-        "for the Graphical Modeler.")
+        "for the Graphical Modeler.<br>"
+        "<b>Undefined scores</b>: a score that cannot be computed is left empty (NULL), not 0, with a warning in the "
+        "log and at the top of the report: recall, F1, IoU, kappa and MCC when the reference has no landslide "
+        "pixel over a map (an inventory outside the image or in another CRS, a wrong reference value), "
+        "precision when a map has no landslide pixel.")
 
     REFERENCE_RASTER = "REFERENCE_RASTER"
     REFERENCE_VECTOR = "REFERENCE_VECTOR"
@@ -200,10 +204,10 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
                 figure_reference, figure_reference_crs = geometries, _crs_for_rasterio(crs)
 
             for item in result.predictions:
-                s = item.scores
-                feedback.pushInfo(f"{item.name}: precision {s.precision:.3f}, recall {s.recall:.3f}, F1 {s.f1:.3f}, "
-                                  f"IoU {s.iou:.3f}, MCC {s.mcc:.3f} (TP {item.confusion.tp}, FP {item.confusion.fp}, "
-                                  f"FN {item.confusion.fn})")
+                feedback.pushInfo(f"{item.name}: {item.scores.summary()} (TP {item.confusion.tp}, "
+                                  f"FP {item.confusion.fp}, FN {item.confusion.fn})")
+            for message in result.warnings:
+                feedback.pushWarning(message)
             if result.reference_is_baseline:
                 feedback.reportError("The reference looks like a threshold mask: the NDVI-threshold mask is a "
                                      "baseline, not ground truth.", fatalError=False)
@@ -211,7 +215,8 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
             # Figures go to a temporary folder: outputs are written only once everything has succeeded.
             with tempfile.TemporaryDirectory(prefix="landslide_report_") as work:
                 feedback.setProgressText("Drawing figures")
-                titles = {p.name: f"{p.name} (F1 {p.scores.f1:.2f}, MCC {p.scores.mcc:.2f})"
+                titles = {p.name: f"{p.name} (F1 {evaluation.format_score(p.scores.f1, 2)}, "
+                                  f"MCC {evaluation.format_score(p.scores.mcc, 2)})"
                           for p in result.predictions}
                 figures = {
                     "Confusion matrices of the landslide class":
@@ -248,10 +253,11 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
         for row in result.rows():
             feature = QgsFeature(fields)
             feature.setAttributes([row["name"], row["path"]] + [int(row[k]) for k in COUNT_FIELDS]
-                                  + [float(row[k]) for k in SCORE_FIELDS])
+                                  + [None if row[k] is None else float(row[k]) for k in SCORE_FIELDS])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         feedback.setProgress(100)
 
+        # An undefined score of the first map is None (NULL in the Modeler), never a made-up 0.
         first = result.predictions[0].scores
         outputs = {self.OUTPUT_HTML: html_path, self.OUTPUT_CSV: csv_path, self.OUTPUT_TABLE: table_id,
                    self.PRECISION: first.precision, self.RECALL: first.recall, self.F1: first.f1,

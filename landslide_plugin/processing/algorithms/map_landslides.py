@@ -30,7 +30,7 @@ from qgis.core import (
 )
 
 from ... import dependencies
-from ..base import LandslideAlgorithm, parse_classes
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, parse_classes
 from ..styles import (
     GroupedStylePostProcessor,
     clusters_styler,
@@ -54,6 +54,24 @@ def _counts(text: str, name: str) -> list[int]:
     return values
 
 
+def user_message(error: Exception, folder: str) -> str:
+    """One sentence for a failed run: the core's own sentences as they are, system errors explained."""
+    import errno
+
+    suffix = " The output folder was left as it was."
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return str(error)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC or "No space left" in str(error):
+        return (f"The disk of {folder} filled up during the run: free some space or choose another output "
+                "folder." + suffix)
+    if isinstance(error, PermissionError):
+        return f"Permission denied for {error.filename or folder}: choose a folder you can write to." + suffix
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return f"The run failed: {error.strerror or error}{where}." + suffix
+    return f"The run failed: {error}." + suffix
+
+
 class MapLandslidesAlgorithm(LandslideAlgorithm):
     NAME = "map_landslides"
     DISPLAY_NAME = "Map landslides (pre/post)"
@@ -71,9 +89,9 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         "shadows, snow and water (SCL and NDWI), slopes under the minimum when a DEM is given, the excluded "
         "land-cover classes and pixels that were not vegetated before; the reference study ran without them "
         "and flagged harvested fields and a reservoir.<br><br>"
-        "All files go to the output folder with fixed names (a second run overwrites the first); the run is "
-        "all-or-nothing: a failure or a cancel leaves the folder as it was. Outputs load in a layer group named "
-        "after the run, styled.")
+        "All files go to the output folder with fixed names (a second run replaces the files the first wrote, "
+        "and only those); the run is all-or-nothing: a failure or a cancel leaves the folder as it was. Inputs are "
+        "never moved or changed. Outputs load in a layer group named after the run, styled.")
 
     PRE = "PRE"
     POST = "POST"
@@ -168,7 +186,9 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                  "(K a count given above).")
         self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
                  "Remove clouds/shadow/snow/water (SCL, NDWI), flat ground (with a DEM), excluded land cover and "
-                 "pixels not vegetated before. Off: the unmasked reference-study setup.")
+                 "pixels not vegetated before. Off: the unmasked reference-study setup, no mask rule at all (SCL "
+                 "included; only pixels without data are left out). The SCL still keeps clouds out of the "
+                 "co-registration.")
         self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI",
                                               QgsProcessingParameterNumber.Type.Double, 0.3, minValue=-1,
                                               maxValue=1),
@@ -197,8 +217,11 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer,
                                               0, minValue=0),
                  "Same seed, same sample, same clusters.", advanced=True)
+        add_band_parameters(self, "a stack given as PRE or POST")
         self.add(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
-                 "Where the stacks, masks, clusters, probabilities, polygons and report are written.")
+                 "Where the stacks, masks, clusters, probabilities, polygons and report are written. The plugin "
+                 "replaces only files it wrote there itself (listed in .landslide-plugin-manifest.json); a file "
+                 "of the same name that is yours stops the run before any work, and nothing else is touched.")
         for name, label, cls in (
             (self.ALIGNED, "Co-registered post-event stack", QgsProcessingOutputRasterLayer),
             (self.PRIMARY_MASK, "Landslide mask of the primary method", QgsProcessingOutputRasterLayer),
@@ -252,6 +275,13 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
 
         steps = QgsProcessingMultiStepFeedback(1, feedback)
+
+        def log(text: str) -> None:
+            if text.startswith("WARNING"):
+                feedback.pushWarning(text)
+            else:
+                feedback.pushInfo(text)
+
         try:
             result = pipeline.map_landslides(
                 pre, post, folder, pre_scl=optional_raster[self.PRE_SCL], post_scl=optional_raster[self.POST_SCL],
@@ -271,11 +301,12 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                 min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
                 sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
-                log=feedback.pushInfo, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
+                band_numbers=band_numbers(self, parameters, context),
+                log=log, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; the output folder was left as it was.") from None
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        except Exception as exc:  # every failure is one sentence for the user, never a traceback
+            raise QgsProcessingException(user_message(exc, folder)) from exc
 
         self._load_outputs(result, context, methods)
         scores = result.metrics.get(primary, {})

@@ -12,8 +12,7 @@ from qgis.core import (
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm
-from .spectral_indices import add_band_parameters, band_numbers, report_band_choice
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 
 
 class NdviChangeThresholdAlgorithm(LandslideAlgorithm):

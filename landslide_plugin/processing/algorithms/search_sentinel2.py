@@ -30,6 +30,7 @@ from qgis.PyQt.QtCore import QDateTime, Qt, QVariant
 from ..base import LandslideAlgorithm
 
 WGS84 = "EPSG:4326"
+CANCELLED = "Cancelled by the user; the search was stopped."
 
 
 def product_fields() -> QgsFields:
@@ -123,6 +124,7 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
         from ...core.copernicus import CdseClient, CdseError, CdseSettings, deduplicate
+        from ...core.rasters import Cancelled
 
         aoi = self._area_of_interest(parameters, context)
         start, end = self._date(parameters, self.START_DATE, context), self._date(parameters, self.END_DATE, context)
@@ -139,8 +141,11 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
             feedback.pushInfo(f"Searching {settings.catalogue_url} for Sentinel-2 L2A from {start} to {end}"
                               + (f", tile {tile}" if tile else "") + (f", relative orbit {orbit}" if orbit else "")
                               + f", cloud cover up to {max_cloud:g} %")
-            with CdseClient(None, settings) as client:
+            # The client watches the cancel button in every request and back-off, not only between pages.
+            with CdseClient(None, settings, is_cancelled=feedback.isCanceled) as client:
                 products = client.search(aoi, start, end, max_cloud=max_cloud, tile=tile, relative_orbit=orbit)
+        except Cancelled:
+            raise QgsProcessingException(CANCELLED) from None
         except (CdseError, ValueError) as exc:
             raise QgsProcessingException(str(exc)) from exc
         if self.parameterAsBoolean(parameters, self.DEDUPLICATE, context):
@@ -156,7 +161,7 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for product in products:
             if feedback.isCanceled():
-                break
+                raise QgsProcessingException(CANCELLED)
             feature = QgsFeature(product_fields())
             feature.setGeometry(footprint_geometry(product.footprint))
             sensed = QDateTime(product.date.replace(tzinfo=None))

@@ -4,62 +4,15 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 
 #: Index names as the core spells them (``indices.INDICES``; kept here so the algorithm loads without numpy).
 INDEX_OPTIONS = ("NDVI", "BSI", "NDWI")
-
-#: (parameter, band, label, default number in the plugin's stack order B02, B03, B04, B8A, B11).
-BAND_PARAMETERS = (
-    ("BAND_BLUE", "B02", "Blue band (B02) number", 1),
-    ("BAND_GREEN", "B03", "Green band (B03) number", 2),
-    ("BAND_RED", "B04", "Red band (B04) number", 3),
-    ("BAND_NIR", "B8A", "Narrow NIR band (B8A) number", 4),
-    ("BAND_SWIR1", "B11", "SWIR-1 band (B11) number", 5),
-)
-
-
-def add_band_parameters(alg: LandslideAlgorithm, what: str = "the stack") -> None:
-    """The five advanced band-number parameters, used only for rasters without band descriptions."""
-    for name, band, label, default in BAND_PARAMETERS:
-        alg.add(QgsProcessingParameterNumber(name, label, type=QgsProcessingParameterNumber.Type.Integer,
-                                             defaultValue=default, minValue=1),
-                f"Only used when {what} has no band descriptions: the 1-based number of band {band}. "
-                f"Bands described B02, B03, B04, B8A, B11 (as the plugin writes them) are found by name.",
-                advanced=True)
-
-
-def band_numbers(alg: LandslideAlgorithm, parameters, context) -> dict[str, int]:
-    return {band: alg.parameterAsInt(parameters, name, context) for name, band, _, _ in BAND_PARAMETERS}
-
-
-def report_band_choice(feedback, path: str, needed, numbers: dict[str, int]) -> None:
-    """Tell the user which bands were taken by number rather than by name (a silent wrong band is worse)."""
-    from ...core import rasters
-
-    found = rasters.find_bands(path, needed, fallback=numbers)
-    by_number = [b for b in needed if not _described(path, b)]
-    if by_number:
-        feedback.pushWarning(
-            f"{path} has no band described as {', '.join(by_number)}; using band numbers "
-            + ", ".join(f"{b}={found[b]}" for b in by_number) + ". Check them in the advanced parameters.")
-
-
-def _described(path: str, band: str) -> bool:
-    from ...core import rasters
-
-    try:
-        rasters.find_bands(path, [band])
-        return True
-    except ValueError:
-        return False
-
 
 class SpectralIndicesAlgorithm(LandslideAlgorithm):
     NAME = "spectral_indices"
