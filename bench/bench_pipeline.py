@@ -65,7 +65,7 @@ def _cpu_seconds() -> float:
 
 
 def _pair(size: int):
-    from landslide_plugin.core.example_data import generate_example_pair
+    from landslide_plugin.examples.example_data import generate_example_pair
 
     return generate_example_pair(CACHE / f"pair_{size}_seed{SEED}", size=size, seed=SEED, reuse=True)
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from qgis_process_runner import QgisProcess  # noqa: E402
 
-from landslide_plugin.core.example_data import generate_example_pair  # noqa: E402
+from landslide_plugin.examples.example_data import generate_example_pair  # noqa: E402
 
 
 def main() -> int:

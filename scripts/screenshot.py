@@ -98,7 +98,7 @@ QTimer.singleShot(3000, show_results)
 
 def map_example(work: Path, size: int, seed: int):
     from landslide_plugin.core import pipeline
-    from landslide_plugin.core.example_data import generate_example_pair
+    from landslide_plugin.examples.example_data import generate_example_pair
 
     pair = generate_example_pair(work / "example", size=size, seed=seed)
     methods = [pipeline.Method("threshold"), pipeline.Method("gmm", 3)]

@@ -23,6 +23,6 @@ def realdata() -> Path:
 @pytest.fixture(scope="session")
 def example_pair(tmp_path_factory):
     """A small built-in example pair (128 x 128 px, seed 0), made once per test session."""
-    from landslide_plugin.core.example_data import generate_example_pair
+    from landslide_plugin.examples.example_data import generate_example_pair
 
     return generate_example_pair(tmp_path_factory.mktemp("example"), size=128, seed=0)

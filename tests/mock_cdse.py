@@ -10,7 +10,7 @@ Two HTTP servers on 127.0.0.1 play the two hosts, so a redirect between them is 
   -> 401 DAT-ZIP-604, expired -> 401 DAT-ZIP-109), byte ranges (206), 429 DAT-ZIP-100 beyond four
   parallel streams, and Nodes listings too.
 
-Products are real SAFE zips (``landslide_plugin.core.safe_format.write_l2a_product``); ``make_product``
+Products are real SAFE zips (``landslide_plugin.examples.safe_format.write_l2a_product``); ``make_product``
 writes a small one. Fault injection: ``drop_after`` (close the connection mid-file once),
 ``corrupt`` (flip a byte of a whole-product stream), ``fail_next`` (answer a status K times),
 ``fail_token`` / ``fail_catalogue`` (the same for the token endpoint / the catalogue's JSON answers, with
@@ -164,7 +164,7 @@ def make_product(folder, *, sensing_time: datetime.datetime, tile: str = "T37SCB
                  relative_orbit: int = 78, spacecraft: str = "S2B", size: int = 32, seed: int = 0,
                  epsg: int = 32637, ulx: float = 199980.0, uly: float = 4100040.0, **product_options) -> MockProduct:
     """A small real SAFE L2A zip (every 20 m band the pipeline reads, plus SCL) wrapped for the mock."""
-    from landslide_plugin.core.safe_format import write_l2a_product
+    from landslide_plugin.examples.safe_format import write_l2a_product
 
     rng = np.random.default_rng(seed)
     dn = {band: rng.integers(1000, 4000, (size, size), dtype=np.uint16)

@@ -37,8 +37,9 @@ from rasterio.warp import reproject, transform, transform_bounds
 from rasterio.windows import Window
 
 from . import rasters
-from .safe_format import BAND_IDS
 
+#: Sentinel-2 band ids in the order of the products' band_id attribute (0 = B01 ... 12 = B12).
+BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 DEFAULT_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
 #: Bands a Level-2A product can deliver (B10, the cirrus band, is dropped by the atmospheric correction).
 L2A_BANDS = tuple(b for b in BAND_IDS if b != "B10")

@@ -377,7 +377,7 @@ def test_known_shift_of_the_example_product_recovered_within_005_px(example_pair
 
 def test_example_pair_shift_recovered(request, tmp_path):
     products = pytest.importorskip("landslide_plugin.core.products")
-    example_data = pytest.importorskip("landslide_plugin.core.example_data")
+    example_data = pytest.importorskip("landslide_plugin.examples.example_data")
     if not hasattr(example_data, "generate_example_pair") or not hasattr(products, "prepare_l2a"):
         pytest.skip("the example generator or the L2A reader is not written yet")
     example_pair = request.getfixturevalue("example_pair")

@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 
 from landslide_plugin.core import products, rasters
-from landslide_plugin.core.safe_format import JP2_LOSSLESS, write_l2a_product
+from landslide_plugin.examples.safe_format import JP2_LOSSLESS, write_l2a_product
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

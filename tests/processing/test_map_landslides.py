@@ -21,8 +21,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from landslide_plugin.core.example_data import generate_example_pair
 from landslide_plugin.core.output_folder import MANIFEST_NAME
+from landslide_plugin.examples.example_data import generate_example_pair
 
 ALG = "landslide:map_landslides"
 #: One clustering and the baseline: enough to exercise every stage, quicker than the five default methods.

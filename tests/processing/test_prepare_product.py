@@ -16,7 +16,7 @@ from qgis.core import (
     QgsProject,
 )
 
-from landslide_plugin.core.safe_format import write_l2a_product
+from landslide_plugin.examples.safe_format import write_l2a_product
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

@@ -12,9 +12,9 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from landslide_plugin.core import example_data as ed
 from landslide_plugin.core.products import read_l2a
 from landslide_plugin.core.rasters import Cancelled
+from landslide_plugin.examples import example_data as ed
 
 
 def ndvi(stack) -> np.ndarray:

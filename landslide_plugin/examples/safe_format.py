@@ -20,8 +20,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-#: band_id order of the metadata (BOA_ADD_OFFSET, Spectral_Information): B01..B08, B8A, B09..B12.
-BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+from ..core.products import BAND_IDS  # band_id order of the metadata: the reader and the writer agree
 
 #: Bands a Level-2A product holds at 20 m (B08 exists only at 10 m, B09 only at 60 m, B10 not at all).
 BANDS_20M = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12")

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from landslide_plugin.core import products
-from landslide_plugin.core.safe_format import write_l2a_product
+from landslide_plugin.examples.safe_format import write_l2a_product
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

@@ -42,7 +42,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from .rasters import IsCancelled, Progress, atomic_output, check_cancelled, geotiff_profile, report
+from ..core.rasters import IsCancelled, Progress, atomic_output, check_cancelled, geotiff_profile, report
 
 #: Bump when the simulation changes: cached pairs of another version are regenerated.
 GENERATOR_VERSION = 1
@@ -1181,7 +1181,7 @@ def _remove_previous(info_path: Path) -> None:
         info_path.unlink()
 
 
-if __name__ == "__main__":  # python -m landslide_plugin.core.example_data [size] [folder]
+if __name__ == "__main__":  # python -m landslide_plugin.examples.example_data [size] [folder]
     import sys
     import tempfile
     import time
