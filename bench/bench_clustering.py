@@ -83,9 +83,9 @@ def write_pair(folder: Path, size: int, seed: int = 0) -> tuple[str, str]:
 
 # -- the two ways, each run in a child process ------------------------------------------------------
 def plugin_way(pre: str, post: str, out: str, method: str) -> dict:
-    from landslide_plugin.core import clustering
+    from landslide_plugin.core import detection
 
-    result = clustering.cluster_change(pre, post, cluster_path=out + "_clusters.tif", mask_path=out + "_mask.tif",
+    result = detection.cluster_change(pre, post, cluster_path=out + "_clusters.tif", mask_path=out + "_mask.tif",
                                        probability_path=out + "_prob.tif" if method == "gmm" else None,
                                        method=method, n_clusters=3, seed=0)
     return {"landslide_pixels": result.landslide_pixels, "analysed_pixels": result.analysed_pixels}

@@ -80,7 +80,7 @@ def _mask_options(pair):
 
 def _run_stage(stage: str, pair, work: Path) -> dict:
     """One stage of map_landslides with its default parameters, on the files earlier stages wrote."""
-    from landslide_plugin.core import alignment, clustering, masks, polygons, products
+    from landslide_plugin.core import alignment, detection, polygons, products
 
     pre_stack, pre_scl = work / "pre_stack.tif", work / "pre_scl.tif"
     post_stack, post_scl = work / "post_stack.tif", work / "post_scl.tif"
@@ -98,12 +98,12 @@ def _run_stage(stage: str, pair, work: Path) -> dict:
                                             motion="translation", max_shift_px=5.0)
         return {"shift_px": list(result.shift_px), "correlation": float(result.correlation)}
     if stage == "threshold":
-        counts = masks.write_threshold_mask(str(pre_stack), str(aligned), str(work / "mask_threshold.tif"),
+        counts = detection.write_threshold_mask(str(pre_stack), str(aligned), str(work / "mask_threshold.tif"),
                                             threshold=-0.2, options=_mask_options(pair), **common)
         return {"counts": counts}
     if stage in METHODS:
         kind, k = stage[:-1], int(stage[-1])
-        result = clustering.cluster_change(
+        result = detection.cluster_change(
             str(pre_stack), str(aligned), cluster_path=str(work / f"clusters_{stage}.tif"),
             mask_path=str(work / f"mask_{stage}.tif"),
             probability_path=str(work / f"probability_{stage}.tif") if kind == "gmm" else None,
@@ -167,7 +167,7 @@ def _import_libraries() -> None:
     import sklearn.mixture  # noqa: F401
 
     import landslide_plugin.core.pipeline  # noqa: F401
-    from landslide_plugin.core import alignment, clustering, evaluation, masks, polygons  # noqa: F401
+    from landslide_plugin.core import alignment, clustering, detection, evaluation, masks, polygons  # noqa: F401
 
 
 def _child(task: dict) -> dict:

@@ -6,7 +6,8 @@ cluster holds the landslides is decided by a stated rule on the cluster centres
 (:func:`select_landslide_cluster`), never by a cluster index: the cluster with the largest NDVI
 decrease together with the largest bare-soil (BSI) increase.
 
-Outputs of :func:`cluster_change` (all GeoTIFF on the grid of the pre-event stack):
+The rasters are written by the detection pass (``detection.detect``, or ``detection.cluster_change``
+for one clustering), all GeoTIFF on the grid of the pre-event stack:
 
 - cluster raster, uint8: cluster id ``0..k-1`` for every analysed pixel; 255 (nodata) for pixels that
   were not analysed, whether they had no data (cloud, no-data, non-finite features) or were excluded
@@ -18,17 +19,12 @@ Outputs of :func:`cluster_change` (all GeoTIFF on the grid of the pre-event stac
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import rasterio
 
-from . import rasters
+from . import masks
 
 METHODS = ("kmeans", "gmm")
 
@@ -382,189 +378,5 @@ class ClusterResult:
         return ", ".join(parts) or "none"
 
 
-#: How each mask reason reads in a message.
-REASON_LABELS = {
-    "no_data": "without data", "scl": "masked by SCL (cloud, shadow, snow)", "dark": "by SCL dark area",
-    "water": "by water", "no_dem": "outside the DEM", "slope": "by slope", "exclusion": "by land cover",
-    "not_vegetated": "not vegetated before",
-}
-
-
-def cluster_change(
-    pre_stack_path: str | os.PathLike,
-    post_stack_path: str | os.PathLike,
-    *,
-    cluster_path: str | os.PathLike,
-    mask_path: str | os.PathLike,
-    probability_path: str | os.PathLike | None = None,
-    method: str = "kmeans",
-    n_clusters: int = 3,
-    features: Sequence[str] | None = None,
-    mask_options=None,
-    scl_pre_path: str | os.PathLike | None = None,
-    scl_post_path: str | os.PathLike | None = None,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    seed: int = 0,
-    band_numbers: dict[str, int] | None = None,
-    progress=None,
-    is_cancelled=None,
-) -> ClusterResult:
-    """Cluster the change between a co-registered pre/post reflectance pair and map the landslide cluster.
-
-    Pass 1 reads both stacks block by block, computes the features (``indices.change_features``,
-    default ``indices.FEATURES``) and the analysis mask (``masks.mask_codes`` with ``mask_options``;
-    ``None`` = no mask rule, only no-data removed, as in the reference study) and reservoir-samples
-    ``sample_size`` analysed pixels. The model is fitted on that sample (:func:`fit_clusters`). Pass 2
-    predicts every block and writes the outputs described in the module docstring; the probability
-    raster only for ``method="gmm"`` (``probability_path`` is ignored for K-means).
-
-    SCL rasters and the DEM / land-cover rasters of ``mask_options`` may be on another grid: they are
-    resampled onto the pre-event stack's grid. The slope is computed once into a temporary file.
-    Outputs are written atomically; an error or a cancellation leaves none of them behind.
-    """
-    from . import indices as idx
-    from . import masks
-
-    method = str(method).lower()
-    if method not in METHODS:
-        raise ValueError(f"method '{method}' unknown; use one of {', '.join(METHODS)}")
-    features = tuple(idx.FEATURES if features is None else features)
-    idx._check_names(features, idx.ALL_FEATURES, "feature")
-    change_centres(np.zeros((2, len(features))), features)  # fail early if the rule cannot be applied
-    if int(sample_size) < int(n_clusters) * 10:
-        raise ValueError(f"sample size {sample_size} is too small for {n_clusters} clusters; use at least "
-                         f"{int(n_clusters) * 10} (default {DEFAULT_SAMPLE_SIZE})")
-    with_rules = mask_options is not None
-    options = mask_options if with_rules else masks.MaskOptions(
-        use_scl=True, exclude_water=False, ndwi_water_threshold=None)
-    pre_stack_path, post_stack_path = os.fspath(pre_stack_path), os.fspath(post_stack_path)
-    for label, path in (("pre-event image", pre_stack_path), ("post-event image", post_stack_path),
-                        ("pre-event SCL", scl_pre_path), ("post-event SCL", scl_post_path),
-                        ("DEM", options.dem_path), ("land-cover raster", options.exclusion_path)):
-        if path and not os.path.exists(os.fspath(path)) and not os.fspath(path).startswith("/vsi"):
-            raise FileNotFoundError(f"{label} {os.fspath(path)} does not exist")
-    if options.exclusion_path and not options.exclusion_classes:
-        raise ValueError("a land-cover exclusion raster was given without classes to exclude; "
-                         "list the class values (e.g. 40 for ESA WorldCover cropland)")
-    idx.check_same_grid(pre_stack_path, post_stack_path)
-    needed = tuple(b for b in idx.REQUIRED_BANDS
-                   if b in set(idx.bands_for_features(features)) | set(masks.bands_for_mask(options)))
-    fallback = idx._band_fallback(band_numbers)
-    pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
-    post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
-    grid = masks._grid(pre_stack_path)
-    windows = list(rasters.row_windows(grid["height"], grid["width"], BLOCK_ROWS))
-    no_data_code = masks.REASONS.index("no_data") + 1
-
-    workdir = tempfile.mkdtemp(prefix="landslide_cluster_")
-    try:
-        slope_path = options.slope_path
-        if options.dem_path and not slope_path:
-            slope_path = os.path.join(workdir, "slope.tif")
-            masks.write_slope(options.dem_path, pre_stack_path, slope_path, is_cancelled=is_cancelled,
-                              progress=None if progress is None else (lambda p: rasters.report(progress, 0.1 * p)))
-        start = 10 if slope_path else 0
-
-        def read_pair(pre, post, window):
-            pre_block = idx.read_bands(pre, pre_bands, window)
-            post_block = idx.read_bands(post, post_bands, window)
-            return pre_block, post_block, idx.change_features(pre_block, post_block, features)
-
-        # -- pass 1: features, mask codes (kept whole: uint8, 30 MB for a full tile), sample
-        codes = np.zeros((grid["height"], grid["width"]), dtype=np.uint8)
-        sample = ReservoirSample(int(sample_size), len(features), seed=seed)
-        with rasterio.open(pre_stack_path) as pre, rasterio.open(post_stack_path) as post:
-            profile_like = pre.profile
-            dates = (pre.tags().get("SENSING_DATE", ""), post.tags().get("SENSING_DATE", ""))
-            for n, window in enumerate(windows):
-                rasters.check_cancelled(is_cancelled)
-                pre_block, post_block, values = read_pair(pre, post, window)
-                block_codes = masks.mask_codes(
-                    pre_block, post_block,
-                    scl_pre=_on_grid(masks, scl_pre_path, grid, window, "uint8", 0),
-                    scl_post=_on_grid(masks, scl_post_path, grid, window, "uint8", 0),
-                    slope=_on_grid(masks, slope_path, grid, window, "float32", np.nan),
-                    exclusion=(masks.exclusion_from_raster(options.exclusion_path, pre_stack_path,
-                                                           options.exclusion_classes, window=window)
-                               if options.exclusion_path else None),
-                    options=options)
-                matrix = np.stack([values[name] for name in features], axis=-1)
-                finite = np.isfinite(matrix).all(axis=-1)
-                block_codes[(block_codes == masks.KEPT) & ~finite] = no_data_code
-                codes[window.row_off:window.row_off + window.height] = block_codes
-                sample.offer(matrix[block_codes == masks.KEPT])
-                rasters.report(progress, start + (40 - start) * (n + 1) / len(windows))
-        removed = masks.count_reasons(codes)
-        analysed = int((codes == masks.KEPT).sum())
-        if analysed == 0:
-            detail = ", ".join(f"{n} {REASON_LABELS[r]}" for r, n in removed.items() if n)
-            raise ValueError(f"no valid pixels after masking: of {codes.size} pixels {detail}; relax the masks "
-                             "(or check that the images overlap and are not all cloud)")
-
-        # -- fit
-        rasters.check_cancelled(is_cancelled)
-        model = fit_clusters(sample.rows, features, method=method, n_clusters=n_clusters, seed=seed)
-        del sample
-        rasters.report(progress, 50)
-
-        # -- pass 2: predict and write
-        write_probability = probability_path is not None and method == "gmm"
-        counts = np.zeros(NO_CLUSTER + 1, dtype=np.int64)
-        tags = {"METHOD": method, "CLUSTERS": str(n_clusters), "FEATURES": ",".join(features),
-                "LANDSLIDE_CLUSTER": str(model.landslide_cluster), "SEED": str(seed),
-                "SAMPLE_SIZE": str(model.sample_size), "MASKS": options.describe() if with_rules else "none",
-                "PRE_DATE": dates[0], "POST_DATE": dates[1]}
-        with contextlib.ExitStack() as stack:
-            cluster_tmp = stack.enter_context(rasters.atomic_output(cluster_path))
-            mask_tmp = stack.enter_context(rasters.atomic_output(mask_path))
-            prob_tmp = stack.enter_context(rasters.atomic_output(probability_path)) if write_probability else None
-            cluster_dst = stack.enter_context(rasterio.open(
-                cluster_tmp, "w", **rasters.geotiff_profile(profile_like, 1, "uint8", NO_CLUSTER)))
-            mask_dst = stack.enter_context(rasterio.open(
-                mask_tmp, "w", **rasters.geotiff_profile(profile_like, 1, "uint8", 255)))
-            prob_dst = (stack.enter_context(rasterio.open(prob_tmp, "w", **rasters.geotiff_profile(profile_like, 1)))
-                        if write_probability else None)
-            cluster_dst.set_band_description(1, "cluster")
-            mask_dst.set_band_description(1, "landslide")
-            mask_dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
-            for dst in (cluster_dst, mask_dst, prob_dst):
-                if dst is not None:
-                    dst.update_tags(**tags)
-            if prob_dst is not None:
-                prob_dst.set_band_description(1, "landslide_probability")
-            pre = stack.enter_context(rasterio.open(pre_stack_path))
-            post = stack.enter_context(rasterio.open(post_stack_path))
-            for n, window in enumerate(windows):
-                rasters.check_cancelled(is_cancelled)
-                block_codes = codes[window.row_off:window.row_off + window.height]
-                kept = block_codes == masks.KEPT
-                labels = np.full(block_codes.shape, NO_CLUSTER, dtype=np.uint8)
-                probability = np.full(block_codes.shape, np.nan, dtype=np.float32)
-                if kept.any():
-                    _, _, values = read_pair(pre, post, window)
-                    kept_values = {name: values[name][kept] for name in features}
-                    labels[kept] = model.predict(kept_values)
-                    if prob_dst is not None:
-                        probability[kept] = model.probability(kept_values)
-                counts += np.bincount(labels.ravel(), minlength=NO_CLUSTER + 1)
-                cluster_dst.write(labels, 1, window=window)
-                mask = masks.apply_codes((labels == model.landslide_cluster).astype(np.uint8), block_codes)
-                mask_dst.write(mask, 1, window=window)
-                if prob_dst is not None:
-                    probability[mask == 0] = np.where(kept[mask == 0], probability[mask == 0], 0.0)
-                    prob_dst.write(probability, 1, window=window)
-                rasters.report(progress, 50 + 50 * (n + 1) / len(windows))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return ClusterResult(
-        model=model, cluster_counts=[int(c) for c in counts[:n_clusters]],
-        landslide_pixels=int(counts[model.landslide_cluster]), analysed_pixels=analysed, total_pixels=int(codes.size),
-        removed=removed, cluster_path=os.fspath(cluster_path), mask_path=os.fspath(mask_path),
-        probability_path=os.fspath(probability_path) if write_probability else None,
-        masks_description=options.describe() if with_rules else "none")
-
-
-def _on_grid(masks, path, grid, window, dtype, fill):
-    if not path:
-        return None
-    return masks.read_on_grid(path, grid, window, dtype=dtype, fill=fill)
+#: How each mask reason reads in a message (``masks.REASON_LABELS``).
+REASON_LABELS = masks.REASON_LABELS

@@ -233,6 +233,14 @@ def exclusion_from_raster(path, like_path, classes: Sequence[int], *, window: Wi
     return np.isin(values, classes)
 
 
+#: How each mask reason reads in a message.
+REASON_LABELS = {
+    "no_data": "without data", "scl": "masked by SCL (cloud, shadow, snow)", "dark": "by SCL dark area",
+    "water": "by water", "no_dem": "outside the DEM", "slope": "by slope", "exclusion": "by land cover",
+    "not_vegetated": "not vegetated before",
+}
+
+
 # -- the analysis mask --------------------------------------------------------------------------------
 @dataclass
 class MaskOptions:
@@ -404,90 +412,6 @@ def threshold_mask(dndvi, threshold: float = -0.2) -> np.ndarray:
     return out
 
 
-def _open_optional(path):
-    return rasterio.open(path) if path else None
-
-
-def write_threshold_mask(
-    pre_stack_path,
-    post_stack_path,
-    out_path,
-    *,
-    threshold: float = -0.2,
-    scl_pre_path=None,
-    scl_post_path=None,
-    options: MaskOptions | None = None,
-    band_numbers: Mapping[str, int] | None = None,
-    progress=None,
-    is_cancelled=None,
-) -> dict[str, int]:
-    """The reference study's baseline: 1 where NDVI dropped by more than |threshold|, block by block.
-
-    Without ``options`` only no data (NaN reflectance) is removed (255), as in the study. With
-    ``options`` the analysis mask applies: not-observed pixels (SCL cloud/shadow/snow, no DEM) are 255,
-    ruled-out pixels (water, flat, excluded land cover, not vegetated before) are 0. SCL rasters and
-    the DEM/land-cover rasters may be on any grid: they are resampled (nearest / bilinear) onto the
-    pre-event stack's grid. Returns counts: ``landslide``, ``not_landslide``, ``no_data`` (output
-    values 1, 0, 255), ``total``, and ``removed_<reason>`` pixels removed per reason (REASONS).
-    """
-    threshold = _check_threshold(threshold)
-    idx.check_same_grid(pre_stack_path, post_stack_path)
-    with_rules = options is not None
-    options = options or MaskOptions(use_scl=True, exclude_water=False, ndwi_water_threshold=None)
-    for name, path in (("pre-event SCL", scl_pre_path), ("post-event SCL", scl_post_path),
-                       ("DEM", options.dem_path), ("land-cover raster", options.exclusion_path)):
-        if path and not os.path.exists(os.fspath(path)) and not os.fspath(path).startswith("/vsi"):
-            raise FileNotFoundError(f"{name} {os.fspath(path)} does not exist")
-    if options.exclusion_path and not options.exclusion_classes:
-        raise ValueError("a land-cover exclusion raster was given without classes to exclude; "
-                         "list the class values (e.g. 40 for ESA WorldCover cropland)")
-    needed = tuple(b for b in idx.REQUIRED_BANDS
-                   if b in set(idx.INDEX_BANDS["NDVI"]) | set(bands_for_mask(options)))
-    fallback = idx._band_fallback(band_numbers)
-    pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
-    post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
-    grid = _grid(pre_stack_path)
-    counts = {"landslide": 0, "not_landslide": 0, "no_data": 0, "total": 0}
-    counts.update({f"removed_{r}": 0 for r in REASONS})
-    with rasterio.open(pre_stack_path) as pre, rasterio.open(post_stack_path) as post:
-        profile = rasters.geotiff_profile(pre.profile, 1, dtype="uint8", nodata=255)
-        windows = list(rasters.row_windows(pre.height, pre.width))
-        with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            dst.set_band_description(1, "landslide")
-            dst.update_tags(METHOD=f"NDVI change < {threshold:g}", MASKS=options.describe() if with_rules else
-                            ("SCL" if scl_pre_path or scl_post_path else "none"),
-                            PRE_DATE=pre.tags().get("SENSING_DATE", ""), POST_DATE=post.tags().get("SENSING_DATE", ""))
-            dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
-            for n, window in enumerate(windows):
-                rasters.check_cancelled(is_cancelled)
-                pre_block = idx.read_bands(pre, pre_bands, window)
-                post_block = idx.read_bands(post, post_bands, window)
-                dndvi = idx.difference(idx.ndvi(pre_block["B04"], pre_block["B8A"]),
-                                       idx.ndvi(post_block["B04"], post_block["B8A"]))
-                scl_pre = read_on_grid(scl_pre_path, grid, window, dtype="uint8", fill=0) if scl_pre_path else None
-                scl_post = read_on_grid(scl_post_path, grid, window, dtype="uint8", fill=0) if scl_post_path else None
-                if options.slope_path:
-                    slope = read_on_grid(options.slope_path, grid, window, resampling=Resampling.bilinear)
-                else:
-                    slope = slope_on_grid(options.dem_path, pre_stack_path, window=window) if options.dem_path else None
-                exclusion = (exclusion_from_raster(options.exclusion_path, pre_stack_path,
-                                                   options.exclusion_classes, window=window)
-                             if options.exclusion_path else None)
-                codes = mask_codes(pre_block, post_block, scl_pre=scl_pre, scl_post=scl_post, slope=slope,
-                                   exclusion=exclusion, options=options)
-                mask = apply_codes(threshold_mask(dndvi, threshold), codes)
-                dst.write(mask, 1, window=window)
-                values = np.bincount(mask.ravel(), minlength=256)
-                counts["landslide"] += int(values[1])
-                counts["not_landslide"] += int(values[0])
-                counts["no_data"] += int(values[255])
-                counts["total"] += int(mask.size)
-                for reason, value in count_reasons(codes).items():
-                    counts[f"removed_{reason}"] += value
-                rasters.report(progress, 100.0 * (n + 1) / len(windows))
-    return counts
-
-
 def pixel_area_m2(path) -> float:
     """Area of one pixel in m²: exact for projected CRSs, at the raster's centre latitude for geographic."""
     with rasterio.open(path) as src:
@@ -499,15 +423,3 @@ def pixel_area_m2(path) -> float:
             return dx * metres_per_degree * math.cos(lat) * dy * metres_per_degree
         factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
     return dx * dy * factor * factor
-
-
-def mask_counts(mask_path) -> dict[str, int]:
-    """Pixels of a landslide mask (1 landslide, 0 not, 255 no data) by value, read block by block."""
-    counts = {"landslide": 0, "not_landslide": 0, "no_data": 0}
-    with rasterio.open(mask_path) as src:
-        for window in rasters.row_windows(src.height, src.width):
-            values = np.bincount(src.read(1, window=window).ravel(), minlength=256)
-            counts["landslide"] += int(values[1])
-            counts["not_landslide"] += int(values[0])
-            counts["no_data"] += int(values[255])
-    return counts

@@ -9,39 +9,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rasters
+from .detection import MethodOutputs, MethodSpec
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
 
-@dataclass(frozen=True)
-class Method:
-    """A detection method: the dNDVI threshold baseline, or clustering with ``n_clusters``."""
-
-    kind: str  # "threshold" | "kmeans" | "gmm"
-    n_clusters: int = 0
-
-    def __post_init__(self):
-        if self.kind not in ("threshold", "kmeans", "gmm"):
-            raise ValueError(f"unknown method '{self.kind}'; use threshold, kmeans or gmm")
-        if self.kind != "threshold" and self.n_clusters < 2:
-            raise ValueError(f"{self.kind} needs at least 2 clusters, got {self.n_clusters}")
-
-    @property
-    def name(self) -> str:
-        return "threshold" if self.kind == "threshold" else f"{self.kind}{self.n_clusters}"
-
-    @property
-    def label(self) -> str:
-        if self.kind == "threshold":
-            return "dNDVI threshold"
-        return f"{'K-means' if self.kind == 'kmeans' else 'GMM'} {self.n_clusters}"
+#: A detection method to run (``detection.MethodSpec``: kind, cluster count; the registry lists the kinds).
+Method = MethodSpec
 
 
 #: The reference study's four clusterings plus its threshold baseline.
@@ -187,7 +166,7 @@ def map_landslides(
     any work. Bad input stops in seconds with one sentence (``preflight``). ``use_masks=False`` is the
     reference study's setup: no mask rule at all (SCL included); only pixels without data are left out.
     """
-    from . import alignment, clustering, masks, output_folder, polygons, preflight, products
+    from . import alignment, detection, masks, output_folder, polygons, preflight, products
 
     methods = list(methods)
     if not methods:
@@ -224,7 +203,7 @@ def map_landslides(
     post_has_scl = not post_is_stack or bool(post_scl)
     with_reference = reference is not None or reference_geometries is not None
 
-    weights = {"prepare": 2.0, "align": 1.5, **{m.name: 1.0 for m in methods}, "polygons": 0.5, "evaluate": 1.0}
+    weights = {"prepare": 2.0, "align": 1.5, "detect": 0.5 + 0.5 * len(methods), "polygons": 0.5, "evaluate": 1.0}
     stages = _Stages(weights, progress, is_cancelled)
     if use_masks:
         mask_options = masks.MaskOptions(
@@ -311,52 +290,50 @@ def map_landslides(
         mapped = MappingResult(folder, final_pre, final_pre_scl, folder / "post_aligned.tif",
                                folder / "post_aligned_scl.tif" if aligned_scl else None,
                                shift, correlation, primary=primary, log=lines, warnings=warnings)
-        common = dict(scl_pre_path=str(pre_scl_path) if pre_scl_path else None,
-                      scl_post_path=str(aligned_scl) if aligned_scl else None, band_numbers=band_numbers)
+        # One detection pass feeds every method: features and mask codes once, one shared sample.
+        specs = [dataclasses.replace(m, threshold=threshold, seed=seed) for m in methods]
+        detection_outputs = {}
+        for spec in specs:
+            entry = spec.entry
+            detection_outputs[spec.name] = MethodOutputs(
+                work / f"mask_{spec.name}.tif",
+                work / f"clusters_{spec.name}.tif" if entry.takes_clusters else None,
+                work / f"probability_{spec.name}.tif" if entry.gives_probability else None)
 
-        def run_method(method: Method, progress, stop) -> list[str]:
-            """One method, in a worker thread; returns its log lines (said in order afterwards)."""
-            said = []
-            mask_path = work / f"mask_{method.name}.tif"
-            if method.kind == "threshold":
-                counts = masks.write_threshold_mask(str(pre_stack), str(aligned), str(mask_path), threshold=threshold,
-                                                    options=mask_options, progress=progress, is_cancelled=stop,
-                                                    **common)
-                said.append(f"{method.label}: dNDVI < {threshold:g}: {_format_counts(counts)}")
-            else:
-                cluster_path = work / f"clusters_{method.name}.tif"
-                prob_path = work / f"probability_{method.name}.tif" if method.kind == "gmm" else None
-                result = clustering.cluster_change(
-                    str(pre_stack), str(aligned), cluster_path=str(cluster_path), mask_path=str(mask_path),
-                    probability_path=str(prob_path) if prob_path else None, method=method.kind,
-                    n_clusters=method.n_clusters, mask_options=mask_options, sample_size=sample_size, seed=seed,
-                    progress=progress, is_cancelled=stop, **common)
-                said.append(f"{method.label}: landslide cluster {result.landslide_cluster}; pixels removed: "
-                            f"{result.removed_summary()}\n{result.model.selection.format()}")
-                if result.warning:
-                    said.append(f"WARNING {method.label}: {result.warning}")
-                outputs[cluster_path.name] = cluster_path
-                mapped.landslide_clusters[method.name] = (method.n_clusters, result.landslide_cluster)
-                mapped.clusters[method.name] = folder / cluster_path.name
-                if prob_path:
-                    outputs[prob_path.name] = prob_path
-                    mapped.probabilities[method.name] = folder / prob_path.name
-            return said
+        def method_ready(found) -> None:
+            """Said as soon as a method's choice is known (after its fit), from this thread."""
+            text = found.detector.describe()
+            say(f"{found.spec.label}: {text}" if text else found.spec.label)
+            selection = getattr(getattr(found.detector, "model", None), "selection", None)
+            if selection is not None and selection.warning:
+                say(f"WARNING {found.spec.label}: {selection.warning}")
 
-        said_by_method = _run_in_threads(methods, run_method, stages, progress, is_cancelled)
-        for method in methods:
-            for text in said_by_method[method.name]:
-                say(text)
-            mask_path = work / f"mask_{method.name}.tif"
-            outputs[mask_path.name] = mask_path
-            mapped.masks[method.name] = folder / mask_path.name
-            counts = masks.mask_counts(mask_path)
-            analysed = counts["landslide"] + counts["not_landslide"]
-            share = counts["landslide"] / analysed if analysed else 0.0
-            mapped.flagged_share[method.name] = share
+        detected = detection.detect(
+            detection.DetectionInputs(pre_stack, aligned, pre_scl_path, aligned_scl, band_numbers, mask_options,
+                                      sample_size=sample_size, seed=seed),
+            specs, detection_outputs, on_method_ready=method_ready, progress=stages.callback("detect"),
+            is_cancelled=is_cancelled)
+        removed = ", ".join(f"{masks.REASON_LABELS[r]} {n:,}" for r, n in detected.removed.items() if n)
+        say(f"analysed {detected.analysed_pixels:,} of {detected.total_pixels:,} pixels "
+            f"({detected.masks_description}); removed: {removed or 'none'}")
+        for spec in specs:
+            found = detected.methods[spec.name]
+            written = detection_outputs[spec.name]
+            for path in (written.mask, written.clusters, written.probability):
+                if path is not None:
+                    outputs[Path(path).name] = Path(path)
+            mapped.masks[spec.name] = folder / Path(written.mask).name
+            if written.clusters is not None:
+                mapped.clusters[spec.name] = folder / Path(written.clusters).name
+                mapped.landslide_clusters[spec.name] = (spec.n_clusters, found.detector.model.landslide_cluster)
+            if written.probability is not None:
+                mapped.probabilities[spec.name] = folder / Path(written.probability).name
+            share = found.landslide / detected.analysed_pixels if detected.analysed_pixels else 0.0
+            mapped.flagged_share[spec.name] = share
+            say(f"{spec.label}: {found.landslide:,} landslide pixels ({100 * share:.2f} % of the analysed pixels)")
             if share > IMPLAUSIBLE_SHARE:
                 warnings.append(
-                    f"{method.label} flags {100 * share:.0f} % of the analysed pixels as landslides, far more than "
+                    f"{spec.label} flags {100 * share:.0f} % of the analysed pixels as landslides, far more than "
                     "events usually bare; this usually means unaligned images, a wrong pair (another place, or a "
                     "cloudy or noisy image) or seasonal change (harvest, browning): check the pair and the masks "
                     "before trusting this map.")
@@ -419,16 +396,6 @@ def _is_stack_input(paths: Sequence[Path]) -> bool:
     return bool(stacks)
 
 
-def _format_counts(counts: Mapping[str, int]) -> str:
-    analysed = counts.get("landslide", 0) + counts.get("not_landslide", 0)
-    share = 100.0 * counts.get("landslide", 0) / analysed if analysed else 0.0
-    removed = {k[len("removed_"):]: v for k, v in counts.items() if k.startswith("removed_") and v}
-    text = f"{counts.get('landslide', 0):,} landslide pixels ({share:.2f} % of {analysed:,} analysed)"
-    if removed:
-        text += "; removed: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in removed.items())
-    return text
-
-
 def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11",
                       max_side: int = 512) -> float | None:
     """Pearson correlation of one band of the two images on a decimated read (None: too few pixels)."""
@@ -451,47 +418,6 @@ def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11
     if a.std() == 0 or b.std() == 0:
         return None
     return float(np.corrcoef(a, b)[0, 1])
-
-
-#: Methods run side by side: each is mostly single-threaded (numpy, GDAL I/O), so two threads use
-#: two cores; more would multiply memory (every method holds its own blocks) for little gain.
-METHOD_THREADS = 2
-
-
-def _run_in_threads(methods, run_method, stages, progress, is_cancelled) -> dict[str, list[str]]:
-    """Run ``run_method(method, progress, stop)`` for every method in METHOD_THREADS threads.
-
-    Progress and cancellation are handled here, in the calling thread (QGIS's feedback object is
-    only touched from the thread that runs the algorithm); workers only read a stop flag. The first
-    error (or a cancel) stops the other methods and is raised.
-    """
-    stop = threading.Event()
-    done = {m.name: 0.0 for m in methods}
-
-    def progress_of(name):
-        return lambda pct: done.__setitem__(name, float(pct))
-
-    def report_all():
-        start = stages.spans[methods[0].name][0]
-        total = start + sum((stages.spans[n][1] - stages.spans[n][0]) * pct / 100.0 for n, pct in done.items())
-        rasters.report(progress, total)
-
-    with ThreadPoolExecutor(max_workers=METHOD_THREADS, thread_name_prefix="landslide-method") as pool:
-        futures = {pool.submit(run_method, m, progress_of(m.name), stop.is_set): m.name for m in methods}
-        pending = set(futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-                report_all()
-                if is_cancelled is not None and is_cancelled():
-                    stop.set()
-                    raise rasters.Cancelled("cancelled by the user")
-                for future in finished:
-                    future.result()  # re-raises a worker's error here
-        except BaseException:
-            stop.set()
-            raise
-    return {futures[f]: f.result() for f in futures}
 
 
 def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, is_cancelled, say, label):

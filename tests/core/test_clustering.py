@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landslide_plugin.core import clustering
+from landslide_plugin.core import clustering, detection
 from landslide_plugin.core.clustering import (
     NOT_LANDSLIDE_WARNING,
     ReservoirSample,
@@ -255,7 +255,7 @@ def test_cluster_change_maps_the_landslide_and_respects_masks(pair, method):
     from landslide_plugin.core import masks
 
     out = pair["dir"]
-    result = clustering.cluster_change(
+    result = detection.cluster_change(
         pair["pre"], pair["post"], cluster_path=out / "clusters.tif", mask_path=out / "mask.tif",
         probability_path=out / "prob.tif", method=method, n_clusters=3, mask_options=masks.MaskOptions(),
         scl_pre_path=pair["scl_pre"], scl_post_path=pair["scl_post"], seed=0)
@@ -292,13 +292,13 @@ def test_cluster_change_maps_the_landslide_and_respects_masks(pair, method):
 def test_same_seed_same_rasters_and_blocks_do_not_matter(pair, monkeypatch):
     out = pair["dir"]
     common = dict(method="gmm", n_clusters=4, sample_size=1500, seed=5)
-    clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "a.tif", mask_path=out / "am.tif",
+    detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "a.tif", mask_path=out / "am.tif",
                               probability_path=out / "ap.tif", **common)
-    clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "b.tif", mask_path=out / "bm.tif",
+    detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "b.tif", mask_path=out / "bm.tif",
                               probability_path=out / "bp.tif", **common)
     # the same run with 7-row blocks: the bottom-k sample and every prediction are unchanged
     monkeypatch.setattr(clustering, "BLOCK_ROWS", 7)
-    clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "cm.tif",
+    detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "cm.tif",
                               probability_path=out / "cp.tif", **common)
     for suffix in ("", "m"):
         a = read(out / f"a{suffix}.tif")[0]
@@ -313,7 +313,7 @@ def test_all_masked_input_names_the_reasons(pair):
     out = pair["dir"]
     cloudy = write_uint8(out / "cloudy.tif", np.full((SIZE, SIZE), 9))
     with pytest.raises(ValueError, match=r"no valid pixels after masking: .*masked by SCL.*relax the masks"):
-        clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
+        detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
                                   mask_options=masks.MaskOptions(), scl_post_path=cloudy)
     assert not (out / "c.tif").exists() and not (out / "m.tif").exists()
 
@@ -323,7 +323,7 @@ def test_constant_images_give_a_clear_error(tmp_path):
     pre = write_stack(tmp_path / "pre.tif", cube)
     post = write_stack(tmp_path / "post.tif", cube)
     with pytest.raises(ValueError, match="features are constant; the images may be identical or empty"):
-        clustering.cluster_change(pre, post, cluster_path=tmp_path / "c.tif", mask_path=tmp_path / "m.tif")
+        detection.cluster_change(pre, post, cluster_path=tmp_path / "c.tif", mask_path=tmp_path / "m.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["post.tif", "pre.tif"]
 
 
@@ -331,7 +331,7 @@ def test_cancelled_run_leaves_no_output_and_keeps_a_previous_one(pair):
     from landslide_plugin.core.rasters import Cancelled
 
     out = pair["dir"]
-    clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif")
+    detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif")
     before = read(out / "m.tif")[0]
     calls = []
 
@@ -340,7 +340,7 @@ def test_cancelled_run_leaves_no_output_and_keeps_a_previous_one(pair):
         return len(calls) > 2   # pass 1 has one block here; stop inside pass 2
 
     with pytest.raises(Cancelled):
-        clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
+        detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
                                   method="gmm", probability_path=out / "p.tif", seed=3,
                                   is_cancelled=cancel_in_pass_two)
     assert np.array_equal(read(out / "m.tif")[0], before)
@@ -351,17 +351,17 @@ def test_cancelled_run_leaves_no_output_and_keeps_a_previous_one(pair):
 def test_inputs_are_checked_before_work(pair):
     out = pair["dir"]
     with pytest.raises(ValueError, match="dNDVI and dBSI"):
-        clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
+        detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
                                   features=("NDVI_pre", "NDVI_post"))
     with pytest.raises(ValueError, match="unknown feature"):
-        clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
+        detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
                                   features=("NDVI_pre", "foo"))
     with pytest.raises(FileNotFoundError, match="post-event SCL"):
-        clustering.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
+        detection.cluster_change(pair["pre"], pair["post"], cluster_path=out / "c.tif", mask_path=out / "m.tif",
                                   scl_post_path=out / "missing.tif")
     small = write_stack(out / "small.tif", np.ones((len(BANDS), 8, 8), np.float32))
     with pytest.raises(ValueError, match="not on the same grid"):
-        clustering.cluster_change(pair["pre"], small, cluster_path=out / "c.tif", mask_path=out / "m.tif")
+        detection.cluster_change(pair["pre"], small, cluster_path=out / "c.tif", mask_path=out / "m.tif")
     assert not (out / "c.tif").exists()
 
 
@@ -429,11 +429,11 @@ def test_masks_beat_the_reference_study_setup_on_the_example_scene(example_pair,
                                 min_ndvi_pre=masks.VEGETATED_NDVI)
     scores = {}
     for method in ("kmeans", "gmm"):
-        masked = clustering.cluster_change(
+        masked = detection.cluster_change(
             str(pre.stack_path), post_stack, cluster_path=tmp_path / f"c_{method}.tif",
             mask_path=tmp_path / f"m_{method}.tif", method=method, n_clusters=3, mask_options=options,
             scl_pre_path=str(pre.scl_path), scl_post_path=post_scl, seed=0)
-        clustering.cluster_change(
+        detection.cluster_change(
             str(pre.stack_path), post_stack, cluster_path=tmp_path / f"c0_{method}.tif",
             mask_path=tmp_path / f"m0_{method}.tif", method=method, n_clusters=3,
             features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post"), mask_options=None, seed=0)

@@ -11,7 +11,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from landslide_plugin.core import masks, rasters
+from landslide_plugin.core import detection, masks, rasters
 
 UTM = CRS.from_epsg(32637)
 GRID = {"crs": UTM, "transform": from_origin(400000, 4100000, 20, 20), "width": 64, "height": 48}
@@ -215,7 +215,7 @@ def scene(tmp_path):
 
 def test_write_threshold_mask_plain_baseline(tmp_path):
     pre, post, *_ = scene(tmp_path)
-    counts = masks.write_threshold_mask(pre, post, tmp_path / "mask.tif")
+    counts = detection.write_threshold_mask(pre, post, tmp_path / "mask.tif")
     with rasterio.open(tmp_path / "mask.tif") as src:
         mask = src.read(1)
         assert src.nodata == 255 and src.dtypes[0] == "uint8"
@@ -230,7 +230,7 @@ def test_write_threshold_mask_plain_baseline(tmp_path):
 def test_write_threshold_mask_with_masks_and_cancel(tmp_path):
     pre, post, scl_pre, scl_post, dem = scene(tmp_path)
     options = masks.MaskOptions(dem_path=str(dem), min_slope_deg=15.0)
-    counts = masks.write_threshold_mask(pre, post, tmp_path / "mask.tif", scl_pre_path=scl_pre,
+    counts = detection.write_threshold_mask(pre, post, tmp_path / "mask.tif", scl_pre_path=scl_pre,
                                         scl_post_path=scl_post, options=options)
     with rasterio.open(tmp_path / "mask.tif") as src:
         mask = src.read(1)
@@ -247,20 +247,20 @@ def test_write_threshold_mask_with_masks_and_cancel(tmp_path):
     assert counts["removed_slope"] == 31 * 48 - 200 - 1
     assert counts["landslide"] == 200
     with pytest.raises(rasters.Cancelled):
-        masks.write_threshold_mask(pre, post, tmp_path / "other.tif", is_cancelled=lambda: True)
+        detection.write_threshold_mask(pre, post, tmp_path / "other.tif", is_cancelled=lambda: True)
     assert not (tmp_path / "other.tif").exists()
 
 
 def test_write_threshold_mask_clear_errors(tmp_path):
     pre, post, *_ = scene(tmp_path)
     with pytest.raises(FileNotFoundError, match="DEM .*nowhere.tif"):
-        masks.write_threshold_mask(pre, post, tmp_path / "m.tif", options=masks.MaskOptions(dem_path="nowhere.tif"))
+        detection.write_threshold_mask(pre, post, tmp_path / "m.tif", options=masks.MaskOptions(dem_path="nowhere.tif"))
     with pytest.raises(ValueError, match="without classes"):
-        masks.write_threshold_mask(pre, post, tmp_path / "m.tif",
+        detection.write_threshold_mask(pre, post, tmp_path / "m.tif",
                                    options=masks.MaskOptions(exclusion_path=str(pre)))
     plain = write(tmp_path / "plain.tif", np.ones((2, 48, 64)))
     with pytest.raises(ValueError, match=r"B04, B8A not found in .*plain\.tif"):
-        masks.write_threshold_mask(plain, plain, tmp_path / "m.tif")
+        detection.write_threshold_mask(plain, plain, tmp_path / "m.tif")
     assert not (tmp_path / "m.tif").exists()
 
 

@@ -17,7 +17,7 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
-from landslide_plugin.core import masks, output_folder, preflight, products
+from landslide_plugin.core import detection, output_folder, preflight, products
 
 ALG = "landslide:map_landslides"
 QUICK = {"THRESHOLD_BASELINE": True, "KMEANS_CLUSTERS": "", "GMM_CLUSTERS": "3", "PRIMARY": "gmm3"}
@@ -217,7 +217,7 @@ def test_disk_filling_up_during_the_run_restores_the_folder(provider, example_pa
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "mask_threshold.tif"))
 
-    monkeypatch.setattr(masks, "write_threshold_mask", full)
+    monkeypatch.setattr(detection, "detect", full)
     with pytest.raises(QgsProcessingException, match=r"disk .* filled up.*free some space.*left as it was"):
         run(product_params(example_pair, folder))
     assert digest(folder) == before

@@ -169,7 +169,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
-        from ...core import clustering
+        from ...core import detection
         from ...core.rasters import Cancelled
 
         pre = self.raster_path(parameters, self.PRE, context)
@@ -195,7 +195,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         feedback.pushInfo(f"Masks: {options.describe()}"
                           + ("" if scl_pre or scl_post else " (no SCL given: clouds are not removed)"))
         try:
-            result = clustering.cluster_change(
+            result = detection.cluster_change(
                 pre, post, cluster_path=cluster_path, mask_path=mask_path, probability_path=probability_path,
                 method=method, n_clusters=n_clusters, features=features, mask_options=options,
                 scl_pre_path=scl_pre, scl_post_path=scl_post,

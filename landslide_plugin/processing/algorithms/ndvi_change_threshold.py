@@ -108,7 +108,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
-        from ...core import indices, masks
+        from ...core import detection, indices, masks
         from ...core.rasters import Cancelled
 
         pre = self.raster_path(parameters, self.PRE, context)
@@ -129,7 +129,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                            if b in set(indices.INDEX_BANDS["NDVI"]) | set(masks.bands_for_mask(options)))
             for stack in (pre, post):
                 report_band_choice(feedback, stack, needed, numbers)
-            counts = masks.write_threshold_mask(
+            counts = detection.write_threshold_mask(
                 pre, post, out_path, threshold=threshold, scl_pre_path=scl_pre, scl_post_path=scl_post,
                 options=options, band_numbers=numbers, progress=feedback.setProgress,
                 is_cancelled=feedback.isCanceled)

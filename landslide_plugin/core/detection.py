@@ -1,0 +1,562 @@
+"""One detection pass: the co-registered pair is read, its features and mask codes computed once, for
+every method.
+
+Flow (``detect``):
+
+1. **Pass 1** reads both stacks block by block, computes the change features
+   (``indices.change_features``) and the analysis mask codes (``masks.mask_codes``) once, keeps the
+   codes (uint8, 30 MB for a full tile) and draws one reservoir sample of the analysed pixels, shared
+   by every fitted method (the same sample, so the methods are comparable).
+2. **Fits** of the fitted methods, side by side in threads (scikit-learn releases the GIL).
+3. **Pass 2** reads the pair once more, recomputes the features of each block and lets every method
+   predict it; every method's outputs are written in that one pass. With no fitted method, pass 1
+   already predicts and there is no pass 2.
+
+A method is one entry of ``REGISTRY`` (a :class:`MethodKind`: its key, how it is labelled, whether it is
+fitted and gives a probability or clusters, and the class that fits and predicts). Adding a method is
+one entry and one small class; adding a mask rule is one place in ``masks.mask_codes`` and its option.
+
+Outputs per method (GeoTIFF on the pre-event stack's grid, written atomically): the landslide mask
+(uint8: 1 landslide, 0 not or ruled out by a mask rule, 255 no data), for clusterings the cluster ids
+(uint8, 255 = not analysed) and for Gaussian mixtures the landslide probability (float32: 0 where a
+rule ruled the pixel out, NaN without data).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+
+from . import indices as idx
+from . import masks, rasters
+
+#: Rows per block: a block's bands, indices, codes and features are some 40 block-size arrays; at 256
+#: rows of a 5490-wide tile (1.4 M pixels) they stay near 300 MB, and 256 divides the 512-row GeoTIFF
+#: tiles, so each tile row is decompressed for two blocks at most.
+BLOCK_ROWS = 256
+
+#: Threads that fit and predict the methods side by side (the machines this runs on have 2+ cores).
+THREADS = 2
+
+
+# -- methods -----------------------------------------------------------------------------------------------
+@dataclass
+class BlockPrediction:
+    """One method's answer for the analysed pixels of a block (1-D arrays over those pixels)."""
+
+    landslide: np.ndarray                  # bool
+    labels: np.ndarray | None = None       # uint8 cluster ids (clusterings)
+    probability: np.ndarray | None = None  # float32 landslide probability (mixtures)
+
+
+class Detector:
+    """A configured method. Subclasses set the class attributes and implement ``predict``."""
+
+    fitted = False
+    gives_probability = False
+    gives_clusters = False
+
+    def __init__(self, spec: MethodSpec):
+        self.spec = spec
+
+    def fit(self, sample: np.ndarray, feature_names: Sequence[str]) -> None:  # fitted methods only
+        raise NotImplementedError
+
+    def predict(self, features: Mapping[str, np.ndarray]) -> BlockPrediction:
+        raise NotImplementedError
+
+    def tags(self) -> dict[str, str]:
+        return {"METHOD": self.spec.name}
+
+    def describe(self) -> str:
+        """The numbers behind the method's choice, for the log."""
+        return ""
+
+
+class ThresholdDetector(Detector):
+    """The reference study's baseline: dNDVI below a (negative) threshold."""
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.threshold = masks._check_threshold(spec.threshold)
+
+    def predict(self, features):
+        with np.errstate(invalid="ignore"):
+            return BlockPrediction(landslide=np.asarray(features["dNDVI"]) < self.threshold)
+
+    def tags(self):
+        return {"METHOD": f"NDVI change < {self.threshold:g}"}
+
+    def describe(self):
+        return f"dNDVI < {self.threshold:g}"
+
+
+class ClusterDetector(Detector):
+    """K-means or a Gaussian mixture fitted on the shared sample; the landslide cluster by a stated rule."""
+
+    fitted = True
+    gives_clusters = True
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.gives_probability = spec.kind == "gmm"
+        self.model = None
+
+    def fit(self, sample, feature_names):
+        from . import clustering
+
+        self.model = clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
+                                             n_clusters=self.spec.n_clusters, seed=self.spec.seed)
+
+    def predict(self, features):
+        labels = self.model.predict(features)
+        probability = self.model.probability(features) if self.gives_probability else None
+        return BlockPrediction(landslide=labels == self.model.landslide_cluster, labels=labels,
+                               probability=probability)
+
+    def tags(self):
+        model = self.model
+        return {"METHOD": self.spec.kind, "CLUSTERS": str(self.spec.n_clusters),
+                "FEATURES": ",".join(model.feature_names), "LANDSLIDE_CLUSTER": str(model.landslide_cluster),
+                "SEED": str(self.spec.seed), "SAMPLE_SIZE": str(model.sample_size)}
+
+    def describe(self):
+        return f"landslide cluster {self.model.landslide_cluster}\n{self.model.selection.format()}"
+
+
+@dataclass(frozen=True)
+class MethodKind:
+    """A registry entry: what a kind of method is and which class runs it."""
+
+    key: str
+    label: str
+    detector: type[Detector]
+    takes_clusters: bool = False
+    fitted: bool = False
+    gives_probability: bool = False
+
+
+#: Every method the plugin knows. A new method is one entry here and one Detector class.
+REGISTRY: dict[str, MethodKind] = {
+    "threshold": MethodKind("threshold", "dNDVI threshold", ThresholdDetector),
+    "kmeans": MethodKind("kmeans", "K-means", ClusterDetector, takes_clusters=True, fitted=True),
+    "gmm": MethodKind("gmm", "GMM", ClusterDetector, takes_clusters=True, fitted=True, gives_probability=True),
+}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method to run: its kind (a REGISTRY key) and settings. ``name`` is what files are named after."""
+
+    kind: str
+    n_clusters: int = 0
+    threshold: float = -0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in REGISTRY:
+            raise ValueError(f"unknown method '{self.kind}'; use {', '.join(REGISTRY)}")
+        if REGISTRY[self.kind].takes_clusters and self.n_clusters < 2:
+            raise ValueError(f"{self.kind} needs at least 2 clusters, got {self.n_clusters}")
+
+    @property
+    def entry(self) -> MethodKind:
+        return REGISTRY[self.kind]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{self.n_clusters}" if self.entry.takes_clusters else self.kind
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.label} {self.n_clusters}" if self.entry.takes_clusters else self.entry.label
+
+    @classmethod
+    def from_name(cls, name: str, **settings) -> MethodSpec:
+        """'threshold', 'kmeans3', 'gmm2' ... -> MethodSpec."""
+        match = re.fullmatch(r"([a-z]+?)(\d*)", name.strip().lower())
+        if not match or match.group(1) not in REGISTRY:
+            raise ValueError(f"unknown method '{name}'; use {', '.join(REGISTRY)} (with a cluster count: kmeans3)")
+        kind, count = match.group(1), match.group(2)
+        return cls(kind, int(count) if count else 0, **settings)
+
+    def detector(self) -> Detector:
+        return self.entry.detector(self)
+
+
+@dataclass(frozen=True)
+class MethodOutputs:
+    """Where one method's rasters go (None: not written)."""
+
+    mask: str | os.PathLike
+    clusters: str | os.PathLike | None = None
+    probability: str | os.PathLike | None = None
+
+
+# -- the detection pass --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DetectionInputs:
+    """The co-registered pair and what the mask rules read."""
+
+    pre_stack: str | os.PathLike
+    post_stack: str | os.PathLike
+    scl_pre: str | os.PathLike | None = None
+    scl_post: str | os.PathLike | None = None
+    band_numbers: Mapping[str, int] | None = None
+    #: None: only pixels not observed (no data, SCL cloud/shadow/snow) are left out.
+    mask_options: masks.MaskOptions | None = None
+    features: tuple[str, ...] = idx.FEATURES
+    sample_size: int = 200_000
+    seed: int = 0
+
+
+@dataclass
+class MethodResult:
+    spec: MethodSpec
+    detector: Detector
+    landslide: int = 0
+    not_landslide: int = 0
+    no_data: int = 0
+    cluster_counts: list[int] = field(default_factory=list)
+
+    @property
+    def analysed(self) -> int:
+        return self.landslide + self.not_landslide
+
+
+
+@dataclass
+class DetectionResult:
+    methods: dict[str, MethodResult]
+    removed: dict[str, int]          # pixels removed per mask reason (masks.REASONS)
+    analysed_pixels: int
+    total_pixels: int
+    sample_size: int
+    masks_description: str
+    reads: int                       # passes over the pair (1 or 2)
+
+
+def _default_options() -> masks.MaskOptions:
+    return masks.MaskOptions(use_scl=True, exclude_water=False, ndwi_water_threshold=None)
+
+
+def detect(
+    inputs: DetectionInputs,
+    methods: Sequence[MethodSpec],
+    outputs: Mapping[str, MethodOutputs],
+    *,
+    on_method_ready: Callable[[MethodResult], None] | None = None,
+    progress=None,
+    is_cancelled=None,
+) -> DetectionResult:
+    """Run every method on the pair in one detection pass (see the module doc); ``outputs`` by method name.
+
+    ``on_method_ready`` is called (in the calling thread) as soon as a method's choice is known: right
+    after its fit, before the prediction pass. Raises ValueError when nothing is left to analyse.
+    """
+    methods = list(methods)
+    if not methods:
+        raise ValueError("no method chosen")
+    missing = [m.name for m in methods if m.name not in outputs]
+    if missing:
+        raise ValueError(f"no output paths for {', '.join(missing)}")
+    features = idx._check_names(inputs.features, idx.ALL_FEATURES, "feature")
+    if "dNDVI" not in features and any(m.kind == "threshold" for m in methods):
+        features = (*features, "dNDVI")
+    detectors = {m.name: m.detector() for m in methods}
+    fitted = [m for m in methods if detectors[m.name].fitted]
+    if fitted:
+        from .clustering import change_centres
+
+        change_centres(np.zeros((2, len(features))), features)  # fail early if the rule cannot be applied
+        most = max(m.n_clusters for m in fitted)
+        if int(inputs.sample_size) < most * 10:
+            raise ValueError(f"sample size {inputs.sample_size} is too small for {most} clusters; use at least "
+                             f"{most * 10} (default 200000)")
+
+    with_rules = inputs.mask_options is not None
+    options = inputs.mask_options if with_rules else _default_options()
+    pre_path, post_path = os.fspath(inputs.pre_stack), os.fspath(inputs.post_stack)
+    _check_inputs(pre_path, post_path, inputs, options)
+    needed = tuple(b for b in idx.REQUIRED_BANDS
+                   if b in set(idx.bands_for_features(features)) | set(masks.bands_for_mask(options)))
+    fallback = idx._band_fallback(inputs.band_numbers)
+    pre_bands = rasters.find_bands(pre_path, needed, fallback=fallback)
+    post_bands = rasters.find_bands(post_path, needed, fallback=fallback)
+    grid = masks._grid(pre_path)
+    windows = list(rasters.row_windows(grid["height"], grid["width"], BLOCK_ROWS))
+    no_data_code = masks.REASONS.index("no_data") + 1
+    results = {m.name: MethodResult(m, detectors[m.name]) for m in methods}
+    description = options.describe() if with_rules else "none"
+
+    def block_features(pre, post, window):
+        pre_block = idx.read_bands(pre, pre_bands, window)
+        post_block = idx.read_bands(post, post_bands, window)
+        return pre_block, post_block, idx.change_features(pre_block, post_block, features)
+
+    def block_codes(pre_block, post_block, values, window):
+        codes = masks.mask_codes(
+            pre_block, post_block,
+            scl_pre=_on_grid(inputs.scl_pre, grid, window, "uint8", 0),
+            scl_post=_on_grid(inputs.scl_post, grid, window, "uint8", 0),
+            slope=_slope(options, pre_path, grid, window),
+            exclusion=(masks.exclusion_from_raster(options.exclusion_path, pre_path, options.exclusion_classes,
+                                                   window=window) if options.exclusion_path else None),
+            options=options)
+        finite = np.ones(codes.shape, dtype=bool)
+        for name in features:
+            finite &= np.isfinite(values[name])
+        codes[(codes == masks.KEPT) & ~finite] = no_data_code
+        return codes
+
+    with contextlib.ExitStack() as stack:
+        pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="landslide-detect")
+        # On a cancel or an error, do not wait for a fit still running: its result is dropped.
+        stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+        pre = stack.enter_context(rasterio.open(pre_path))
+        post = stack.enter_context(rasterio.open(post_path))
+        dates = (pre.tags().get("SENSING_DATE", ""), post.tags().get("SENSING_DATE", ""))
+
+        # -- pass 1: features and codes once; one shared sample; without fitted methods, the maps too
+        codes = np.zeros((grid["height"], grid["width"]), dtype=np.uint8)
+        sample = None
+        if fitted:
+            from .clustering import ReservoirSample
+
+            sample = ReservoirSample(int(inputs.sample_size), len(features), seed=inputs.seed)
+        writers = None if fitted else _Writers(stack, results, outputs, pre.profile, description, dates)
+        share1 = 45.0 if fitted else 100.0
+        for n, window in enumerate(windows):
+            rasters.check_cancelled(is_cancelled)
+            pre_block, post_block, values = block_features(pre, post, window)
+            block = block_codes(pre_block, post_block, values, window)
+            codes[window.row_off:window.row_off + window.height] = block
+            if sample is not None:
+                kept = block == masks.KEPT
+                sample.offer(np.stack([values[name][kept] for name in features], axis=-1))
+            else:
+                writers.write(window, block, values, pool)
+            rasters.report(progress, share1 * (n + 1) / len(windows))
+        removed = masks.count_reasons(codes)
+        analysed = int((codes == masks.KEPT).sum())
+        if analysed == 0:
+            detail = ", ".join(f"{n:,} {masks.REASON_LABELS[r]}" for r, n in removed.items() if n)
+            raise ValueError(f"no valid pixels after masking: of {codes.size:,} pixels {detail}; relax the masks "
+                             "(or check that the images overlap and are not all cloud)")
+        if not fitted:
+            writers.close()
+            if on_method_ready:
+                for result in results.values():
+                    on_method_ready(result)
+            return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
+
+        # -- fits, side by side; progress and cancel from this thread
+        sample_rows = sample.rows
+        del sample
+        futures = {m.name: pool.submit(detectors[m.name].fit, sample_rows, features) for m in fitted}
+        for done, m in enumerate(fitted):
+            while True:
+                rasters.check_cancelled(is_cancelled)
+                try:
+                    futures[m.name].result(timeout=0.2)
+                    break
+                except TimeoutError:
+                    continue
+            rasters.report(progress, share1 + 10.0 * (done + 1) / len(fitted))
+        if on_method_ready:
+            for result in results.values():
+                on_method_ready(result)
+
+        # -- pass 2: predict every block once for every method, write every output
+        writers = _Writers(stack, results, outputs, pre.profile, description, dates)
+        for n, window in enumerate(windows):
+            rasters.check_cancelled(is_cancelled)
+            block = codes[window.row_off:window.row_off + window.height]
+            values = None
+            if (block == masks.KEPT).any():
+                _, _, values = block_features(pre, post, window)
+            writers.write(window, block, values, pool)
+            rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
+        writers.close()
+    return DetectionResult(results, removed, analysed, int(codes.size), int(sample_rows.shape[0]), description,
+                           reads=2)
+
+
+class _Writers:
+    """Every method's output datasets, open for the pass that predicts (atomic: renamed on close)."""
+
+    def __init__(self, stack: contextlib.ExitStack, results, outputs, profile_like, description, dates):
+        self.results, self.targets = results, []
+        # Entered as a context (not a callback) so that an error or a cancel reaches each atomic output,
+        # which then removes its temporary instead of renaming it into place.
+        self._stack = stack.enter_context(contextlib.ExitStack())
+        mask_profile = rasters.geotiff_profile(profile_like, 1, "uint8", 255)
+        for name, result in results.items():
+            detector, out = result.detector, outputs[name]
+            tags = {**detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
+            mask = self._open(out.mask, mask_profile, "landslide", tags)
+            mask.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+            clusters = (self._open(out.clusters, mask_profile, "cluster", tags)
+                        if detector.gives_clusters and out.clusters else None)
+            probability = (self._open(out.probability, rasters.geotiff_profile(profile_like, 1),
+                                      "landslide_probability", tags)
+                           if detector.gives_probability and out.probability else None)
+            self.targets.append((result, mask, clusters, probability))
+
+    def _open(self, path, profile, description, tags):
+        tmp = self._stack.enter_context(rasters.atomic_output(path))
+        dst = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
+        dst.set_band_description(1, description)
+        dst.update_tags(**tags)
+        return dst
+
+    def write(self, window, codes, values, pool) -> None:
+        kept = codes == masks.KEPT
+        kept_values = None if values is None else {name: v[kept] for name, v in values.items()}
+        if kept_values is not None and kept.any():
+            predictions = list(pool.map(lambda target: target[0].detector.predict(kept_values), self.targets))
+        else:
+            predictions = [None] * len(self.targets)
+        for (result, mask_dst, clusters_dst, probability_dst), answer in zip(self.targets, predictions):
+            landslide = np.zeros(codes.shape, dtype=np.uint8)
+            if answer is not None:
+                landslide[kept] = answer.landslide
+            mask = masks.apply_codes(landslide, codes)
+            mask_dst.write(mask, 1, window=window)
+            counts = np.bincount(mask.ravel(), minlength=256)
+            result.landslide += int(counts[1])
+            result.not_landslide += int(counts[0])
+            result.no_data += int(counts[255])
+            if clusters_dst is not None:
+                labels = np.full(codes.shape, 255, dtype=np.uint8)
+                if answer is not None:
+                    labels[kept] = answer.labels
+                clusters_dst.write(labels, 1, window=window)
+                n = result.spec.n_clusters
+                block_counts = np.bincount(labels.ravel(), minlength=256)[:n]
+                result.cluster_counts = [a + int(b) for a, b in
+                                         zip(result.cluster_counts or [0] * n, block_counts)]
+            if probability_dst is not None:
+                probability = np.full(codes.shape, np.nan, dtype=np.float32)
+                if answer is not None:
+                    probability[kept] = answer.probability
+                probability[mask == 0] = np.where(kept[mask == 0], probability[mask == 0], 0.0)
+                probability_dst.write(probability, 1, window=window)
+
+    def close(self) -> None:
+        self._stack.close()  # closes the datasets, then renames each temporary into place
+
+
+def _check_inputs(pre_path, post_path, inputs: DetectionInputs, options: masks.MaskOptions) -> None:
+    for label, path in (("pre-event image", pre_path), ("post-event image", post_path),
+                        ("pre-event SCL", inputs.scl_pre), ("post-event SCL", inputs.scl_post),
+                        ("DEM", options.dem_path), ("slope", options.slope_path),
+                        ("land-cover raster", options.exclusion_path)):
+        if path and not os.path.exists(os.fspath(path)) and not os.fspath(path).startswith("/vsi"):
+            raise FileNotFoundError(f"{label} {os.fspath(path)} does not exist")
+    if options.exclusion_path and not options.exclusion_classes:
+        raise ValueError("a land-cover exclusion raster was given without classes to exclude; "
+                         "list the class values (e.g. 40 for ESA WorldCover cropland)")
+    idx.check_same_grid(pre_path, post_path)
+
+
+def _on_grid(path, grid, window, dtype, fill):
+    if not path:
+        return None
+    return masks.read_on_grid(path, grid, window, dtype=dtype, fill=fill)
+
+
+def _slope(options: masks.MaskOptions, like_path, grid, window):
+    if options.slope_path:
+        from rasterio.enums import Resampling
+
+        return masks.read_on_grid(options.slope_path, grid, window, resampling=Resampling.bilinear)
+    if options.dem_path:
+        return masks.slope_on_grid(options.dem_path, like_path, window=window)
+    return None
+
+
+# -- one method at a time (the single-method algorithms) ------------------------------------------------------
+def write_threshold_mask(
+    pre_stack_path,
+    post_stack_path,
+    out_path,
+    *,
+    threshold: float = -0.2,
+    scl_pre_path=None,
+    scl_post_path=None,
+    options: masks.MaskOptions | None = None,
+    band_numbers: Mapping[str, int] | None = None,
+    progress=None,
+    is_cancelled=None,
+) -> dict[str, int]:
+    """The reference study's baseline: 1 where NDVI dropped by more than |threshold|, in one pass.
+
+    Without ``options`` only pixels not observed (no data, SCL cloud/shadow/snow) are left out (255).
+    With ``options`` the analysis mask applies: not-observed pixels (SCL, no DEM) are 255, ruled-out
+    pixels (water, flat, excluded land cover, not vegetated before) are 0. Returns counts:
+    ``landslide``, ``not_landslide``, ``no_data`` (output values 1, 0, 255), ``total``, and
+    ``removed_<reason>`` pixels removed per reason (``masks.REASONS``).
+    """
+    spec = MethodSpec("threshold", threshold=threshold)
+    result = detect(DetectionInputs(pre_stack_path, post_stack_path, scl_pre_path, scl_post_path, band_numbers,
+                                    options, features=("dNDVI",)),
+                    [spec], {spec.name: MethodOutputs(out_path)}, progress=progress, is_cancelled=is_cancelled)
+    method = result.methods[spec.name]
+    counts = {"landslide": method.landslide, "not_landslide": method.not_landslide, "no_data": method.no_data,
+              "total": result.total_pixels}
+    counts.update({f"removed_{r}": n for r, n in result.removed.items()})
+    return counts
+
+
+def cluster_change(
+    pre_stack_path: str | os.PathLike,
+    post_stack_path: str | os.PathLike,
+    *,
+    cluster_path: str | os.PathLike,
+    mask_path: str | os.PathLike,
+    probability_path: str | os.PathLike | None = None,
+    method: str = "kmeans",
+    n_clusters: int = 3,
+    features: Sequence[str] | None = None,
+    mask_options: masks.MaskOptions | None = None,
+    scl_pre_path: str | os.PathLike | None = None,
+    scl_post_path: str | os.PathLike | None = None,
+    sample_size: int = 200_000,
+    seed: int = 0,
+    band_numbers: Mapping[str, int] | None = None,
+    progress=None,
+    is_cancelled=None,
+):
+    """Cluster the change between a co-registered pre/post reflectance pair and map the landslide cluster.
+
+    One clustering through :func:`detect`: features (default ``indices.FEATURES``) and the analysis mask
+    (``mask_options``; None = only pixels not observed are left out) computed in pass 1 with a reservoir
+    sample of ``sample_size`` analysed pixels, the model fitted on it (``clustering.fit_clusters``), every
+    block predicted in pass 2. Writes the clusters, the landslide mask and (``method="gmm"``) the
+    probability; returns a ``clustering.ClusterResult``.
+    """
+    from .clustering import METHODS, ClusterResult
+
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ValueError(f"method '{method}' unknown; use one of {', '.join(METHODS)}")
+    spec = MethodSpec(method, int(n_clusters), seed=int(seed))
+    inputs = DetectionInputs(pre_stack_path, post_stack_path, scl_pre_path, scl_post_path, band_numbers,
+                             mask_options, features=tuple(idx.FEATURES if features is None else features),
+                             sample_size=int(sample_size), seed=int(seed))
+    outputs = {spec.name: MethodOutputs(mask_path, cluster_path, probability_path if method == "gmm" else None)}
+    result = detect(inputs, [spec], outputs, progress=progress, is_cancelled=is_cancelled)
+    found = result.methods[spec.name]
+    return ClusterResult(
+        model=found.detector.model, cluster_counts=found.cluster_counts, landslide_pixels=found.landslide,
+        analysed_pixels=result.analysed_pixels, total_pixels=result.total_pixels, removed=result.removed,
+        cluster_path=os.fspath(cluster_path), mask_path=os.fspath(mask_path),
+        probability_path=os.fspath(probability_path) if (probability_path and method == "gmm") else None,
+        masks_description=result.masks_description)
