@@ -101,9 +101,10 @@ def map_example(work: Path, size: int, seed: int):
     from landslide_plugin.examples.example_data import generate_example_pair
 
     pair = generate_example_pair(work / "example", size=size, seed=seed)
-    methods = [pipeline.Method("threshold"), pipeline.Method("gmm", 3)]
-    return pair, pipeline.map_landslides([pair.pre], [pair.post], work / "results", dem=pair.dem,
-                                         reference=pair.truth, methods=methods, primary="gmm3")
+    options = pipeline.MappingOptions(methods=(pipeline.Method("threshold"), pipeline.Method("gmm", 3)),
+                                      primary="gmm3")
+    return pair, pipeline.map_landslides([pair.pre], [pair.post], work / "results", options, dem=pair.dem,
+                                         reference=pair.truth)
 
 
 def write_project(result, project_path: Path) -> None:

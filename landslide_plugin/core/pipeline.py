@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import masks as masks_module
 from . import rasters
 from .detection import MethodOutputs, MethodSpec
 
@@ -35,6 +36,50 @@ def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) ->
     if not methods:
         raise ValueError("no method chosen: enable the threshold or give cluster counts for K-means or GMM")
     return methods
+
+
+def default_masks() -> masks_module.MaskOptions:
+    """The one-step run's mask rules: SCL, water (SCL and NDWI), slope with a DEM, vegetated before."""
+    return masks_module.MaskOptions(use_scl=True, exclude_dark=False, exclude_water=True,
+                                    min_slope_deg=masks_module.MIN_SLOPE_DEG, min_ndvi_pre=masks_module.VEGETATED_NDVI)
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """Co-registration of the post image onto the pre image (``alignment.coregister_stack``)."""
+
+    enabled: bool = True
+    #: SWIR-1 changes less with the season than NIR, so it aligns cross-season pairs more reliably.
+    band: str = "B11"
+    gradient: bool = True
+    motion: str = "translation"
+    max_shift_px: float = 5.0
+
+
+@dataclass(frozen=True)
+class PolygonOptions:
+    """Cleaning before polygons: opening radius and minimum mapping unit."""
+
+    opening_px: int = 1
+    min_area_m2: float = 1600.0
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    """Every setting of a one-step run (the inputs are arguments of ``map_landslides``)."""
+
+    methods: tuple[Method, ...] = REFERENCE_STUDY_METHODS
+    #: Method whose mask becomes polygons (default: gmm3, else kmeans3, else the last method).
+    primary: str | None = None
+    threshold: float = -0.2
+    #: Mask rules (the DEM and land-cover paths come from the inputs); None: no mask at all.
+    masks: masks_module.MaskOptions | None = field(default_factory=default_masks)
+    align: AlignOptions = AlignOptions()
+    polygons: PolygonOptions = PolygonOptions()
+    sample_size: int = 200_000
+    seed: int = 0
+    #: Band numbers for stacks without band descriptions (B02, B03, B04, B8A, B11 -> 1-based number).
+    band_numbers: dict[str, int] | None = None
 
 
 @dataclass
@@ -119,34 +164,17 @@ def map_landslides(
     pre: Sequence[str | os.PathLike],
     post: Sequence[str | os.PathLike],
     folder: str | os.PathLike,
+    options: MappingOptions | None = None,
     *,
     pre_scl: str | os.PathLike | None = None,
     post_scl: str | os.PathLike | None = None,
-    methods: Sequence[Method] = REFERENCE_STUDY_METHODS,
-    primary: str | None = None,
     aoi=None,
     aoi_crs: str = "EPSG:4326",
     dem: str | os.PathLike | None = None,
     exclusion: str | os.PathLike | None = None,
-    exclusion_classes: Sequence[int] = (),
     reference: str | os.PathLike | None = None,
     reference_geometries: list | None = None,
     reference_crs=None,
-    use_masks: bool = True,
-    min_slope_deg: float = 15.0,
-    min_ndvi_pre: float | None = 0.3,
-    exclude_dark: bool = False,
-    threshold: float = -0.2,
-    coregister: bool = True,
-    align_band: str = "B11",
-    align_gradient: bool = True,
-    motion: str = "translation",
-    max_shift_px: float = 5.0,
-    opening_px: int = 1,
-    min_area_m2: float = 1600.0,
-    sample_size: int = 200_000,
-    seed: int = 0,
-    band_numbers: dict[str, int] | None = None,
     log: Callable[[str], None] | None = None,
     progress=None,
     is_cancelled=None,
@@ -163,12 +191,22 @@ def map_landslides(
 
     The folder belongs to the user (``output_folder.OutputFolder``): only files an earlier run of the
     plugin wrote, unchanged since, are replaced; a run that would replace anything else stops before
-    any work. Bad input stops in seconds with one sentence (``preflight``). ``use_masks=False`` is the
-    reference study's setup: no mask rule at all (SCL included); only pixels without data are left out.
+    any work. Bad input stops in seconds with one sentence (``preflight``).
+
+    Inputs are arguments (files, area, reference); every setting travels in ``options``
+    (:class:`MappingOptions`). ``options.masks=None`` is the reference study's setup: no mask rule at all
+    (SCL included); only pixels without data are left out.
     """
     from . import alignment, detection, masks, output_folder, polygons, preflight, products
 
-    methods = list(methods)
+    options = options or MappingOptions()
+    methods, primary, threshold = list(options.methods), options.primary, options.threshold
+    sample_size, seed, band_numbers = options.sample_size, options.seed, options.band_numbers
+    align, shapes_options = options.align, options.polygons
+    coregister, align_band, align_gradient = align.enabled, align.band, align.gradient
+    motion, max_shift_px = align.motion, align.max_shift_px
+    opening_px, min_area_m2 = shapes_options.opening_px, shapes_options.min_area_m2
+    use_masks = options.masks is not None
     if not methods:
         raise ValueError("no method chosen")
     names = [m.name for m in methods]
@@ -206,10 +244,11 @@ def map_landslides(
     weights = {"prepare": 2.0, "align": 1.5, "detect": 0.5 + 0.5 * len(methods), "polygons": 0.5, "evaluate": 1.0}
     stages = _Stages(weights, progress, is_cancelled)
     if use_masks:
-        mask_options = masks.MaskOptions(
-            use_scl=True, exclude_dark=exclude_dark, exclude_water=True, dem_path=str(dem) if dem else None,
-            min_slope_deg=min_slope_deg, exclusion_path=str(exclusion) if exclusion else None,
-            exclusion_classes=tuple(exclusion_classes), min_ndvi_pre=min_ndvi_pre)
+        mask_options = dataclasses.replace(options.masks, dem_path=str(dem) if dem else None,
+                                           exclusion_path=str(exclusion) if exclusion else None, slope_path=None)
+        if mask_options.exclusion_path and not mask_options.exclusion_classes:
+            raise ValueError("a land-cover exclusion raster was given without classes to exclude; list the class "
+                             "values (e.g. 40,50 for ESA WorldCover cropland and built-up)")
     else:  # the reference study's setup: no rule at all, SCL included; only pixels without data are left out
         mask_options = masks.MaskOptions(use_scl=False, exclude_dark=False, exclude_water=False,
                                          ndwi_water_threshold=None, min_ndvi_pre=None)
@@ -360,8 +399,9 @@ def map_landslides(
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
                       stage, is_cancelled, say, warnings, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
-                          "masks": bool(use_masks), "min_slope_deg": min_slope_deg if dem else None,
-                          "min_ndvi_pre": min_ndvi_pre if use_masks else None, "seed": seed,
+                          "masks": mask_options.describe() if use_masks else "none",
+                          "min_slope_deg": mask_options.min_slope_deg if use_masks and dem else None,
+                          "min_ndvi_pre": mask_options.min_ndvi_pre if use_masks else None, "seed": seed,
                           "sample_size": sample_size, "opening_px": opening_px, "min_area_m2": min_area_m2,
                           "shift_px": shift, "correlation": correlation})
         else:

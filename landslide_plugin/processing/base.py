@@ -21,6 +21,11 @@ from .. import dependencies
 
 ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "landslide.svg"
 
+#: Mask defaults shared by every algorithm (and the one-step run): one set, held by a test.
+DEFAULT_MIN_SLOPE = 15.0
+DEFAULT_MIN_NDVI_PRE = 0.3
+DEFAULT_EXCLUSION_CLASSES = "40,50"
+
 GROUPS = {
     "data": "1 · Sentinel-2 data",
     "alignment": "2 · Co-registration",
@@ -110,6 +115,48 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             return None
         return self.raster_path(parameters, name, context)
 
+    def add_mask_parameters(self, *, water: bool = True, min_ndvi_pre: float | None = None) -> None:
+        """The mask parameters every detection algorithm shares, declared once (names, defaults, help).
+
+        EXCLUDE_WATER (when ``water``), EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and
+        MIN_NDVI_PRE (default ``min_ndvi_pre``; None: the rule is off unless set); ``mask_options`` reads
+        them back.
+        """
+        from qgis.core import (
+            QgsProcessingParameterBoolean,
+            QgsProcessingParameterRasterLayer,
+            QgsProcessingParameterString,
+        )
+
+        if water:
+            self.add(QgsProcessingParameterBoolean("EXCLUDE_WATER", "Exclude water", defaultValue=True),
+                     "Rule out water on either date (SCL class 6, and NDWI above 0): reservoir level changes look "
+                     "like vegetation loss.")
+        self.add(QgsProcessingParameterBoolean("EXCLUDE_DARK", "Exclude SCL dark areas", defaultValue=False),
+                 "Also treat SCL class 2 (dark area / topographic shadow) as not observed. Off by default: steep "
+                 "shaded slopes are where landslides are.", advanced=True)
+        self.add(QgsProcessingParameterRasterLayer("DEM", "Digital elevation model", optional=True),
+                 "Elevation in metres, any CRS and resolution (resampled bilinearly onto the 20 m grid; slope by "
+                 "Horn's method in metres). Pixels flatter than the minimum slope are ruled out; pixels outside "
+                 "the DEM are not observed.")
+        self.add(QgsProcessingParameterNumber("MIN_SLOPE", "Minimum slope (degrees)",
+                                              type=QgsProcessingParameterNumber.Type.Double,
+                                              defaultValue=DEFAULT_MIN_SLOPE, minValue=0.0, maxValue=89.0),
+                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).")
+        self.add(QgsProcessingParameterRasterLayer("EXCLUSION", "Land-cover raster to exclude classes from",
+                                                   optional=True),
+                 "A class raster such as ESA WorldCover (any grid; nearest neighbour); pixels of the classes "
+                 "listed below are ruled out.")
+        self.add(QgsProcessingParameterString("EXCLUSION_CLASSES", "Land-cover classes to exclude",
+                                              defaultValue=DEFAULT_EXCLUSION_CLASSES, optional=True),
+                 "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
+                 "between dates; 50 built-up; 80 water).")
+        self.add(QgsProcessingParameterNumber("MIN_NDVI_PRE", "Minimum pre-event NDVI (vegetated before)",
+                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
+                                              defaultValue=min_ndvi_pre, minValue=-1.0, maxValue=1.0),
+                 f"Pixels less green than this before the event are ruled out: a scar removes vegetation (e.g. "
+                 f"{DEFAULT_MIN_NDVI_PRE:g}). Empty: keep every pixel.", advanced=min_ndvi_pre is not None)
+
     def mask_options(self, parameters, context, *, ndwi_water_threshold: float = 0.0):
         """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
 
@@ -123,9 +170,12 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         if exclusion and not classes:
             raise QgsProcessingException("a land-cover raster was given but no classes to exclude; list them, "
                                          "e.g. 40,50")
-        exclude_water = self.parameterAsBoolean(parameters, "EXCLUDE_WATER", context)
-        min_ndvi = None
-        if parameters.get("MIN_NDVI_PRE") not in (None, ""):
+        exclude_water = (self.parameterAsBoolean(parameters, "EXCLUDE_WATER", context)
+                         if self.parameterDefinition("EXCLUDE_WATER") is not None else True)
+        min_ndvi = None  # an empty value (None) turns the rule off; a missing one takes the default
+        definition = self.parameterDefinition("MIN_NDVI_PRE")
+        default = definition.defaultValue() if definition is not None else None
+        if parameters.get("MIN_NDVI_PRE", default) not in (None, ""):
             min_ndvi = self.parameterAsDouble(parameters, "MIN_NDVI_PRE", context)
         return masks.MaskOptions(
             use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, "EXCLUDE_DARK", context),

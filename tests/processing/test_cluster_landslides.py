@@ -118,13 +118,14 @@ def test_kmeans_with_band_numbers_and_no_probability(run_alg, pair):
     feedback = Recorder()
     result = run_alg("cluster_landslides", {
         "PRE": pair["pre_nonames"], "POST": pair["post_nonames"], "METHOD": 0, "CLUSTERS": 3,
-        "BAND_NUMBERS": "B02=5,B03=4,B04=3,B8A=2,B11=1", "EXCLUDE_WATER": True,
+        "BAND_BLUE": 5, "BAND_GREEN": 4, "BAND_RED": 3, "BAND_NIR": 2, "BAND_SWIR1": 1, "EXCLUDE_WATER": True,
         "OUTPUT_CLUSTERS": str(out / "c.tif"), "OUTPUT_MASK": str(out / "m.tif"),
         "OUTPUT_PROBABILITY": str(out / "p.tif")}, feedback=feedback)
     assert np.array_equal(read(out / "m.tif") == 1, pair["slide"])
     assert result["LANDSLIDE_PIXELS"] == int(pair["slide"].sum())
     assert not (out / "p.tif").exists()
     assert any("only for the Gaussian mixture" in t for t in feedback.infos)
+    assert any("using band numbers" in w for w in feedback.warnings)  # a silent wrong band is worse
 
 
 def test_bad_inputs_are_reported_with_their_fix(run_alg, pair):
@@ -133,8 +134,7 @@ def test_bad_inputs_are_reported_with_their_fix(run_alg, pair):
               "OUTPUT_MASK": str(out / "m.tif")}
     cases = [
         ({"FEATURES": [0, 2]}, "dNDVI and dBSI"),
-        ({"PRE": pair["pre_nonames"]}, "Set the band numbers"),
-        ({"BAND_NUMBERS": "B04:3"}, "not understood"),
+        ({"PRE": pair["pre_nonames"], "BAND_SWIR1": 9}, "band number 9 for B11 does not exist"),
         ({"EXCLUSION": pair["scl"], "EXCLUSION_CLASSES": "crop"}, "not whole numbers"),
     ]
     for extra, message in cases:
@@ -143,15 +143,6 @@ def test_bad_inputs_are_reported_with_their_fix(run_alg, pair):
             run_alg("cluster_landslides", {**common, **extra}, feedback=feedback)
         assert any(message in e for e in [str(info.value), *feedback.errors]), (extra, str(info.value))
     assert not (out / "c.tif").exists() and not (out / "m.tif").exists()
-
-
-def test_parse_band_numbers():
-    from landslide_plugin.processing.algorithms.cluster_landslides import parse_band_numbers
-
-    assert parse_band_numbers("") is None
-    assert parse_band_numbers("B2=1, b8a=4;B11=5") == {"B02": 1, "B8A": 4, "B11": 5}
-    with pytest.raises(QgsProcessingException, match="B12"):
-        parse_band_numbers("B12=6")
 
 
 def test_outputs_loaded_on_completion_are_styled(run_alg, pair):

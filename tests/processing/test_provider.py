@@ -30,3 +30,22 @@ def test_readme_lists_every_algorithm(provider):
     readme = (script.parent.parent / "README.md").read_text()
     for alg in provider.algorithms():
         assert f"`{alg.id()}`" in readme, alg.id()
+
+
+def test_mask_and_band_parameters_are_declared_once_for_every_algorithm(provider):
+    """The mask rules and band numbers read the same (name, label, help, default) in every algorithm that has them."""
+    from qgis.core import QgsApplication
+
+    registry = QgsApplication.processingRegistry()
+    ids = ("cluster_landslides", "ndvi_change_threshold", "map_landslides")
+    algorithms = [registry.algorithmById(f"landslide:{name}") for name in ids]
+    shared = ("EXCLUDE_DARK", "DEM", "MIN_SLOPE", "EXCLUSION", "EXCLUSION_CLASSES", "BAND_BLUE", "BAND_GREEN",
+              "BAND_RED", "BAND_NIR", "BAND_SWIR1")
+    for name in shared:
+        seen = {(p.description(), p.defaultValue()) for p in (a.parameterDefinition(name) for a in algorithms)}
+        assert len(seen) == 1, (name, seen)
+    for algorithm in algorithms:
+        assert algorithm.parameterDefinition("MIN_NDVI_PRE") is not None
+        assert algorithm.parameterDefinition("BAND_NUMBERS") is None  # one way to give band numbers
+    polygons = registry.algorithmById("landslide:landslide_polygons")
+    assert polygons.parameterDefinition("BAND_RED").defaultValue() == 3

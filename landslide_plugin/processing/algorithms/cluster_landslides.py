@@ -4,16 +4,14 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .. import styles
-from ..base import LandslideAlgorithm
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 
 #: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
@@ -21,28 +19,6 @@ FEATURE_OPTIONS = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBS
                    "NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI")
 DEFAULT_FEATURES = (0, 1, 2, 3, 4, 5)
 METHODS = (("kmeans", "K-means"), ("gmm", "Gaussian mixture"))
-BANDS = ("B02", "B03", "B04", "B8A", "B11")
-
-
-def parse_band_numbers(text: str) -> dict[str, int] | None:
-    """"B02=1, B04=3" -> {"B02": 1, "B04": 3}; empty -> None. QgsProcessingException on bad text."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    numbers = {}
-    for item in text.replace(";", ",").split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip().upper()
-        if name.startswith("B") and len(name) == 2:
-            name = "B0" + name[1:]
-        if not sep or name not in BANDS or not value.strip().isdigit() or int(value) < 1:
-            raise QgsProcessingException(
-                f"band numbers '{text}' not understood at '{item.strip()}'; write e.g. "
-                "B02=1,B03=2,B04=3,B8A=4,B11=5 (1-based band numbers, bands B02, B03, B04, B8A, B11)")
-        numbers[name] = int(value)
-    return numbers
 
 
 class ClusterLandslidesAlgorithm(LandslideAlgorithm):
@@ -84,7 +60,6 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
     MIN_NDVI_PRE = "MIN_NDVI_PRE"
     SAMPLE_SIZE = "SAMPLE_SIZE"
     SEED = "SEED"
-    BAND_NUMBERS = "BAND_NUMBERS"
     OUTPUT_CLUSTERS = "OUTPUT_CLUSTERS"
     OUTPUT_MASK = "OUTPUT_MASK"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
@@ -118,31 +93,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                                             allowMultiple=True, defaultValue=list(DEFAULT_FEATURES)),
                  "Change features the clustering uses (standardised). They must include dNDVI and dBSI, or NDVI "
                  "and BSI of both dates, because the landslide cluster is chosen from them.")
-        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_WATER, "Exclude water", defaultValue=True),
-                 "Rule out water on either date (SCL class 6, and NDWI above 0): reservoir level changes look "
-                 "like vegetation loss.")
-        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_DARK, "Exclude SCL dark areas", defaultValue=False),
-                 "Also remove SCL class 2 (dark area / topographic shadow). Off by default: steep shaded slopes "
-                 "are where landslides are.")
-        self.add(QgsProcessingParameterRasterLayer(self.DEM, "Digital elevation model", optional=True),
-                 "Elevation in metres, any CRS and resolution (resampled onto the stack's grid). Pixels flatter "
-                 "than the minimum slope are ruled out; pixels outside the DEM count as no data.")
-        self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=15.0,
-                                              minValue=0.0, maxValue=89.0),
-                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping rule: 15°).")
-        self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover raster to exclude classes from",
-                                                   optional=True),
-                 "A class raster such as ESA WorldCover; pixels of the classes listed below are ruled out.")
-        self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Land-cover classes to exclude",
-                                              defaultValue="40,50", optional=True),
-                 "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
-                 "between dates; 50 built-up).")
-        self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI (vegetated before)",
-                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
-                                              minValue=-1.0, maxValue=1.0),
-                 "If set (e.g. 0.3), pixels that were not vegetated before the event are ruled out: a scar "
-                 "removes vegetation. Leave empty to keep every pixel.")
+        self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Sample size (pixels)",
                                               type=QgsProcessingParameterNumber.Type.Integer, defaultValue=200000,
                                               minValue=100),
@@ -153,10 +104,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                                               minValue=0),
                  "Seed of the sample and of the model's initialisation: the same seed gives the same result.",
                  advanced=True)
-        self.add(QgsProcessingParameterString(self.BAND_NUMBERS, "Band numbers (for stacks without band names)",
-                                              defaultValue="", optional=True),
-                 "Only for rasters whose bands are not described: 1-based band numbers, e.g. "
-                 "B02=1,B03=2,B04=3,B8A=4,B11=5 (the same for both stacks).", advanced=True)
+        add_band_parameters(self, "a stack")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_CLUSTERS, "Clusters"),
                  "Cluster raster (uint8): cluster 0..k-1, 255 where the pixel was not analysed.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, "Landslide mask"),
@@ -191,6 +139,14 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                               "for K-means.")
             probability_path = None
 
+        numbers = band_numbers(self, parameters, context)
+        try:
+            from ...core import indices
+
+            for stack in (pre, post):
+                report_band_choice(feedback, stack, indices.bands_for_features(features), numbers)
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"{method_label}, {n_clusters} clusters on {', '.join(features)}")
         feedback.pushInfo(f"Masks: {options.describe()}"
                           + ("" if scl_pre or scl_post else " (no SCL given: clouds are not removed)"))
@@ -201,7 +157,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                 scl_pre_path=scl_pre, scl_post_path=scl_post,
                 sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
-                band_numbers=parse_band_numbers(self.parameterAsString(parameters, self.BAND_NUMBERS, context)),
+                band_numbers=numbers,
                 progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; no output was written.") from None

@@ -14,13 +14,11 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..base import LandslideAlgorithm
-from .cluster_landslides import parse_band_numbers
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers
 
 #: Default minimum mapping unit: 1600 m² = 4 pixels at 20 m (16 at 10 m). Smaller groups are single
 #: mixed pixels at field or shadow edges more often than scars; the smallest slides that 10-20 m
@@ -63,7 +61,6 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
     PROBABILITY = "PROBABILITY"
     OPENING = "OPENING"
     MIN_AREA = "MIN_AREA"
-    BAND_NUMBERS = "BAND_NUMBERS"
     OUTPUT = "OUTPUT"
     POLYGON_COUNT = "POLYGON_COUNT"
 
@@ -94,10 +91,7 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
                                               defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0),
                  "Minimum mapping unit: groups of pixels smaller than this are dropped. 1600 m² is 4 pixels at "
                  "20 m; below that a change is usually a mixed edge pixel rather than a scar.")
-        self.add(QgsProcessingParameterString(self.BAND_NUMBERS, "Band numbers (for stacks without band names)",
-                                              defaultValue="", optional=True),
-                 "Only for stacks whose bands are not described: 1-based numbers of the red and NIR bands, e.g. "
-                 "B04=3,B8A=4.", advanced=True)
+        add_band_parameters(self, "the stacks")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, "Landslide polygons",
                                                    type=QgsProcessing.SourceType.TypeVectorPolygon),
                  "Polygons with id, area_m2, n_pixels, mean_dndvi, mean_slope and mean_prob (empty where the "
@@ -121,7 +115,7 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
         try:
             shapes = polygons.mask_to_polygons(
                 mask_path, pre_stack_path=pre, post_stack_path=post,
-                band_numbers=parse_band_numbers(self.parameterAsString(parameters, self.BAND_NUMBERS, context)),
+                band_numbers=band_numbers(self, parameters, context),
                 dem_path=self.optional_raster_path(parameters, self.DEM, context),
                 probability_path=self.optional_raster_path(parameters, self.PROBABILITY, context),
                 opening_px=opening, min_area_m2=min_area or None,

@@ -30,7 +30,7 @@ from qgis.core import (
 )
 
 from ... import dependencies
-from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, parse_classes
+from ..base import DEFAULT_MIN_NDVI_PRE, LandslideAlgorithm, add_band_parameters, band_numbers
 from ..styles import (
     GroupedStylePostProcessor,
     clusters_styler,
@@ -148,19 +148,6 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                  "Scene classification of the post-event stack when POST is a GeoTIFF.", advanced=True)
         self.add(QgsProcessingParameterExtent(self.EXTENT, "Area of interest", optional=True),
                  "Crop the products to this extent (any CRS). Empty: the whole product.")
-        self.add(QgsProcessingParameterRasterLayer(self.DEM, "Digital elevation model", optional=True),
-                 "Any CRS and resolution; resampled to the 20 m grid. Used for the slope mask and the polygons' "
-                 "mean slope.")
-        self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
-                                              QgsProcessingParameterNumber.Type.Double, 15.0, minValue=0,
-                                              maxValue=90),
-                 "With a DEM, pixels flatter than this are not landslides (rapid-mapping practice: 15°).")
-        self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover exclusion layer", optional=True),
-                 "A land-cover raster (e.g. ESA WorldCover); pixels of the classes below are excluded.")
-        self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Excluded land-cover classes",
-                                              defaultValue="40,50", optional=True),
-                 "Comma-separated class values of the exclusion layer (WorldCover: 40 cropland, 50 built-up, "
-                 "80 water).")
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE_RASTER, "Reference raster", optional=True),
                  "A landslide reference raster (1 or >0 = landslide) on any grid, for the evaluation.")
         self.add(QgsProcessingParameterFeatureSource(self.REFERENCE_VECTOR, "Reference inventory polygons",
@@ -184,18 +171,12 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue="gmm3"),
                  "The method whose mask becomes polygons and the PRIMARY_MASK output: threshold, kmeansK or gmmK "
                  "(K a count given above).")
+        self.add_mask_parameters(min_ndvi_pre=DEFAULT_MIN_NDVI_PRE)
         self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
                  "Remove clouds/shadow/snow/water (SCL, NDWI), flat ground (with a DEM), excluded land cover and "
                  "pixels not vegetated before. Off: the unmasked reference-study setup, no mask rule at all (SCL "
                  "included; only pixels without data are left out). The SCL still keeps clouds out of the "
                  "co-registration.")
-        self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI",
-                                              QgsProcessingParameterNumber.Type.Double, 0.3, minValue=-1,
-                                              maxValue=1),
-                 "A landslide removes vegetation: pixels less green than this before the event are skipped.",
-                 advanced=True)
-        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_DARK, "Exclude SCL dark areas", defaultValue=False),
-                 "SCL class 2 covers steep shaded slopes, where landslides are: kept by default.", advanced=True)
         self.add(QgsProcessingParameterBoolean(self.COREGISTER, "Co-register the post image", defaultValue=True),
                  "ECC co-registration of the post image onto the pre image (translation, coarse-to-fine). Off "
                  "only for images already aligned.", advanced=True)
@@ -270,9 +251,23 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             geometries = self._geometries_wgs84(source, context)
         optional_raster = {name: self.optional_raster_path(parameters, name, context)
                            for name in (self.DEM, self.EXCLUSION, self.PRE_SCL, self.POST_SCL)}
-        exclusion_classes = parse_classes(self.parameterAsString(parameters, self.EXCLUSION_CLASSES, context))
         aoi, aoi_crs = self.extent_as_wkt(parameters, self.EXTENT, context)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        use_masks = self.parameterAsBool(parameters, self.USE_MASKS, context)
+        options = pipeline.MappingOptions(
+            methods=tuple(methods), primary=primary,
+            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+            masks=self.mask_options(parameters, context) if use_masks else None,
+            align=pipeline.AlignOptions(
+                enabled=self.parameterAsBool(parameters, self.COREGISTER, context),
+                band=self.parameterAsString(parameters, self.ALIGN_BAND, context).strip() or "B11",
+                max_shift_px=self.parameterAsDouble(parameters, self.MAX_SHIFT, context)),
+            polygons=pipeline.PolygonOptions(
+                opening_px=self.parameterAsInt(parameters, self.OPENING, context),
+                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context)),
+            sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            band_numbers=band_numbers(self, parameters, context))
 
         steps = QgsProcessingMultiStepFeedback(1, feedback)
 
@@ -284,24 +279,10 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
 
         try:
             result = pipeline.map_landslides(
-                pre, post, folder, pre_scl=optional_raster[self.PRE_SCL], post_scl=optional_raster[self.POST_SCL],
-                methods=methods, primary=primary, aoi=aoi, aoi_crs=aoi_crs or "EPSG:4326",
-                dem=optional_raster[self.DEM], exclusion=optional_raster[self.EXCLUSION],
-                exclusion_classes=exclusion_classes, reference=reference, reference_geometries=geometries,
-                reference_crs="EPSG:4326" if geometries is not None else None,
-                use_masks=self.parameterAsBool(parameters, self.USE_MASKS, context),
-                min_slope_deg=self.parameterAsDouble(parameters, self.MIN_SLOPE, context),
-                min_ndvi_pre=self.parameterAsDouble(parameters, self.MIN_NDVI_PRE, context),
-                exclude_dark=self.parameterAsBool(parameters, self.EXCLUDE_DARK, context),
-                threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
-                coregister=self.parameterAsBool(parameters, self.COREGISTER, context),
-                align_band=self.parameterAsString(parameters, self.ALIGN_BAND, context).strip() or "B11",
-                max_shift_px=self.parameterAsDouble(parameters, self.MAX_SHIFT, context),
-                opening_px=self.parameterAsInt(parameters, self.OPENING, context),
-                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-                sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
-                seed=self.parameterAsInt(parameters, self.SEED, context),
-                band_numbers=band_numbers(self, parameters, context),
+                pre, post, folder, options, pre_scl=optional_raster[self.PRE_SCL],
+                post_scl=optional_raster[self.POST_SCL], aoi=aoi, aoi_crs=aoi_crs or "EPSG:4326",
+                dem=optional_raster[self.DEM], exclusion=optional_raster[self.EXCLUSION], reference=reference,
+                reference_geometries=geometries, reference_crs="EPSG:4326" if geometries is not None else None,
                 log=log, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; the output folder was left as it was.") from None

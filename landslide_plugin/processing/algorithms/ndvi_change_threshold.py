@@ -4,11 +4,9 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .. import styles
@@ -69,37 +67,12 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.POST_SCL, "Post-event scene classification (SCL)",
                                                    optional=True),
                  "Sentinel-2 SCL of the post-event date, co-registered with the post-event stack.")
-        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_WATER, "Exclude water", defaultValue=True),
-                 "Rule out water on either date (SCL class 6, and NDWI above the NDWI threshold): reservoir level "
-                 "changes look like vegetation loss.")
+        self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, "NDWI water threshold",
                                               type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.0,
                                               minValue=-1.0, maxValue=1.0),
                  "NDWI (McFeeters) above which a pixel counts as water on either date (0 is the usual limit).",
                  advanced=True)
-        self.add(QgsProcessingParameterBoolean(self.EXCLUDE_DARK, "Exclude SCL dark areas", defaultValue=False),
-                 "Also treat SCL class 2 (dark area / topographic shadow) as no data. Off by default: steep shaded "
-                 "slopes are where landslides are.", advanced=True)
-        self.add(QgsProcessingParameterRasterLayer(self.DEM, "Digital elevation model", optional=True),
-                 "Elevation in metres, any CRS and resolution (resampled bilinearly onto the stack's grid; slope "
-                 "by Horn's method in metres). Flatter pixels are ruled out; pixels outside the DEM are no data.")
-        self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=15.0,
-                                              minValue=0.0, maxValue=89.0),
-                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping rule: 15°).")
-        self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover raster to exclude classes from",
-                                                   optional=True),
-                 "A class raster such as ESA WorldCover (any grid; nearest neighbour); pixels of the classes "
-                 "listed below are ruled out.")
-        self.add(QgsProcessingParameterString(self.EXCLUSION_CLASSES, "Land-cover classes to exclude",
-                                              defaultValue="40,50", optional=True),
-                 "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
-                 "between dates; 50 built-up).")
-        self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI (vegetated before)",
-                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
-                                              minValue=-1.0, maxValue=1.0),
-                 "If set (e.g. 0.3), pixels that were not vegetated before the event are ruled out. Leave empty "
-                 "to keep every pixel.")
         add_band_parameters(self, "a stack")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Landslide mask (NDVI change)"),
                  "uint8: 1 landslide, 0 not landslide or ruled out by a mask, 255 no data.")
