@@ -423,36 +423,11 @@ def fourier_shift(image: np.ndarray, dx: float, dy: float, *, outside: float = n
 # files
 # ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Grid:
-    crs: object
-    transform: object
-    width: int
-    height: int
-
-    @classmethod
-    def of(cls, src) -> _Grid:
-        return cls(src.crs, src.transform, src.width, src.height)
-
-    def same_as(self, other: _Grid) -> bool:
-        if (self.width, self.height) != (other.width, other.height):
-            return False
-        if not self.transform.almost_equals(other.transform, precision=1e-6 * max(abs(self.transform.a), 1)):
-            return False
-        if self.crs is None or other.crs is None:
-            return self.crs is None and other.crs is None
-        return self.crs == other.crs
-
-    def describe(self) -> str:
-        crs = self.crs.to_string() if self.crs else "no CRS"
-        return f"{crs}, {abs(self.transform.a):g} x {abs(self.transform.e):g} units, {self.width} x {self.height} px"
-
-
 @contextlib.contextmanager
-def _on_grid(path, grid: _Grid, resampling: Resampling, what: str, messages: list) -> Iterator:
+def _on_grid(path, grid: rasters.Grid, resampling: Resampling, what: str, messages: list) -> Iterator:
     """The raster at ``path`` read on ``grid``: itself, or a warped view (GDAL, block by block)."""
     with rasterio.open(path) as src:
-        own = _Grid.of(src)
+        own = rasters.Grid.of(src)
         if own.same_as(grid):
             yield src
             return
@@ -537,7 +512,7 @@ def coregister_stack(
     mov_index = rasters.find_bands(moving_stack_path, [band], fallback)[band]
 
     with rasterio.open(reference_stack_path) as ref:
-        grid = _Grid.of(ref)
+        grid = rasters.Grid.of(ref)
         reference = _read_float(ref, ref_index)
     rasters.check_cancelled(is_cancelled)
     valid = np.ones(reference.shape, bool)
@@ -600,7 +575,7 @@ def coregister_stack(
     return result
 
 
-def _profile(grid: _Grid) -> dict:
+def _profile(grid: rasters.Grid) -> dict:
     return {"crs": grid.crs, "transform": grid.transform, "width": grid.width, "height": grid.height}
 
 

@@ -84,7 +84,7 @@ class ThresholdDetector(Detector):
 
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
-        self.threshold = masks._check_threshold(spec.threshold)
+        self.threshold = masks.check_threshold(spec.threshold)
 
     def predict(self, features):
         with np.errstate(invalid="ignore"):
@@ -266,7 +266,7 @@ def detect(
     missing = [m.name for m in methods if m.name not in outputs]
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
-    features = idx._check_names(inputs.features, idx.ALL_FEATURES, "feature")
+    features = idx.check_names(inputs.features, idx.ALL_FEATURES, "feature")
     if "dNDVI" not in features and any(m.kind == "threshold" for m in methods):
         features = (*features, "dNDVI")
     detectors = {m.name: m.detector() for m in methods}
@@ -286,11 +286,11 @@ def detect(
     _check_inputs(pre_path, post_path, inputs, options)
     needed = tuple(b for b in idx.REQUIRED_BANDS
                    if b in set(idx.bands_for_features(features)) | set(masks.bands_for_mask(options)))
-    fallback = idx._band_fallback(inputs.band_numbers)
+    fallback = idx.band_fallback(inputs.band_numbers)
     pre_bands = rasters.find_bands(pre_path, needed, fallback=fallback)
     post_bands = rasters.find_bands(post_path, needed, fallback=fallback)
-    grid = masks._grid(pre_path)
-    windows = list(rasters.row_windows(grid["height"], grid["width"], BLOCK_ROWS))
+    grid = rasters.Grid.from_path(pre_path)
+    windows = list(rasters.row_windows(grid.height, grid.width, BLOCK_ROWS))
     no_data_code = masks.REASONS.index("no_data") + 1
     results = {m.name: MethodResult(m, detectors[m.name]) for m in methods}
     description = options.describe() if with_rules else "none"
@@ -324,7 +324,7 @@ def detect(
         dates = (pre.tags().get("SENSING_DATE", ""), post.tags().get("SENSING_DATE", ""))
 
         # -- pass 1: features and codes once; one shared sample; without fitted methods, the maps too
-        codes = np.zeros((grid["height"], grid["width"]), dtype=np.uint8)
+        codes = np.zeros((grid.height, grid.width), dtype=np.uint8)
         sample = None
         if fitted:
             from .clustering import ReservoirSample
@@ -469,14 +469,14 @@ def _check_inputs(pre_path, post_path, inputs: DetectionInputs, options: masks.M
 def _on_grid(path, grid, window, dtype, fill):
     if not path:
         return None
-    return masks.read_on_grid(path, grid, window, dtype=dtype, fill=fill)
+    return rasters.read_on_grid(path, grid, window, dtype=dtype, fill=fill)
 
 
 def _slope(options: masks.MaskOptions, like_path, grid, window):
     if options.slope_path:
         from rasterio.enums import Resampling
 
-        return masks.read_on_grid(options.slope_path, grid, window, resampling=Resampling.bilinear)
+        return rasters.read_on_grid(options.slope_path, grid, window, resampling=Resampling.bilinear)
     if options.dem_path:
         return masks.slope_on_grid(options.dem_path, like_path, window=window)
     return None

@@ -319,20 +319,8 @@ def _components(mask: np.ndarray, offset: int) -> np.ndarray:
 # -- the reference: raster (any grid) or inventory polygons -----------------------------------
 
 
-@dataclass(frozen=True)
-class Grid:
-    crs: Any
-    transform: Any
-    width: int
-    height: int
-
-    @classmethod
-    def of(cls, dataset) -> Grid:
-        return cls(dataset.crs, dataset.transform, dataset.width, dataset.height)
-
-    def same_as(self, other: Grid) -> bool:
-        return (self.crs == other.crs and self.width == other.width and self.height == other.height
-                and self.transform.almost_equals(other.transform, precision=1e-9))
+#: The grid type of the core (``rasters.Grid``), under the name this module has always used.
+Grid = rasters.Grid
 
 
 class _RasterReference:

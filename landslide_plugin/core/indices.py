@@ -121,7 +121,7 @@ def difference(pre, post) -> np.ndarray:
 
 
 # -- which bands a request needs ----------------------------------------------------------------------
-def _check_names(names: Sequence[str], known: Sequence[str], what: str) -> tuple[str, ...]:
+def check_names(names: Sequence[str], known: Sequence[str], what: str) -> tuple[str, ...]:
     if isinstance(names, str):
         names = (names,)
     names = tuple(names)
@@ -139,7 +139,7 @@ def normalise_index_names(indices: Sequence[str]) -> tuple[str, ...]:
     """Index names in canonical spelling ("ndvi" -> "NDVI"); ValueError for unknown ones."""
     if isinstance(indices, str):
         indices = (indices,)
-    return _check_names([str(i).strip().upper() for i in indices], INDICES, "index")
+    return check_names([str(i).strip().upper() for i in indices], INDICES, "index")
 
 
 def bands_for_indices(indices: Sequence[str]) -> tuple[str, ...]:
@@ -149,7 +149,7 @@ def bands_for_indices(indices: Sequence[str]) -> tuple[str, ...]:
 
 
 def indices_for_features(names: Sequence[str]) -> tuple[str, ...]:
-    names = _check_names(names, ALL_FEATURES, "feature")
+    names = check_names(names, ALL_FEATURES, "feature")
     needed = {index for name in names for index in _FEATURE_INDICES[name]}
     return tuple(i for i in INDICES if i in needed)
 
@@ -160,7 +160,7 @@ def bands_for_features(names: Sequence[str] = FEATURES) -> tuple[str, ...]:
 
 
 # -- block-level computations ------------------------------------------------------------------------
-def _band(block: Mapping[str, np.ndarray], name: str, date: str) -> np.ndarray:
+def band_of(block: Mapping[str, np.ndarray], name: str, date: str) -> np.ndarray:
     try:
         return block[name]
     except KeyError:
@@ -174,12 +174,12 @@ def compute_indices(block: Mapping[str, np.ndarray], indices: Sequence[str] = IN
     out = {}
     for name in normalise_index_names(indices):
         if name == "NDVI":
-            out[name] = ndvi(_band(block, "B04", date), _band(block, "B8A", date), clip=clip)
+            out[name] = ndvi(band_of(block, "B04", date), band_of(block, "B8A", date), clip=clip)
         elif name == "BSI":
-            out[name] = bare_soil_index(_band(block, "B02", date), _band(block, "B04", date),
-                                        _band(block, "B8A", date), _band(block, "B11", date), clip=clip)
+            out[name] = bare_soil_index(band_of(block, "B02", date), band_of(block, "B04", date),
+                                        band_of(block, "B8A", date), band_of(block, "B11", date), clip=clip)
         else:
-            out[name] = ndwi(_band(block, "B03", date), _band(block, "B8A", date), clip=clip)
+            out[name] = ndwi(band_of(block, "B03", date), band_of(block, "B8A", date), clip=clip)
     return out
 
 
@@ -195,7 +195,7 @@ def change_features(
     ``pre`` and ``post`` map band names (``REQUIRED_BANDS``) to reflectance arrays of the same shape.
     dX = X_post - X_pre; rdNDVI as in relative_dndvi.
     """
-    names = _check_names(names, ALL_FEATURES, "feature")
+    names = check_names(names, ALL_FEATURES, "feature")
     needed = indices_for_features(names)
     before = compute_indices(pre, needed, clip=clip, date="pre-event")
     after = compute_indices(post, needed, clip=clip, date="post-event")
@@ -241,7 +241,7 @@ def check_same_grid(path_a, path_b, *, what_a: str = "pre-event image", what_b: 
             "(or resample one onto the other) first.")
 
 
-def _band_fallback(band_numbers: Mapping[str, int] | None) -> dict[str, int] | None:
+def band_fallback(band_numbers: Mapping[str, int] | None) -> dict[str, int] | None:
     if not band_numbers:
         return None
     return {k: int(v) for k, v in band_numbers.items() if v is not None and int(v) > 0}
@@ -263,7 +263,7 @@ def write_indices(
     is used for rasters without descriptions. Returns ``out_path``.
     """
     indices = normalise_index_names(indices)
-    bands = rasters.find_bands(stack_path, bands_for_indices(indices), fallback=_band_fallback(band_numbers))
+    bands = rasters.find_bands(stack_path, bands_for_indices(indices), fallback=band_fallback(band_numbers))
     with rasterio.open(stack_path) as src:
         profile = rasters.geotiff_profile(src.profile, len(indices))
         tags = {k: v for k, v in src.tags().items() if k in ("SENSING_DATE", "TILE", "PRODUCT", "BASELINE")}
@@ -297,10 +297,10 @@ def write_change_features(
     The two stacks must be on the same grid (ValueError otherwise). Output bands are described by
     feature name; tags PRE_DATE and POST_DATE carry the stacks' SENSING_DATE. Returns ``out_path``.
     """
-    names = _check_names(names, ALL_FEATURES, "feature")
+    names = check_names(names, ALL_FEATURES, "feature")
     check_same_grid(pre_stack_path, post_stack_path)
     needed = bands_for_features(names)
-    fallback = _band_fallback(band_numbers)
+    fallback = band_fallback(band_numbers)
     pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
     post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
     with rasterio.open(pre_stack_path) as pre, rasterio.open(post_stack_path) as post:

@@ -13,7 +13,6 @@ counts per reason therefore add up to the removed pixels, and algorithms log the
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.warp import reproject
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 from . import indices as idx
 from . import rasters
@@ -89,11 +86,6 @@ def vegetated_before(ndvi_pre, threshold: float = VEGETATED_NDVI) -> np.ndarray:
 
 
 # -- slope --------------------------------------------------------------------------------------------
-def pixel_size(transform) -> tuple[float, float]:
-    """(x, y) pixel size in the grid's units, rotation included."""
-    return math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
-
-
 def slope_degrees(dem: np.ndarray, transform) -> np.ndarray:
     """Slope in degrees by Horn's (1981) method, pixel size from ``transform`` (units of the DEM: metres).
 
@@ -106,7 +98,7 @@ def slope_degrees(dem: np.ndarray, transform) -> np.ndarray:
     z = np.asarray(dem, dtype=np.float64)
     if z.ndim != 2:
         raise ValueError(f"slope_degrees needs a 2-D elevation array, got shape {z.shape}")
-    dx, dy = pixel_size(transform)
+    dx, dy = rasters.pixel_size(transform)
     if not (dx > 0 and dy > 0):
         raise ValueError(f"the DEM grid has no valid pixel size ({transform})")
     padded = np.pad(z, 1, mode="constant", constant_values=np.nan)
@@ -135,51 +127,8 @@ def slope_degrees(dem: np.ndarray, transform) -> np.ndarray:
     return slope.astype(np.float32)
 
 
-def _grid(like) -> dict:
-    with rasterio.open(like) as src:
-        return {"crs": src.crs, "transform": src.transform, "width": src.width, "height": src.height}
-
-
-def read_on_grid(path, grid: Mapping, window: Window | None = None, *, resampling=Resampling.nearest,
-                 dtype="float32", fill=np.nan, band: int = 1) -> np.ndarray:
-    """Band ``band`` of ``path`` resampled onto ``window`` of ``grid`` (crs, transform, width, height).
-
-    Where ``path`` is already on the grid this is a plain windowed read. Pixels outside ``path`` or on its
-    nodata get ``fill``. ``window`` may reach beyond the grid (halos for neighbourhood operations).
-    """
-    if window is None:
-        window = Window(0, 0, grid["width"], grid["height"])
-    height, width = int(window.height), int(window.width)
-    with rasterio.open(path) as src:
-        same_grid = (src.crs == grid["crs"] and src.transform.almost_equals(grid["transform"])
-                     and (src.width, src.height) == (grid["width"], grid["height"]))
-        inside = (window.col_off >= 0 and window.row_off >= 0 and window.col_off + width <= grid["width"]
-                  and window.row_off + height <= grid["height"])
-        if same_grid and inside:
-            raw = src.read(band, window=window)
-            data = raw.astype(dtype)
-            if src.nodata is not None and not np.isnan(src.nodata):
-                data[raw == src.nodata] = fill
-            return data
-        destination = np.full((height, width), fill, dtype=dtype)
-        reproject(
-            source=rasterio.band(src, band),
-            destination=destination,
-            src_nodata=src.nodata,
-            dst_transform=window_transform(window, grid["transform"]),
-            dst_crs=grid["crs"],
-            dst_nodata=fill,
-            resampling=resampling,
-            # Plain bilinear/nearest sampling at every block size: GDAL otherwise widens the kernel by
-            # a scale it estimates per chunk, and neighbouring blocks would disagree slightly.
-            XSCALE=1,
-            YSCALE=1,
-        )
-        return destination
-
-
 def _check_metric(grid: Mapping, what: str) -> None:
-    crs = grid["crs"]
+    crs = grid.crs
     if crs is None or crs.is_geographic:
         raise ValueError(
             f"the {what} is in geographic coordinates ({crs}); slope needs a grid in metres. "
@@ -193,13 +142,13 @@ def slope_on_grid(dem_path, like_path, *, window: Window | None = None) -> np.nd
     seamlessly, then Horn's method runs on that metric grid. A geographic DEM (EPSG:4326) is thereby
     measured in metres, not degrees. Pixels the DEM does not cover are NaN.
     """
-    grid = _grid(like_path)
+    grid = rasters.Grid.from_path(like_path)
     _check_metric(grid, f"analysis grid ({os.fspath(like_path)})")
     if window is None:
-        window = Window(0, 0, grid["width"], grid["height"])
+        window = Window(0, 0, grid.width, grid.height)
     halo = Window(window.col_off - 1, window.row_off - 1, window.width + 2, window.height + 2)
-    dem = read_on_grid(dem_path, grid, halo, resampling=Resampling.bilinear, dtype="float32")
-    slope = slope_degrees(dem, grid["transform"])
+    dem = rasters.read_on_grid(dem_path, grid, halo, resampling=Resampling.bilinear, dtype="float32")
+    slope = slope_degrees(dem, grid.transform)
     return slope[1:-1, 1:-1]
 
 
@@ -207,10 +156,11 @@ def write_slope(dem_path, like_path, out_path, *, progress=None, is_cancelled=No
     """Write the slope (degrees, float32, NaN = no DEM) of ``dem_path`` on the grid of ``like_path``."""
     if not os.path.exists(os.fspath(dem_path)):
         raise FileNotFoundError(f"DEM {os.fspath(dem_path)} does not exist")
-    grid = _grid(like_path)
+    grid = rasters.Grid.from_path(like_path)
     _check_metric(grid, f"analysis grid ({os.fspath(like_path)})")
-    profile = rasters.geotiff_profile(grid, 1)
-    windows = list(rasters.row_windows(grid["height"], grid["width"]))
+    profile = rasters.geotiff_profile({"crs": grid.crs, "transform": grid.transform, "width": grid.width,
+                                       "height": grid.height}, 1)
+    windows = list(rasters.row_windows(grid.height, grid.width))
     with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.set_band_description(1, "slope_deg")
         for n, window in enumerate(windows):
@@ -229,7 +179,8 @@ def exclusion_from_raster(path, like_path, classes: Sequence[int], *, window: Wi
     classes = [int(c) for c in classes]
     if not classes:
         raise ValueError(f"no classes given to exclude from {os.fspath(path)}; list the class values, e.g. 40")
-    values = read_on_grid(path, _grid(like_path), window, resampling=Resampling.nearest, dtype="float64")
+    grid = rasters.Grid.from_path(like_path)
+    values = rasters.read_on_grid(path, grid, window, resampling=Resampling.nearest, dtype="float64")
     return np.isin(values, classes)
 
 
@@ -332,9 +283,9 @@ def mask_codes(
         if options.use_scl and (scl_pre is not None or scl_post is not None):
             assign("water", ~scl_valid(scl_pre, scl_post, exclude_dark=False, exclude_water=True))
         if options.ndwi_water_threshold is not None:
-            ndwi_pre = idx.ndwi(idx._band(pre_block, "B03", "pre-event"), idx._band(pre_block, "B8A", "pre-event"))
-            ndwi_post = idx.ndwi(idx._band(post_block, "B03", "post-event"),
-                                 idx._band(post_block, "B8A", "post-event"))
+            ndwi_pre = idx.ndwi(idx.band_of(pre_block, "B03", "pre-event"), idx.band_of(pre_block, "B8A", "pre-event"))
+            ndwi_post = idx.ndwi(idx.band_of(post_block, "B03", "post-event"),
+                                 idx.band_of(post_block, "B8A", "post-event"))
             # Topographic shadow also has NDWI > 0 (skylight is blue; on the real Barbellino crop 84 % of
             # SCL "dark area" pixels do): where a date's SCL says shadow, its NDWI does not make water.
             if scl_pre is not None:
@@ -355,7 +306,7 @@ def mask_codes(
     if exclusion is not None:
         assign("exclusion", np.asarray(exclusion, dtype=bool))
     if options.min_ndvi_pre is not None:
-        ndvi_pre = idx.ndvi(idx._band(pre_block, "B04", "pre-event"), idx._band(pre_block, "B8A", "pre-event"))
+        ndvi_pre = idx.ndvi(idx.band_of(pre_block, "B04", "pre-event"), idx.band_of(pre_block, "B8A", "pre-event"))
         assign("not_vegetated", ~vegetated_before(ndvi_pre, options.min_ndvi_pre))
     return codes
 
@@ -392,7 +343,7 @@ def apply_codes(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 # -- the NDVI-change threshold baseline ---------------------------------------------------------------
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
     threshold = float(threshold)
     if not -2.0 < threshold < 0.0:
         raise ValueError(
@@ -403,23 +354,10 @@ def _check_threshold(threshold: float) -> float:
 
 def threshold_mask(dndvi, threshold: float = -0.2) -> np.ndarray:
     """uint8: 1 where dNDVI < ``threshold`` (NDVI dropped by more than |threshold|), 0 otherwise, 255 at NaN."""
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     d = np.asarray(dndvi, dtype=np.float32)
     out = np.zeros(d.shape, dtype=np.uint8)
     with np.errstate(invalid="ignore"):
         out[d < threshold] = 1
     out[np.isnan(d)] = 255
     return out
-
-
-def pixel_area_m2(path) -> float:
-    """Area of one pixel in m²: exact for projected CRSs, at the raster's centre latitude for geographic."""
-    with rasterio.open(path) as src:
-        dx, dy = pixel_size(src.transform)
-        crs = src.crs
-        if crs is not None and crs.is_geographic:
-            lat = math.radians(src.xy(src.height // 2, src.width // 2)[1])
-            metres_per_degree = 6371008.8 * math.pi / 180.0
-            return dx * metres_per_degree * math.cos(lat) * dy * metres_per_degree
-        factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
-    return dx * dy * factor * factor

@@ -117,14 +117,6 @@ def clean_mask(
     return out
 
 
-def pixel_area(transform, crs) -> float:
-    """Area of one pixel in m²; a geographic CRS is refused (its pixels have no fixed area)."""
-    if crs is not None and crs.is_geographic:
-        raise ValueError("the mask is in a geographic CRS (degrees); areas need a projected CRS such as the "
-                         "Sentinel-2 tile's UTM zone: reproject the mask first")
-    return abs(transform.a * transform.e - transform.b * transform.d)
-
-
 def _check_grid(path: str, like, label: str) -> None:
     with rasterio.open(path) as src:
         same = (src.width, src.height) == (like.width, like.height) and src.transform.almost_equals(like.transform)
@@ -205,7 +197,7 @@ def mask_to_polygons(
             raise ValueError(f"{mask_path} has {src.count} bands; a landslide mask has one band (1/0/255)")
         grid = src.profile
         transform, crs = src.transform, src.crs
-        area = pixel_area(transform, crs)
+        area = rasters.pixel_area_m2(transform, crs)
         mask = _validate_mask(src.read(1))
         for path, label in ((dndvi_path, "dNDVI raster"), (pre_stack_path, "pre-event stack"),
                             (post_stack_path, "post-event stack"), (slope_path, "slope raster"),

@@ -33,7 +33,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from . import products
+from . import products, rasters
 from .masks import INVALID_SCL
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -222,15 +222,15 @@ def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands) -> Foo
                 info.band_file(band)
     except ValueError as error:
         raise InputError(f"The {label} cannot be used: {_sentence(str(error))}") from error
-    infos, _ = products._newest_per_tile(infos)
+    infos, _ = products.newest_per_tile(infos)
     resolution = products.RESOLUTION
 
     rings = None
     if aoi is not None:
         try:
-            rings = products._aoi_ring(aoi)
+            rings = products.aoi_rings(aoi)
             aoi_crs = CRS.from_user_input(aoi_crs)
-            aoi_boxes = [products._ring_bounds(rings, aoi_crs, info.crs) for info in infos]
+            aoi_boxes = [products.ring_bounds(rings, aoi_crs, info.crs) for info in infos]
         except (ValueError, CRSError, OSError) as error:
             raise InputError(f"The area of interest cannot be used: {_sentence(str(error))}") from error
         overlaps = [_intersection_area(box, info.bounds) for box, info in zip(aoi_boxes, infos)]
@@ -246,7 +246,7 @@ def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands) -> Foo
     left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
     right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
     if rings is not None:
-        a_left, a_bottom, a_right, a_top = products._ring_bounds(rings, aoi_crs, crs)
+        a_left, a_bottom, a_right, a_top = products.ring_bounds(rings, aoi_crs, crs)
         left, bottom, right, top = max(left, a_left), max(bottom, a_bottom), min(right, a_right), min(top, a_top)
     origin_x, origin_y = reference.transform.c, reference.transform.f
     eps = 1e-6
@@ -271,7 +271,7 @@ def _intersection_area(a, b) -> float:
 def _aoi_misses(label: str, rings, aoi_crs: CRS, infos) -> str:
     wgs84 = CRS.from_epsg(4326)
     try:
-        area = _extent(products._ring_bounds(rings, aoi_crs, wgs84), wgs84)
+        area = _extent(products.ring_bounds(rings, aoi_crs, wgs84), wgs84)
         boxes = [transform_bounds(i.crs, wgs84, *i.bounds, densify_pts=21) for i in infos]
         image = _extent((min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                          max(b[3] for b in boxes)), wgs84)
@@ -321,12 +321,7 @@ def check_overlap(pre: Footprint, post: Footprint) -> None:
 # -- prepared stacks and their SCL -----------------------------------------------------------------------
 
 
-def _norm_band(text: str) -> str:
-    # as rasters.find_bands: case-insensitive, "B2" == "B02"
-    text = text.strip().upper()
-    if len(text) >= 3 and text[0] == "B" and text[1] == "0":
-        text = "B" + text[2:]
-    return text
+
 
 
 def _parameter(band: str) -> str:
@@ -362,10 +357,10 @@ def check_stack(path, label: str, *, needed_bands: Sequence[str],
                          "slopes need metres: reproject it to its UTM zone (Raster > Projections > Warp) and run "
                          "again.")
     numbers = {k: int(v) for k, v in (band_numbers or {}).items() if v is not None and int(v) > 0}
-    by_name = {_norm_band(d): i + 1 for i, d in enumerate(descriptions) if d}
+    by_name = {rasters.normalise_band_name(d): i + 1 for i, d in enumerate(descriptions) if d}
     missing, beyond = [], []
     for band in needed_bands:
-        if _norm_band(band) in by_name:
+        if rasters.normalise_band_name(band) in by_name:
             continue
         if band in numbers:
             if numbers[band] > count:

@@ -542,17 +542,17 @@ def _plan(products, bands, aoi, aoi_crs) -> _Plan:
         listing = "; ".join(f"{i.name} is {i.sensing_date.isoformat()}" for i in infos)
         raise ValueError(f"products of different dates in one call ({listing}); prepare each date separately "
                          "(one run for the pre-event image, one for the post-event image)")
-    infos, notes = _newest_per_tile(infos)
+    infos, notes = newest_per_tile(infos)
     for info in infos:
         for band in (*bands, "SCL"):
             info.band_file(band)  # fail early, naming the band and the product
     ring = None
     if aoi is not None:
-        ring = _aoi_ring(aoi)
+        ring = aoi_rings(aoi)
         aoi_crs = CRS.from_user_input(aoi_crs)
         overlaps = [_overlap_area(info, ring, aoi_crs) for info in infos]
         if max(overlaps) <= 0:
-            west, south, east, north = _ring_bounds(ring, aoi_crs, CRS.from_epsg(4326))
+            west, south, east, north = ring_bounds(ring, aoi_crs, CRS.from_epsg(4326))
             covers = "; ".join(
                 f"{i.name} covers lon {b[0]:.4f}..{b[2]:.4f}, lat {b[1]:.4f}..{b[3]:.4f}"
                 for i in infos for b in [transform_bounds(i.crs, "EPSG:4326", *i.bounds, densify_pts=21)])
@@ -570,7 +570,7 @@ def _plan(products, bands, aoi, aoi_crs) -> _Plan:
     crs = reference.crs
     left, bottom, right, top = _union_bounds(infos, crs)
     if ring is not None:
-        a_left, a_bottom, a_right, a_top = _ring_bounds(ring, aoi_crs, crs)
+        a_left, a_bottom, a_right, a_top = ring_bounds(ring, aoi_crs, crs)
         left, bottom, right, top = max(left, a_left), max(bottom, a_bottom), min(right, a_right), min(top, a_top)
     origin_x, origin_y = reference.transform.c, reference.transform.f
     eps = 1e-6
@@ -585,7 +585,7 @@ def _plan(products, bands, aoi, aoi_crs) -> _Plan:
                  notes=tuple(notes))
 
 
-def _newest_per_tile(infos: list[ProductInfo]) -> tuple[list[ProductInfo], list[str]]:
+def newest_per_tile(infos: list[ProductInfo]) -> tuple[list[ProductInfo], list[str]]:
     """The same tile and date twice (original and reprocessed): keep the newest processing baseline."""
     kept: dict[str, ProductInfo] = {}
     notes = []
@@ -606,15 +606,15 @@ def _newest_per_tile(infos: list[ProductInfo]) -> tuple[list[ProductInfo], list[
 # -- area of interest ------------------------------------------------------------------------------------
 
 
-def _aoi_ring(aoi) -> list[list[tuple[float, float]]]:
+def aoi_rings(aoi) -> list[list[tuple[float, float]]]:
     """Rings of the area of interest as lists of (x, y): from a box, GeoJSON, WKT or a GeoJSON file."""
     if isinstance(aoi, (str, os.PathLike)):
         text = os.fspath(aoi).strip()
         if os.path.isfile(text):
             with open(text, encoding="utf-8") as handle:
-                return _aoi_ring(json.load(handle))
+                return aoi_rings(json.load(handle))
         if text.startswith("{"):
-            return _aoi_ring(json.loads(text))
+            return aoi_rings(json.loads(text))
         return _wkt_rings(text)
     if isinstance(aoi, dict):
         rings = _geojson_rings(aoi)
@@ -679,7 +679,7 @@ def _densified(rings, steps: int = 16) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _ring_bounds(rings, src_crs, dst_crs) -> tuple[float, float, float, float]:
+def ring_bounds(rings, src_crs, dst_crs) -> tuple[float, float, float, float]:
     xs, ys = _densified(rings)
     if CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
         xs, ys = transform(src_crs, dst_crs, xs, ys)
@@ -691,7 +691,7 @@ def _ring_bounds(rings, src_crs, dst_crs) -> tuple[float, float, float, float]:
 
 
 def _overlap_area(info: ProductInfo, rings, aoi_crs) -> float:
-    left, bottom, right, top = _ring_bounds(rings, aoi_crs, info.crs)
+    left, bottom, right, top = ring_bounds(rings, aoi_crs, info.crs)
     p_left, p_bottom, p_right, p_top = info.bounds
     width = min(right, p_right) - max(left, p_left)
     height = min(top, p_top) - max(bottom, p_bottom)

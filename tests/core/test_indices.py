@@ -173,8 +173,8 @@ def test_real_barbellino_indices_are_bounded_and_water_is_wet(realdata):
     scl = folder / "S2A2A_20190723_022_Barbellino_SCL_10.tif"
     with rasterio.open(boa) as src:
         data = src.read().astype("float32") / 10000.0
-        grid = {"crs": src.crs, "transform": src.transform, "width": src.width, "height": src.height}
-    from landslide_plugin.core.masks import read_on_grid
+        grid = rasters.Grid.of(src)
+    from landslide_plugin.core.rasters import read_on_grid
 
     classes = read_on_grid(scl, grid, dtype="uint8", fill=0)
     # Band order B01, B02, B03, B04, B05, B06, B07, B08, B09, B11, B12.

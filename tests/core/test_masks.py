@@ -265,7 +265,7 @@ def test_write_threshold_mask_clear_errors(tmp_path):
 
 
 def test_pixel_area(tmp_path):
-    assert masks.pixel_area_m2(write(tmp_path / "a.tif", np.zeros((4, 4)))) == pytest.approx(400.0)
+    assert rasters.Grid.from_path(write(tmp_path / "a.tif", np.zeros((4, 4)))).pixel_area_m2() == pytest.approx(400.0)
 
 
 def test_ndwi_does_not_turn_scl_shadow_into_water():
@@ -290,10 +290,10 @@ def test_real_barbellino_lake_masked_shadows_kept(realdata):
             data = src.read().astype("float32")
             data[data == src.nodata] = np.nan
             data /= 10000.0
-            grid = {"crs": src.crs, "transform": src.transform, "width": src.width, "height": src.height}
+            grid = rasters.Grid.of(src)
         blocks_.append({"B02": data[1], "B03": data[2], "B04": data[3], "B8A": data[7], "B11": data[9]})
-        scls.append(masks.read_on_grid(folder / f"S2A2A_{date}_022_Barbellino_SCL_10.tif", grid, dtype="uint8",
-                                       fill=0))
+        scls.append(rasters.read_on_grid(folder / f"S2A2A_{date}_022_Barbellino_SCL_10.tif", grid, dtype="uint8",
+                                         fill=0))
     codes = masks.mask_codes(blocks_[0], blocks_[1], scl_pre=scls[0], scl_post=scls[1])
     water = masks.REASONS.index("water") + 1
     lake = (scls[0] == 6) | (scls[1] == 6)

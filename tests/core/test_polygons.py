@@ -8,7 +8,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from landslide_plugin.core import polygons
+from landslide_plugin.core import polygons, rasters
 from landslide_plugin.core.polygons import clean_mask, mask_to_polygons, write_polygons_geojson
 
 TRANSFORM = from_origin(500000.0, 4100000.0, 20.0, 20.0)
@@ -202,7 +202,7 @@ def test_geojson_has_features_properties_and_named_crs(scene, tmp_path):
 
 
 def test_pixel_area_and_minimum_pixels():
-    assert polygons.pixel_area(TRANSFORM, rasterio.crs.CRS.from_user_input(CRS)) == 400.0
+    assert rasters.pixel_area_m2(TRANSFORM, rasterio.crs.CRS.from_user_input(CRS)) == 400.0
     assert polygons.minimum_pixels(3, 1600, 400) == 4
     assert polygons.minimum_pixels(6, 1600, 400) == 6
     assert polygons.minimum_pixels(None, 1601, 400) == 5

@@ -81,7 +81,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
-        from ...core import detection, indices, masks
+        from ...core import detection, indices, masks, rasters
         from ...core.rasters import Cancelled
 
         pre = self.raster_path(parameters, self.PRE, context)
@@ -106,7 +106,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                 pre, post, out_path, threshold=threshold, scl_pre_path=scl_pre, scl_post_path=scl_post,
                 options=options, band_numbers=numbers, progress=feedback.setProgress,
                 is_cancelled=feedback.isCanceled)
-            area = counts["landslide"] * masks.pixel_area_m2(out_path)
+            area = counts["landslide"] * rasters.Grid.from_path(out_path).pixel_area_m2()
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; no output was written.") from None
         except (ValueError, FileNotFoundError) as exc:
