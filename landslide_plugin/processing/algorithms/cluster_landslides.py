@@ -14,6 +14,7 @@ from qgis.core import (
 
 from .. import styles
 from ..base import LandslideAlgorithm
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER
 
 #: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
@@ -110,7 +111,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "K-means: fast, hard clusters. Gaussian mixture: clusters of any shape and orientation, and a "
                  "probability layer for the landslide cluster.")
         self.add(QgsProcessingParameterNumber(self.CLUSTERS, "Number of clusters",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=3,
+                                              type=NUMBER_INTEGER, defaultValue=3,
                                               minValue=2, maxValue=254),
                  "How many clusters to form (at least 2). With 2 the landslide cluster takes in every change; "
                  "3 to 6 separate scars from other changes better.")
@@ -128,7 +129,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "Elevation in metres, any CRS and resolution (resampled onto the stack's grid). Pixels flatter "
                  "than the minimum slope are ruled out; pixels outside the DEM count as no data.")
         self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=15.0,
+                                              type=NUMBER_DOUBLE, defaultValue=15.0,
                                               minValue=0.0, maxValue=89.0),
                  "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping rule: 15°).")
         self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover raster to exclude classes from",
@@ -139,17 +140,17 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
                  "between dates; 50 built-up).")
         self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI (vegetated before)",
-                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
+                                              type=NUMBER_DOUBLE, optional=True,
                                               minValue=-1.0, maxValue=1.0),
                  "If set (e.g. 0.3), pixels that were not vegetated before the event are ruled out: a scar "
                  "removes vegetation. Leave empty to keep every pixel.")
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Sample size (pixels)",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=200000,
+                                              type=NUMBER_INTEGER, defaultValue=200000,
                                               minValue=100),
                  "Number of randomly sampled valid pixels the model is fitted on; every pixel is then classified.",
                  advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
+                                              type=NUMBER_INTEGER, defaultValue=0,
                                               minValue=0),
                  "Seed of the sample and of the model's initialisation: the same seed gives the same result.",
                  advanced=True)
@@ -164,8 +165,8 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_PROBABILITY, "Landslide probability (GMM)",
                                                          optional=True, createByDefault=False),
                  "Gaussian mixture only: posterior probability of the landslide cluster (float32).")
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_CLUSTER, "Landslide cluster"))
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_CLUSTER, "Landslide cluster"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()

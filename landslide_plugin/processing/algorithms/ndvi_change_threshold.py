@@ -13,6 +13,7 @@ from qgis.core import (
 
 from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
+from ..compat import NUMBER_DOUBLE
 
 
 class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
@@ -58,7 +59,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Sentinel-2 L2A reflectance after the event, co-registered to and on the same grid as the "
                  "pre-event stack.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=-0.2,
+                                              type=NUMBER_DOUBLE, defaultValue=-0.2,
                                               minValue=-1.99, maxValue=-0.01),
                  "Pixels whose NDVI change (post − pre) is below this negative value are flagged: −0.2 means NDVI "
                  "fell by more than 0.2.")
@@ -73,7 +74,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Rule out water on either date (SCL class 6, and NDWI above the NDWI threshold): reservoir level "
                  "changes look like vegetation loss.")
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, "NDWI water threshold",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.0,
+                                              type=NUMBER_DOUBLE, defaultValue=0.0,
                                               minValue=-1.0, maxValue=1.0),
                  "NDWI (McFeeters) above which a pixel counts as water on either date (0 is the usual limit).",
                  advanced=True)
@@ -84,7 +85,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Elevation in metres, any CRS and resolution (resampled bilinearly onto the stack's grid; slope "
                  "by Horn's method in metres). Flatter pixels are ruled out; pixels outside the DEM are no data.")
         self.add(QgsProcessingParameterNumber(self.MIN_SLOPE, "Minimum slope (degrees)",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=15.0,
+                                              type=NUMBER_DOUBLE, defaultValue=15.0,
                                               minValue=0.0, maxValue=89.0),
                  "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping rule: 15°).")
         self.add(QgsProcessingParameterRasterLayer(self.EXCLUSION, "Land-cover raster to exclude classes from",
@@ -96,15 +97,15 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
                  "between dates; 50 built-up).")
         self.add(QgsProcessingParameterNumber(self.MIN_NDVI_PRE, "Minimum pre-event NDVI (vegetated before)",
-                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
+                                              type=NUMBER_DOUBLE, optional=True,
                                               minValue=-1.0, maxValue=1.0),
                  "If set (e.g. 0.3), pixels that were not vegetated before the event are ruled out. Leave empty "
                  "to keep every pixel.")
         add_band_parameters(self, "a stack")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Landslide mask (NDVI change)"),
                  "uint8: 1 landslide, 0 not landslide or ruled out by a mask, 255 no data.")
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_AREA_M2, "Landslide area (m²)"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_AREA_M2, "Landslide area (m²)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
