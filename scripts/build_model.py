@@ -239,7 +239,8 @@ def start_qgis():
 
     Processing.initialize()
     provider = LandslideProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
+    if not QgsApplication.processingRegistry().addProvider(provider):
+        raise RuntimeError("the 'landslide' Processing provider could not be registered")
     return app, provider
 
 

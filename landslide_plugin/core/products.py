@@ -829,8 +829,8 @@ class _ProductReader:
         if row1 <= row0 or col1 <= col0:
             return
         source = Window(col0 - self.col_offset, row0 - self.row_offset, col1 - col0, row1 - row0)
-        target = (slice(row0 - window.row_off, row1 - window.row_off), slice(col0 - window.col_off,
-                                                                           col1 - window.col_off))
+        target = (slice(row0 - window.row_off, row1 - window.row_off),
+                  slice(col0 - window.col_off, col1 - window.col_off))
         for index, band in enumerate(self.plan.bands):
             values = self._reflectance(band, source)
             _fill_empty(block[index][target], values)
@@ -841,8 +841,8 @@ class _ProductReader:
         block_transform = self.plan.transform * Affine.translation(window.col_off, window.row_off)
         left, top = block_transform * (0, 0)
         right, bottom = block_transform * (window.width, window.height)
-        s_left, s_bottom, s_right, s_top = transform_bounds(self.plan.crs, self.info.crs, left, bottom, right, top,
-                                                           densify_pts=21)
+        s_left, s_bottom, s_right, s_top = transform_bounds(
+            self.plan.crs, self.info.crs, left, bottom, right, top, densify_pts=21)
         pad = 3  # source pixels around the block, for bilinear interpolation at its edges
         p_left, p_top = self.info.transform.c, self.info.transform.f
         col0 = max(0, math.floor((s_left - p_left) / RESOLUTION) - pad)
