@@ -113,18 +113,23 @@ def _cv2_gui(module) -> str:
     return ""
 
 
+def _module_version(name: str) -> str | None:
+    """``name.__version__``, or None when the module cannot be imported (then no version pin is suggested)."""
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # a broken install raises more than ImportError
+        return None
+    return getattr(module, "__version__", None)
+
+
 def install_command(problems: list[Problem], system: str | None = None) -> str:
     """The command a user of this platform runs to fix ``problems``."""
     system = system or platform.system()
     pips = " ".join(f'"{p.pip}"' for p in problems)
     numpy_pin = ""
-    try:
-        import numpy
-
-        if not any(p.name == "numpy" for p in problems) and numpy.__version__.startswith("1."):
-            numpy_pin = f' "numpy=={numpy.__version__}"'
-    except Exception:
-        pass
+    numpy_version = _module_version("numpy")
+    if numpy_version and numpy_version.startswith("1.") and not any(p.name == "numpy" for p in problems):
+        numpy_pin = f' "numpy=={numpy_version}"'  # keep pip from replacing QGIS's numpy 1.x with a 2.x
     if system == "Windows":
         return f"In the OSGeo4W Shell (Start menu > QGIS > OSGeo4W Shell): python -m pip install {pips}{numpy_pin}"
     if system == "Darwin":

@@ -1,12 +1,15 @@
 """Plugin entry point: registers the Processing provider (desktop and qgis_process alike)."""
 from __future__ import annotations
 
-from qgis.core import QgsApplication
+from qgis.core import Qgis, QgsApplication, QgsMessageLog
+
+LOG_TAG = "Landslide mapping"
 
 
 class LandslidePlugin:
-    def __init__(self, iface=None):
-        self.iface = iface
+    """Adds only a Processing provider, so it needs no QgisInterface (qgis_process has none anyway)."""
+
+    def __init__(self):
         self.provider = None
 
     def initProcessing(self):  # noqa: N802 (QGIS's name)
@@ -15,13 +18,21 @@ class LandslidePlugin:
             return
         from .processing.provider import LandslideProvider
 
-        self.provider = LandslideProvider()
-        QgsApplication.processingRegistry().addProvider(self.provider)
+        provider = LandslideProvider()
+        if not QgsApplication.processingRegistry().addProvider(provider):
+            QgsMessageLog.logMessage(
+                f"The Processing provider '{provider.id()}' could not be registered: another plugin (an older "
+                "copy of this one?) already registered a provider with that id. Remove the other copy and "
+                "restart QGIS.", LOG_TAG, Qgis.MessageLevel.Critical)
+            return
+        self.provider = provider
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
 
     def unload(self):
         if self.provider is not None:
-            QgsApplication.processingRegistry().removeProvider(self.provider)
+            if not QgsApplication.processingRegistry().removeProvider(self.provider):
+                QgsMessageLog.logMessage("The Processing provider was already unregistered.", LOG_TAG,
+                                         Qgis.MessageLevel.Warning)
             self.provider = None

@@ -76,7 +76,6 @@ HELP = {
 def build_model():
     """The model, built from the individual algorithms (they must be registered: provider 'landslide')."""
     from qgis.core import (
-        QgsProcessing,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
         QgsProcessingModelChildParameterSource,
@@ -87,6 +86,8 @@ def build_model():
     )
     from qgis.PyQt.QtCore import QPointF
 
+    from landslide_plugin.processing.compat import SOURCE_FILE
+
     model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP, MODEL_GROUP)
 
     def add_input(definition, x, y):
@@ -95,7 +96,7 @@ def build_model():
         component.setDescription(definition.description())
         model.addModelParameter(definition, component)
 
-    files = QgsProcessing.TypeFile
+    files = SOURCE_FILE
     add_input(QgsProcessingParameterMultipleLayers(PRE, "Pre-event Sentinel-2 L2A product", files), 120, 60)
     add_input(QgsProcessingParameterMultipleLayers(POST, "Post-event Sentinel-2 L2A product", files), 420, 60)
     add_input(QgsProcessingParameterRasterLayer(DEM, "Digital elevation model", optional=True), 720, 60)
@@ -238,7 +239,8 @@ def start_qgis():
 
     Processing.initialize()
     provider = LandslideProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
+    if not QgsApplication.processingRegistry().addProvider(provider):
+        raise RuntimeError("the 'landslide' Processing provider could not be registered")
     return app, provider
 
 

@@ -2,7 +2,8 @@
 """Build the plugin ZIP for "Install from ZIP" / the QGIS plugin repository.
 
 The archive's root folder is ``landslide_plugin/`` holding metadata.txt, resources (icons, styles,
-models), LICENSE and the code; symlinks in the source tree are stored as real files.
+models), LICENSE, the code and ``.flake8`` (the repository's upload scanner runs flake8 with the
+configuration it finds there); symlinks in the source tree are stored as real files.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def plugin_files():
             yield path, Path("landslide_plugin") / path.relative_to(PACKAGE)
     yield ROOT / "LICENSE", Path("landslide_plugin/LICENSE")
     yield ROOT / "README.md", Path("landslide_plugin/README.md")
+    yield ROOT / ".flake8", Path("landslide_plugin/.flake8")
 
 
 def build(output: Path) -> Path:

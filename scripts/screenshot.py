@@ -133,7 +133,8 @@ def write_project(result, project_path: Path) -> None:
         if not layer.isValid():
             raise RuntimeError(f"QGIS could not open {layer.source()}")
         styler(layer)
-        project.addMapLayer(layer, False)
+        if project.addMapLayer(layer, False) is None:
+            raise RuntimeError(f"QGIS could not add {layer.name()} to the project")
         node = group.addLayer(layer)
         if "threshold" in layer.name() or "Pre-event" in layer.name():
             node.setItemVisibilityChecked(False)  # in the legend, off: the GMM map over the post image shows

@@ -36,7 +36,8 @@ from .rasters import Cancelled, IsCancelled, Progress, check_cancelled, report
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_TOKEN_URL = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+DEFAULT_TOKEN_URL = (  # nosec B105 # the public URL of the token endpoint, not a password
+    "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token")
 DEFAULT_CATALOGUE_URL = "https://catalogue.dataspace.copernicus.eu/odata/v1"
 DEFAULT_DOWNLOAD_URL = "https://download.dataspace.copernicus.eu/odata/v1"
 
@@ -536,8 +537,8 @@ class CdseClient:
         return self._token_from(response, "login")
 
     def _refresh(self, refresh_token: str, check: IsCancelled | None = None) -> _Token:
-        response = self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token,
-                                         "client_id": self.settings.client_id}, check)
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.settings.client_id}
+        response = self._token_request(form, check)
         if response.status_code in (400, 401):
             LOG.info("Copernicus Data Space session expired; logging in again")
             return self._login(check)

@@ -230,7 +230,6 @@ class MethodResult:
         return self.landslide + self.not_landslide
 
 
-
 @dataclass
 class DetectionResult:
     methods: dict[str, MethodResult]

@@ -219,8 +219,8 @@ class MaskOptions:
         if self.use_scl:
             parts.append("SCL cloud/shadow/snow/no data" + (" + dark areas" if self.exclude_dark else ""))
         if self.exclude_water:
-            parts.append("water (SCL 6" + (f", NDWI > {self.ndwi_water_threshold:g})"
-                                          if self.ndwi_water_threshold is not None else ")"))
+            ndwi = f", NDWI > {self.ndwi_water_threshold:g}" if self.ndwi_water_threshold is not None else ""
+            parts.append(f"water (SCL 6{ndwi})")
         if self.dem_path:
             rule = f"slope >= {self.min_slope_deg:g} deg"
             if self.max_slope_deg is not None:

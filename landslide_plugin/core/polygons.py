@@ -222,9 +222,9 @@ def mask_to_polygons(
             workdir = tempfile.mkdtemp(prefix="landslide_slope_")
             slope_path = os.path.join(workdir, "slope.tif")
             masks.write_slope(os.fspath(dem_path), mask_path, slope_path)
-        means = {key: _Means(n) for key, on in (("dndvi", dndvi_path is not None or pre_stack_path is not None),
-                                                 ("slope", slope_path is not None),
-                                                 ("prob", probability_path is not None)) if on}
+        sources = (("dndvi", dndvi_path is not None or pre_stack_path is not None),
+                   ("slope", slope_path is not None), ("prob", probability_path is not None))
+        means = {key: _Means(n) for key, on in sources if on}
         if means and n:
             _accumulate(means, labels, grid, dndvi_path=dndvi_path, pre_stack_path=pre_stack_path,
                         post_stack_path=post_stack_path, band_numbers=band_numbers, slope_path=slope_path,

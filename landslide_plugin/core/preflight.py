@@ -137,8 +137,7 @@ def _is_stack(path: str) -> bool:
 
 
 def _is_safe_folder(folder: str) -> bool:
-    if os.path.isfile(os.path.join(folder, "MTD_MSIL2A.xml")) or os.path.isfile(os.path.join(folder,
-                                                                                              "MTD_MSIL1C.xml")):
+    if any(os.path.isfile(os.path.join(folder, name)) for name in ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml")):
         return True  # a Level-1C folder is refused by the product reader with its own message
     try:
         names = os.listdir(folder)
@@ -319,9 +318,6 @@ def check_overlap(pre: Footprint, post: Footprint) -> None:
 
 
 # -- prepared stacks and their SCL -----------------------------------------------------------------------
-
-
-
 
 
 def _parameter(band: str) -> str:

@@ -20,12 +20,13 @@ import math
 import os
 import re
 import warnings
-import xml.etree.ElementTree as ET
+import xml.etree.ElementTree as ET  # nosec B405 # parses only what _refuse_doctype has checked
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.parsers import expat
 
 import numpy as np
 import rasterio
@@ -216,9 +217,47 @@ def _safe_folder(folder: str, label: str) -> str:
                      "give the .SAFE folder of a Level-2A product (or the .zip as downloaded)")
 
 
-def _parse_xml(data: bytes, label: str) -> ET.Element:
+class _DeclaresEntities(Exception):
+    """Raised by the expat handlers of ``_refuse_doctype``: the document has a DOCTYPE."""
+
+
+class UnsafeMetadataError(ValueError):
+    """A metadata file declares XML entities: never what ESA delivers, so never used (not even as a fallback)."""
+
+
+def _refuse(*_args) -> None:
+    raise _DeclaresEntities
+
+
+def _refuse_doctype(data: bytes, label: str) -> None:
+    """UnsafeMetadataError for a document with a DOCTYPE, the only place XML entities can be declared.
+
+    Product metadata comes from downloaded files. Entities are how hostile XML works: exponential
+    expansion ("billion laughs"), external entities reading local files or URLs. Sentinel-2 metadata
+    never declares any, so a first expat pass stops at the start of a DOCTYPE, before any entity is
+    declared or expanded (expat also reads documents in UTF-16 or other declared encodings, which a
+    byte search for "<!DOCTYPE" would miss). ElementTree then parses a document without entities.
+    """
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse
     try:
-        return ET.fromstring(data)
+        parser.Parse(data, True)
+    except _DeclaresEntities:
+        message = (f"{label} is not a valid product metadata file: it declares XML entities (a DOCTYPE), which "
+                   "Sentinel-2 metadata never does; download the product again")
+        raise UnsafeMetadataError(message) from None
+    except expat.ExpatError as error:
+        raise ValueError(f"{label} is not valid XML ({error}); the product is damaged: download it again") from error
+
+
+def _parse_xml(data: bytes, label: str) -> ET.Element:
+    """Product metadata as an element tree; ValueError for damaged or hostile XML (see _refuse_doctype)."""
+    _refuse_doctype(data, label)
+    try:
+        return ET.fromstring(data)  # nosec B314 # checked above: no DOCTYPE, no entity
     except ET.ParseError as error:
         raise ValueError(f"{label} is not valid XML ({error}); the product is damaged: download it again") from error
 
@@ -328,7 +367,9 @@ def _tile_grid(access: _ProductAccess, image_files: Sequence[str], band_files: d
     granule = image_files[0].split("/IMG_DATA/")[0]
     try:
         tile_metadata = _parse_xml(access.read(f"{granule}/MTD_TL.xml"), f"MTD_TL.xml of {label}")
-    except (FileNotFoundError, ValueError):
+    except UnsafeMetadataError:
+        raise
+    except (FileNotFoundError, ValueError):  # missing or damaged: the grid of a band file does as well
         tile_metadata = None
     if tile_metadata is not None:
         code = _text(tile_metadata, "HORIZONTAL_CS_CODE")
@@ -788,8 +829,8 @@ class _ProductReader:
         if row1 <= row0 or col1 <= col0:
             return
         source = Window(col0 - self.col_offset, row0 - self.row_offset, col1 - col0, row1 - row0)
-        target = (slice(row0 - window.row_off, row1 - window.row_off), slice(col0 - window.col_off,
-                                                                           col1 - window.col_off))
+        target = (slice(row0 - window.row_off, row1 - window.row_off),
+                  slice(col0 - window.col_off, col1 - window.col_off))
         for index, band in enumerate(self.plan.bands):
             values = self._reflectance(band, source)
             _fill_empty(block[index][target], values)
@@ -800,8 +841,8 @@ class _ProductReader:
         block_transform = self.plan.transform * Affine.translation(window.col_off, window.row_off)
         left, top = block_transform * (0, 0)
         right, bottom = block_transform * (window.width, window.height)
-        s_left, s_bottom, s_right, s_top = transform_bounds(self.plan.crs, self.info.crs, left, bottom, right, top,
-                                                           densify_pts=21)
+        s_left, s_bottom, s_right, s_top = transform_bounds(
+            self.plan.crs, self.info.crs, left, bottom, right, top, densify_pts=21)
         pad = 3  # source pixels around the block, for bilinear interpolation at its edges
         p_left, p_top = self.info.transform.c, self.info.transform.f
         col0 = max(0, math.floor((s_left - p_left) / RESOLUTION) - pad)

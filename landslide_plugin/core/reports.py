@@ -145,8 +145,8 @@ def software_versions() -> dict[str, str]:
         from osgeo import gdal
 
         versions["GDAL (QGIS)"] = gdal.__version__
-    except Exception:
-        pass
+    except Exception:  # no GDAL Python bindings (outside QGIS): rasterio's GDAL above is the one used
+        versions["GDAL (QGIS)"] = "not installed"
     for label, module in (("scikit-learn", "sklearn"), ("OpenCV", "cv2"), ("matplotlib", "matplotlib")):
         try:
             versions[label] = importlib.import_module(module).__version__

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 from qgis.core import (
+    QgsCoordinateTransform,
+    QgsCsException,
     QgsGeometry,
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -18,6 +20,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
+from .compat import FLAG_ADVANCED, GEOMETRY_SUCCESS, NUMBER_DOUBLE, NUMBER_INTEGER, WKT_PREFERRED
 
 ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "landslide.svg"
 
@@ -85,9 +88,18 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         """addParameter with its help text (shown in the dialog's tooltip and in qgis_process help)."""
         param.setHelp(help_text)
         if advanced:
-            param.setFlags(param.flags() | param.Flag.FlagAdvanced)
-        self.addParameter(param)
+            param.setFlags(param.flags() | FLAG_ADVANCED)
+        if not self.addParameter(param):  # QGIS refuses a second parameter of the same name
+            raise QgsProcessingException(f"{type(self).__name__}: parameter {param.name()} could not be added; "
+                                         "is its name used twice?")
         return param
+
+    def add_output(self, output):
+        """addOutput that fails loudly: QGIS refuses an output whose name is already taken."""
+        if not self.addOutput(output):
+            raise QgsProcessingException(f"{type(self).__name__}: output {output.name()} could not be added; "
+                                         "is its name used twice?")
+        return output
 
     def raster_path(self, parameters, name, context) -> str:
         """The local file behind a raster-layer parameter, or a clear error naming the layer.
@@ -140,7 +152,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
                  "Horn's method in metres). Pixels flatter than the minimum slope are ruled out; pixels outside "
                  "the DEM are not observed.")
         self.add(QgsProcessingParameterNumber("MIN_SLOPE", "Minimum slope (degrees)",
-                                              type=QgsProcessingParameterNumber.Type.Double,
+                                              type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_SLOPE, minValue=0.0, maxValue=89.0),
                  "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).")
         self.add(QgsProcessingParameterRasterLayer("EXCLUSION", "Land-cover raster to exclude classes from",
@@ -152,7 +164,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
                  "Comma-separated class values of the land-cover raster (ESA WorldCover: 40 cropland, harvested "
                  "between dates; 50 built-up; 80 water).")
         self.add(QgsProcessingParameterNumber("MIN_NDVI_PRE", "Minimum pre-event NDVI (vegetated before)",
-                                              type=QgsProcessingParameterNumber.Type.Double, optional=True,
+                                              type=NUMBER_DOUBLE, optional=True,
                                               defaultValue=min_ndvi_pre, minValue=-1.0, maxValue=1.0),
                  f"Pixels less green than this before the event are ruled out: a scar removes vegetation (e.g. "
                  f"{DEFAULT_MIN_NDVI_PRE:g}). Empty: keep every pixel.", advanced=min_ndvi_pre is not None)
@@ -199,7 +211,21 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         authority = crs.authid()
         if ":" in authority and not authority.upper().startswith("USER:"):
             return QgsGeometry.fromRect(rectangle).asWkt(), authority
-        return QgsGeometry.fromRect(rectangle).asWkt(), crs.toWkt(crs.WKT_PREFERRED)
+        return QgsGeometry.fromRect(rectangle).asWkt(), crs.toWkt(WKT_PREFERRED)
+
+
+def transform_geometry(geometry: QgsGeometry, transform: QgsCoordinateTransform, what: str) -> QgsGeometry:
+    """``geometry`` transformed in place; a clear error instead of a geometry silently left in its old CRS."""
+    source, target = (crs.authid() or crs.description() for crs in (transform.sourceCrs(), transform.destinationCrs()))
+    try:
+        result = geometry.transform(transform)
+    except QgsCsException as exc:
+        raise QgsProcessingException(f"{what}: a geometry cannot be transformed from {source} to {target} ({exc}); "
+                                     "check the layer's coordinate reference system") from exc
+    if result != GEOMETRY_SUCCESS:
+        raise QgsProcessingException(f"{what}: a geometry could not be transformed from {source} to {target}; "
+                                     "check the layer's coordinate reference system and repair its geometries")
+    return geometry
 
 
 def parse_classes(text: str) -> tuple[int, ...]:
@@ -245,7 +271,7 @@ BAND_PARAMETERS = (
 def add_band_parameters(alg: LandslideAlgorithm, what: str = "the stack") -> None:
     """The five advanced band-number parameters, used only for rasters without band descriptions."""
     for name, band, label, default in BAND_PARAMETERS:
-        alg.add(QgsProcessingParameterNumber(name, label, type=QgsProcessingParameterNumber.Type.Integer,
+        alg.add(QgsProcessingParameterNumber(name, label, type=NUMBER_INTEGER,
                                              defaultValue=default, minValue=1),
                 f"Only used when {what} has no band descriptions: the 1-based number of band {band}. "
                 f"Bands described B02, B03, B04, B8A, B11 (as the plugin writes them) are found by name.",

@@ -26,6 +26,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from .compat import RAMP_INTERPOLATED, STRETCH_TO_MIN_MAX
+
 LANDSLIDE_RED = "#e31a1c"
 TRANSPARENT = QColor(0, 0, 0, 0)
 
@@ -80,7 +82,7 @@ def _paletted(layer: QgsRasterLayer, classes: list[tuple[int, QColor, str]]) -> 
 def _ramp(layer: QgsRasterLayer, band: int, stops) -> None:
     minimum, maximum = stops[0][0], stops[-1][0]
     ramp = QgsColorRampShader(minimum, maximum)
-    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampType(RAMP_INTERPOLATED)
     items = []
     for value, colour in stops:
         qcolour = QColor(colour) if isinstance(colour, str) else colour
@@ -250,7 +252,7 @@ def style_true_colour(layer: QgsRasterLayer) -> None:
     for band, setter in ((red, renderer.setRedContrastEnhancement), (green, renderer.setGreenContrastEnhancement),
                          (blue, renderer.setBlueContrastEnhancement)):
         enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setContrastEnhancementAlgorithm(STRETCH_TO_MIN_MAX)
         enhancement.setMinimumValue(0.0)
         enhancement.setMaximumValue(0.25)
         setter(enhancement)

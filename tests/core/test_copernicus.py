@@ -25,7 +25,7 @@ from landslide_plugin.core.copernicus import (
 )
 from landslide_plugin.core.rasters import Cancelled
 
-USER, PASSWORD = "alice@example.org", "pa55word-Secret"
+USER, PASSWORD = "alice@example.org", "pa55word-Secret"  # pragma: allowlist secret (a test value)
 CREDENTIALS = Credentials(USER, PASSWORD)
 SDB_ULX = 300000.0  # tile 37SDB lies east of 37SCB
 

@@ -184,6 +184,66 @@ def test_product_without_metadata_is_refused(tmp_path):
         products.read_product_info(tmp_path / "nothing.zip")
 
 
+# -- hostile metadata: downloaded files are parsed without entity expansion -----------------------------
+
+BILLION_LAUGHS = ('<!DOCTYPE lolz [<!ENTITY lol "lol">'
+                  + "".join(f'<!ENTITY lol{i} "{(f"&lol{i - 1};" if i > 1 else "&lol;") * 10}">'
+                            for i in range(1, 10)) + "]>")
+EXTERNAL_ENTITY = '<!DOCTYPE x [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
+INTERNAL_ENTITY = '<!DOCTYPE x [<!ENTITY baseline "05.09">]>'
+ENTITY_MESSAGE = (r"is not a valid product metadata file: it declares XML entities \(a DOCTYPE\), which "
+                  r"Sentinel-2 metadata never does; download the product again")
+
+
+def hostile(xml_path, doctype: str, use: str | None = None, encoding: str = "utf-8") -> None:
+    """Put ``doctype`` after the XML declaration of a real metadata file (and ``use`` of an entity inside it)."""
+    text = xml_path.read_text(encoding="utf-8")
+    declaration, rest = text.split("?>", 1)
+    if use:
+        rest = rest.replace("<PRODUCT_URI>", f"<PRODUCT_URI>{use}", 1)
+    if encoding != "utf-8":
+        declaration = declaration.replace('encoding="UTF-8"', f'encoding="{encoding.upper()}"')
+    xml_path.write_bytes(f"{declaration}?>{doctype}{rest}".encode(encoding))
+
+
+@pytest.mark.parametrize("doctype, use", [(BILLION_LAUGHS, "&lol9;"), (EXTERNAL_ENTITY, "&secret;"),
+                                          (INTERNAL_ENTITY, "&baseline;"), (INTERNAL_ENTITY, None)])
+def test_metadata_declaring_entities_is_refused_before_any_expansion(tmp_path, doctype, use):
+    safe = make(tmp_path, field_dn(16, 16), as_zip=False)
+    hostile(safe / "MTD_MSIL2A.xml", doctype, use)
+    with pytest.raises(ValueError, match=rf"MTD_MSIL2A.xml of {safe.name} {ENTITY_MESSAGE}"):
+        products.read_product_info(safe)
+    with pytest.raises(ValueError, match=ENTITY_MESSAGE):
+        products.read_product_info(safe / "MTD_MSIL2A.xml")
+
+
+def test_hostile_metadata_inside_a_zip_and_in_utf16_is_refused(tmp_path):
+    safe = make(tmp_path, field_dn(16, 16), as_zip=False)
+    hostile(safe / "MTD_MSIL2A.xml", BILLION_LAUGHS, "&lol9;", encoding="utf-16")  # no "<!DOCTYPE" bytes to grep
+    assert b"<!DOCTYPE" not in (safe / "MTD_MSIL2A.xml").read_bytes()
+    archive = tmp_path / f"{safe.stem}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in safe.rglob("*"):
+            zf.write(path, path.relative_to(tmp_path).as_posix())
+    with pytest.raises(ValueError, match=rf"MTD_MSIL2A.xml of {archive.name} {ENTITY_MESSAGE}"):
+        products.read_product_info(archive)
+
+
+def test_hostile_tile_metadata_is_refused(tmp_path):
+    safe = make(tmp_path, field_dn(16, 16), as_zip=False)
+    hostile(next(safe.glob("GRANULE/*/MTD_TL.xml")), EXTERNAL_ENTITY)
+    with pytest.raises(ValueError, match=rf"MTD_TL.xml of {safe.name} {ENTITY_MESSAGE}"):
+        products.read_l2a(safe)
+
+
+def test_damaged_metadata_is_still_reported_as_damaged(tmp_path):
+    safe = make(tmp_path, field_dn(16, 16), as_zip=False)
+    metadata = safe / "MTD_MSIL2A.xml"
+    metadata.write_bytes(metadata.read_bytes()[:-40])
+    with pytest.raises(ValueError, match=rf"MTD_MSIL2A.xml of {safe.name} is not valid XML .*download it again"):
+        products.read_product_info(safe)
+
+
 def test_products_of_different_dates_are_refused(tmp_path):
     first = make(tmp_path, field_dn(16, 16))
     second = make(tmp_path, field_dn(16, 16), sensing=SENSING + datetime.timedelta(days=10))

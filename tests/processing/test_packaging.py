@@ -85,6 +85,22 @@ def test_zip_layout(package_zip):
                 "hasProcessingProvider", "changelog"):
         assert f"\n{key}=" in metadata, f"metadata.txt lacks {key}"
     assert "hasProcessingProvider=yes" in metadata and "qgisMinimumVersion=3.22" in metadata
+    assert "landslide_plugin/.flake8" in names, "the repository's scanner reads flake8's configuration from the ZIP"
+
+
+def test_metadata_declares_qgis_3_and_4():
+    """QGIS 4 and plugins.qgis.org go by the version range (a maximum of 4.x); Qt6 builds of QGIS 3.x also
+    read supportsQt6. QGIS's own parser (configparser) must read the file as a whole."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "metadata.txt", encoding="utf-8")
+    general = parser["general"]
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["qgisMaximumVersion"] == "4.99"
+    assert general["supportsQt6"] == "True"
+    assert general["license"] == "GPL-2.0-or-later"
+    assert "SPDX-License-Identifier: GPL-2.0-or-later" in (ROOT / "LICENSE").read_text()
 
 
 def test_unpacked_zip_loads_through_qgis_utils(unpacked, tmp_path):

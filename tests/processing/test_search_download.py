@@ -22,7 +22,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-USER, PASSWORD = "bob@example.org", "Very-Secret-Passw0rd"
+USER, PASSWORD = "bob@example.org", "Very-Secret-Passw0rd"  # pragma: allowlist secret (a test value)
 
 
 @pytest.fixture(scope="module")

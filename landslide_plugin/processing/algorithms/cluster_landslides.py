@@ -12,6 +12,7 @@ from qgis.core import (
 
 from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
+from ..compat import NUMBER_INTEGER
 
 #: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
@@ -85,7 +86,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "K-means: fast, hard clusters. Gaussian mixture: clusters of any shape and orientation, and a "
                  "probability layer for the landslide cluster.")
         self.add(QgsProcessingParameterNumber(self.CLUSTERS, "Number of clusters",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=3,
+                                              type=NUMBER_INTEGER, defaultValue=3,
                                               minValue=2, maxValue=254),
                  "How many clusters to form (at least 2). With 2 the landslide cluster takes in every change; "
                  "3 to 6 separate scars from other changes better.")
@@ -95,12 +96,12 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "and BSI of both dates, because the landslide cluster is chosen from them.")
         self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Sample size (pixels)",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=200000,
+                                              type=NUMBER_INTEGER, defaultValue=200000,
                                               minValue=100),
                  "Number of randomly sampled valid pixels the model is fitted on; every pixel is then classified.",
                  advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
+                                              type=NUMBER_INTEGER, defaultValue=0,
                                               minValue=0),
                  "Seed of the sample and of the model's initialisation: the same seed gives the same result.",
                  advanced=True)
@@ -112,8 +113,8 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_PROBABILITY, "Landslide probability (GMM)",
                                                          optional=True, createByDefault=False),
                  "Gaussian mixture only: posterior probability of the landslide cluster (float32).")
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_CLUSTER, "Landslide cluster"))
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_CLUSTER, "Landslide cluster"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()

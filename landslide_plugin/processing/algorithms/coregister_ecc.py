@@ -13,6 +13,7 @@ from qgis.core import (
 )
 
 from ..base import LandslideAlgorithm
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER
 
 MOTIONS = ("translation", "euclidean", "affine")
 
@@ -71,7 +72,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                  "default; SWIR B11 or B12 often match better between a winter and a summer date).")
         band_number = QgsProcessingParameterNumber(
             self.BAND_NUMBER, "Band number (when the rasters have no band descriptions)",
-            type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0)
+            type=NUMBER_INTEGER, defaultValue=0, minValue=0)
         self.add(band_number, "1-based band number used when the band cannot be found by description; "
                               "0 = find the band by its description only.", advanced=True)
         self.add(QgsProcessingParameterEnum(self.MOTION, "Motion model", options=list(MOTIONS), defaultValue=0),
@@ -85,12 +86,12 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                  "Optional raster on the reference area: pixels with a value other than 0 (and not no data) "
                  "are left out of the estimate, for example large changes such as the landslides themselves.")
         self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum shift (pixels)",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=5.0,
+                                              type=NUMBER_DOUBLE, defaultValue=5.0,
                                               minValue=0.1, maxValue=200.0),
                  "Largest plausible displacement in pixels; a larger estimate is rejected as a false match. "
                  "It also sets the number of pyramid levels (larger shifts need coarser levels).")
         self.add(QgsProcessingParameterNumber(self.MIN_CORRELATION, "Minimum correlation",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.3,
+                                              type=NUMBER_DOUBLE, defaultValue=0.3,
                                               minValue=-1.0, maxValue=1.0),
                  "Estimates whose enhanced correlation coefficient is below this value are rejected.",
                  advanced=True)
@@ -99,10 +100,10 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_SCL, "Aligned scene classification",
                                                          optional=True, createByDefault=False),
                  "The SCL of the image to align, aligned with nearest neighbour (0 = no data outside).")
-        self.addOutput(QgsProcessingOutputNumber(self.SHIFT_X, "Shift x (pixels)"))
-        self.addOutput(QgsProcessingOutputNumber(self.SHIFT_Y, "Shift y (pixels)"))
-        self.addOutput(QgsProcessingOutputNumber(self.SHIFT_M, "Shift length (map units)"))
-        self.addOutput(QgsProcessingOutputNumber(self.CORRELATION, "ECC correlation"))
+        self.add_output(QgsProcessingOutputNumber(self.SHIFT_X, "Shift x (pixels)"))
+        self.add_output(QgsProcessingOutputNumber(self.SHIFT_Y, "Shift y (pixels)"))
+        self.add_output(QgsProcessingOutputNumber(self.SHIFT_M, "Shift length (map units)"))
+        self.add_output(QgsProcessingOutputNumber(self.CORRELATION, "ECC correlation"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()

@@ -7,7 +7,6 @@ import re
 from qgis.core import (
     QgsApplication,
     QgsAuthMethodConfig,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterAuthConfig,
@@ -19,6 +18,7 @@ from qgis.core import (
 )
 
 from ..base import LandslideAlgorithm
+from ..compat import SOURCE_VECTOR
 
 #: Every band a Level-2A product holds at 20 m (the order of the BANDS choices).
 BAND_CHOICES = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12")
@@ -56,7 +56,7 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterFeatureSource(self.PRODUCTS, "Products (search result layer)",
-                                                     [QgsProcessing.TypeVector], optional=True),
+                                                     [SOURCE_VECTOR], optional=True),
                  "A layer with a product_id field (or a name field holding product names), such as the output of "
                  "\"Search Sentinel-2 L2A\". Tick \"Selected features only\" to download a selection.")
         self.add(QgsProcessingParameterString(self.PRODUCT_IDS, "Product Ids or names", optional=True),
@@ -77,7 +77,7 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Download folder"),
                  "Where the products go (a .SAFE folder, or a .zip, per product). Reuse the same folder: "
                  "products already there are not downloaded again.")
-        self.addOutput(QgsProcessingOutputMultipleLayers(self.PRODUCT_PATHS, "Downloaded products"))
+        self.add_output(QgsProcessingOutputMultipleLayers(self.PRODUCT_PATHS, "Downloaded products"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()

@@ -9,10 +9,8 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
-    QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -22,12 +20,22 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ... import dependencies
-from ..base import LandslideAlgorithm, local_raster_path
+from ..base import LandslideAlgorithm, local_raster_path, transform_geometry
+from ..compat import (
+    FAST_INSERT,
+    FIELD_DOUBLE,
+    FIELD_LONGLONG,
+    FIELD_STRING,
+    NUMBER_DOUBLE,
+    SOURCE_RASTER,
+    SOURCE_VECTOR,
+    SOURCE_VECTOR_POLYGON,
+    WKB_NO_GEOMETRY,
+    WKT_PREFERRED,
+)
 
 #: Table fields of OUTPUT_TABLE besides name and path: integers first, then scores.
 COUNT_FIELDS = ("tp", "fp", "fn", "tn", "excluded_prediction_nodata", "excluded_reference_nodata",
@@ -41,7 +49,7 @@ def _crs_for_rasterio(crs: QgsCoordinateReferenceSystem) -> str:
     authid = crs.authid()
     if authid.upper().startswith("EPSG:"):
         return authid
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
+    return crs.toWkt(WKT_PREFERRED)
 
 
 class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
@@ -94,7 +102,7 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
                  "Pixels greater than 0 are landslide unless a reference value is set; its nodata is excluded. "
                  "Give this or a reference polygon layer, not both.")
         self.add(QgsProcessingParameterFeatureSource(self.REFERENCE_VECTOR, "Reference inventory polygons",
-                                                     types=[QgsProcessing.SourceType.TypeVectorPolygon],
+                                                     types=[SOURCE_VECTOR_POLYGON],
                                                      optional=True),
                  "Mapped landslide outlines (any CRS): rasterised onto each map's grid. Every pixel outside the "
                  "polygons counts as not landslide, so the maps should cover only the area the inventory covers. "
@@ -104,14 +112,14 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
                  "Off: a pixel is landslide when its centre is inside a polygon. On: every pixel a polygon touches "
                  "is landslide (favours recall of small scars, inflates their area).")
         self.add(QgsProcessingParameterMultipleLayers(self.PREDICTIONS, "Landslide maps to evaluate",
-                                                      layerType=QgsProcessing.SourceType.TypeRaster),
+                                                      layerType=SOURCE_RASTER),
                  "One or more landslide masks (uint8: 1 landslide, 0 not, nodata 255), e.g. the masks of Cluster "
                  "landslides for K-means and Gaussian mixtures. Each is scored on its own grid.")
         self.add(QgsProcessingParameterRasterLayer(self.TRUE_COLOUR, "Post-event true-colour image", optional=True),
                  "Background of the map figures: a reflectance stack with bands described B02, B03, B04, or a "
                  "3-band RGB raster (bands red, green, blue). Without it the maps are drawn on grey.")
         self.add(QgsProcessingParameterNumber(self.REFERENCE_VALUE, "Landslide value in the reference raster",
-                                              type=QgsProcessingParameterNumber.Type.Double, optional=True),
+                                              type=NUMBER_DOUBLE, optional=True),
                  "Only for a reference raster with class codes: the value that means landslide. Empty: every "
                  "value greater than 0 is landslide.", advanced=True)
         self.add(QgsProcessingParameterBoolean(self.BASELINE_REFERENCE,
@@ -128,11 +136,11 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
                                                        optional=True, createByDefault=False),
                  "Everything in the report as JSON (for scripts), including the run parameters and versions.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, "Metrics",
-                                                   type=QgsProcessing.SourceType.TypeVector),
+                                                   type=SOURCE_VECTOR),
                  "A table without geometry, one row per map, with every count and score.")
         for name, label in ((self.PRECISION, "Precision (first map)"), (self.RECALL, "Recall (first map)"),
                             (self.F1, "F1 (first map)"), (self.IOU, "IoU (first map)"), (self.MCC, "MCC (first map)")):
-            self.addOutput(QgsProcessingOutputNumber(name, label))
+            self.add_output(QgsProcessingOutputNumber(name, label))
 
     # -- inputs -------------------------------------------------------------------------------------
     def _reference_geometries(self, source, crs, context, feedback) -> list[dict]:
@@ -144,7 +152,7 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
             geometry = feature.geometry()
             if geometry is None or geometry.isEmpty():
                 continue
-            geometry.transform(transform)
+            transform_geometry(geometry, transform, self.REFERENCE_VECTOR)
             geometries.append(json.loads(geometry.asJson()))
         return geometries
 
@@ -240,21 +248,22 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
 
         fields = QgsFields()
-        fields.append(QgsField("name", QVariant.String))
-        fields.append(QgsField("path", QVariant.String))
+        fields.append(QgsField("name", FIELD_STRING))
+        fields.append(QgsField("path", FIELD_STRING))
         for name in COUNT_FIELDS:
-            fields.append(QgsField(name, QVariant.LongLong))
+            fields.append(QgsField(name, FIELD_LONGLONG))
         for name in SCORE_FIELDS:
-            fields.append(QgsField(name, QVariant.Double))
+            fields.append(QgsField(name, FIELD_DOUBLE))
         sink, table_id = self.parameterAsSink(parameters, self.OUTPUT_TABLE, context, fields,
-                                              QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
+                                              WKB_NO_GEOMETRY, QgsCoordinateReferenceSystem())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT_TABLE))
         for row in result.rows():
             feature = QgsFeature(fields)
             feature.setAttributes([row["name"], row["path"]] + [int(row[k]) for k in COUNT_FIELDS]
                                   + [None if row[k] is None else float(row[k]) for k in SCORE_FIELDS])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            if not sink.addFeature(feature, FAST_INSERT):
+                raise QgsProcessingException(self.writeFeatureError(sink, parameters, self.OUTPUT_TABLE))
         feedback.setProgress(100)
 
         # An undefined score of the first map is None (NULL in the Modeler), never a made-up 0.

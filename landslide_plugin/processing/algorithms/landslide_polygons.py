@@ -3,22 +3,27 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsFeature,
-    QgsFeatureSink,
     QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers
+from ..compat import (
+    FAST_INSERT,
+    FIELD_DOUBLE,
+    FIELD_INT,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    SOURCE_VECTOR_POLYGON,
+    WKB_MULTIPOLYGON,
+)
 
 #: Default minimum mapping unit: 1600 m² = 4 pixels at 20 m (16 at 10 m). Smaller groups are single
 #: mixed pixels at field or shadow edges more often than scars; the smallest slides that 10-20 m
@@ -34,7 +39,8 @@ def _geometry(geojson: dict) -> QgsGeometry:
         geometry = QgsGeometry.fromPolygonXY([ring(r) for r in geojson["coordinates"]])
     else:
         geometry = QgsGeometry.fromMultiPolygonXY([[ring(r) for r in poly] for poly in geojson["coordinates"]])
-    geometry.convertToMultiType()
+    if not geometry.convertToMultiType():  # True also when it already is one
+        raise QgsProcessingException(f"a landslide outline could not be made a MultiPolygon: {geometry.asWkt(2)[:80]}")
     return geometry
 
 
@@ -82,21 +88,21 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
                                                    optional=True),
                  "The Gaussian-mixture probability layer of Cluster landslides: each polygon gets its mean.")
         self.add(QgsProcessingParameterNumber(self.OPENING, "Opening radius (pixels)",
-                                              type=QgsProcessingParameterNumber.Type.Integer, defaultValue=1,
+                                              type=NUMBER_INTEGER, defaultValue=1,
                                               minValue=0, maxValue=10),
                  "Radius of the morphological opening (elliptical element). 1 removes lines one pixel wide; "
                  "0 disables the opening.")
         self.add(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum area (m²)",
-                                              type=QgsProcessingParameterNumber.Type.Double,
+                                              type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0),
                  "Minimum mapping unit: groups of pixels smaller than this are dropped. 1600 m² is 4 pixels at "
                  "20 m; below that a change is usually a mixed edge pixel rather than a scar.")
         add_band_parameters(self, "the stacks")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, "Landslide polygons",
-                                                   type=QgsProcessing.SourceType.TypeVectorPolygon),
+                                                   type=SOURCE_VECTOR_POLYGON),
                  "Polygons with id, area_m2, n_pixels, mean_dndvi, mean_slope and mean_prob (empty where the "
                  "source was not given).")
-        self.addOutput(QgsProcessingOutputNumber(self.POLYGON_COUNT, "Number of polygons"))
+        self.add_output(QgsProcessingOutputNumber(self.POLYGON_COUNT, "Number of polygons"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
@@ -126,13 +132,13 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
 
         fields = QgsFields()
-        fields.append(QgsField("id", QVariant.Int))
-        fields.append(QgsField("area_m2", QVariant.Double))
-        fields.append(QgsField("n_pixels", QVariant.Int))
+        fields.append(QgsField("id", FIELD_INT))
+        fields.append(QgsField("area_m2", FIELD_DOUBLE))
+        fields.append(QgsField("n_pixels", FIELD_INT))
         for name in ("mean_dndvi", "mean_slope", "mean_prob"):
-            fields.append(QgsField(name, QVariant.Double))
+            fields.append(QgsField(name, FIELD_DOUBLE))
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
-                                             QgsWkbTypes.MultiPolygon, mask_layer.crs())
+                                             WKB_MULTIPOLYGON, mask_layer.crs())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for shape in shapes:
@@ -142,7 +148,8 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
             feature.setGeometry(_geometry(shape.geometry))
             props = shape.properties()
             feature.setAttributes([props[f.name()] for f in fields])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            if not sink.addFeature(feature, FAST_INSERT):
+                raise QgsProcessingException(self.writeFeatureError(sink, parameters, self.OUTPUT))
         feedback.setProgress(100)
         total = sum(s.area_m2 for s in shapes)
         feedback.pushInfo(f"{len(shapes)} landslide polygons, {total / 10000:.2f} ha in total (opening {opening} px, "

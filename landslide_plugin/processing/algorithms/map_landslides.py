@@ -9,7 +9,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsGeometry,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingMultiStepFeedback,
@@ -30,7 +29,8 @@ from qgis.core import (
 )
 
 from ... import dependencies
-from ..base import DEFAULT_MIN_NDVI_PRE, LandslideAlgorithm, add_band_parameters, band_numbers
+from ..base import DEFAULT_MIN_NDVI_PRE, LandslideAlgorithm, add_band_parameters, band_numbers, transform_geometry
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_FILE, SOURCE_VECTOR_POLYGON
 from ..styles import (
     GroupedStylePostProcessor,
     clusters_styler,
@@ -133,7 +133,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
     PRECISION, RECALL, F1, IOU, MCC = "PRECISION", "RECALL", "F1", "IOU", "MCC"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        files = QgsProcessing.TypeFile
+        files = SOURCE_FILE
         self.add(QgsProcessingParameterMultipleLayers(self.PRE, "Pre-event image", files),
                  "Sentinel-2 L2A product(s) of the pre-event date (.zip, .SAFE folder or MTD_MSIL2A.xml; several "
                  "adjacent tiles of one date are mosaicked), or one reflectance stack GeoTIFF with bands described "
@@ -151,14 +151,14 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE_RASTER, "Reference raster", optional=True),
                  "A landslide reference raster (1 or >0 = landslide) on any grid, for the evaluation.")
         self.add(QgsProcessingParameterFeatureSource(self.REFERENCE_VECTOR, "Reference inventory polygons",
-                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                                                     [SOURCE_VECTOR_POLYGON], optional=True),
                  "A landslide inventory (polygons, any CRS), rasterised onto the grid for the evaluation. Give "
                  "this or a reference raster, not both.")
         self.add(QgsProcessingParameterBoolean(self.THRESHOLD_BASELINE, "Run the dNDVI threshold baseline",
                                                defaultValue=True),
                  "The reference study's baseline: NDVI dropped by more than |threshold|.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
-                                              QgsProcessingParameterNumber.Type.Double, -0.2, minValue=-1.99,
+                                              NUMBER_DOUBLE, -0.2, minValue=-1.99,
                                               maxValue=-0.001),
                  "dNDVI below this is a landslide for the baseline.")
         self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts", defaultValue="2,3",
@@ -184,18 +184,18 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                  "Band whose gradient drives ECC. SWIR-1 (B11) changes less with the season than NIR (B8A), so it "
                  "aligns pre/post pairs from different seasons more reliably.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum plausible shift (pixels)",
-                                              QgsProcessingParameterNumber.Type.Double, 5.0, minValue=0.5),
+                                              NUMBER_DOUBLE, 5.0, minValue=0.5),
                  "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.OPENING, "Morphological opening (pixels)",
-                                              QgsProcessingParameterNumber.Type.Integer, 1, minValue=0, maxValue=10),
+                                              NUMBER_INTEGER, 1, minValue=0, maxValue=10),
                  "Radius of the opening applied before polygons (0: none).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit (m²)",
-                                              QgsProcessingParameterNumber.Type.Double, 1600.0, minValue=0),
+                                              NUMBER_DOUBLE, 1600.0, minValue=0),
                  "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Clustering sample size",
-                                              QgsProcessingParameterNumber.Type.Integer, 200000, minValue=1000),
+                                              NUMBER_INTEGER, 200000, minValue=1000),
                  "Pixels the clusterings are fitted on (a random sample of the valid pixels).", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer,
+        self.add(QgsProcessingParameterNumber(self.SEED, "Random seed", NUMBER_INTEGER,
                                               0, minValue=0),
                  "Same seed, same sample, same clusters.", advanced=True)
         add_band_parameters(self, "a stack given as PRE or POST")
@@ -212,13 +212,13 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             (self.MASKS, "Landslide masks of every method", QgsProcessingOutputMultipleLayers),
             (self.REPORT, "Report", QgsProcessingOutputHtml),
         ):
-            self.addOutput(cls(name, label))
+            self.add_output(cls(name, label))
         for name, label in ((self.SHIFT_X, "Shift x (pixels)"), (self.SHIFT_Y, "Shift y (pixels)"),
                             (self.POLYGON_COUNT, "Number of landslide polygons"),
                             (self.PRECISION, "Precision of the primary method"), (self.RECALL, "Recall"),
                             (self.F1, "F1"), (self.IOU, "IoU"), (self.MCC, "MCC")):
-            self.addOutput(QgsProcessingOutputNumber(name, label))
-        self.addOutput(QgsProcessingOutputString("LOG", "Run log"))
+            self.add_output(QgsProcessingOutputNumber(name, label))
+        self.add_output(QgsProcessingOutputString("LOG", "Run log"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
@@ -312,7 +312,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             geometry = QgsGeometry(feature.geometry())
             if geometry.isEmpty():
                 continue
-            geometry.transform(transform)
+            transform_geometry(geometry, transform, self.REFERENCE_VECTOR)
             geometries.append(json.loads(geometry.asJson(8)))
         if not geometries:
             raise QgsProcessingException("REFERENCE_VECTOR: the inventory layer has no polygons.")

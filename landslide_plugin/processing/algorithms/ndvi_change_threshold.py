@@ -11,6 +11,7 @@ from qgis.core import (
 
 from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
+from ..compat import NUMBER_DOUBLE
 
 
 class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
@@ -56,7 +57,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Sentinel-2 L2A reflectance after the event, co-registered to and on the same grid as the "
                  "pre-event stack.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=-0.2,
+                                              type=NUMBER_DOUBLE, defaultValue=-0.2,
                                               minValue=-1.99, maxValue=-0.01),
                  "Pixels whose NDVI change (post − pre) is below this negative value are flagged: −0.2 means NDVI "
                  "fell by more than 0.2.")
@@ -69,15 +70,15 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Sentinel-2 SCL of the post-event date, co-registered with the post-event stack.")
         self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, "NDWI water threshold",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.0,
+                                              type=NUMBER_DOUBLE, defaultValue=0.0,
                                               minValue=-1.0, maxValue=1.0),
                  "NDWI (McFeeters) above which a pixel counts as water on either date (0 is the usual limit).",
                  advanced=True)
         add_band_parameters(self, "a stack")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Landslide mask (NDVI change)"),
                  "uint8: 1 landslide, 0 not landslide or ruled out by a mask, 255 no data.")
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
-        self.addOutput(QgsProcessingOutputNumber(self.LANDSLIDE_AREA_M2, "Landslide area (m²)"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_PIXELS, "Landslide pixels"))
+        self.add_output(QgsProcessingOutputNumber(self.LANDSLIDE_AREA_M2, "Landslide area (m²)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()

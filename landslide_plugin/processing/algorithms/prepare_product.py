@@ -16,6 +16,7 @@ from qgis.core import (
 )
 
 from ..base import LandslideAlgorithm
+from ..compat import SOURCE_FILE
 from ..styles import load_styled, style_scl, style_true_colour
 
 #: Level-2A bands in spectral order (``products.L2A_BANDS``; kept here so the algorithm loads without numpy).
@@ -55,7 +56,7 @@ class PrepareProductAlgorithm(LandslideAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterMultipleLayers(self.INPUT, "Sentinel-2 L2A product(s)",
-                                                      QgsProcessing.TypeFile),
+                                                      SOURCE_FILE),
                  "One Sentinel-2 Level-2A product (S2MSI2A) as downloaded from the Copernicus Data Space (.zip), "
                  "its unzipped .SAFE folder or its MTD_MSIL2A.xml; or several products of the same date "
                  "(adjacent tiles) to mosaic.")
@@ -73,8 +74,8 @@ class PrepareProductAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_SCL, "Scene classification (SCL)"),
                  "Uint8 GeoTIFF of the Level-2A scene classification on the same grid (0 no data, 4 vegetation, "
                  "5 bare soil, 6 water, 8-10 clouds and cirrus, 11 snow).")
-        self.addOutput(QgsProcessingOutputString(self.SENSING_DATE, "Sensing date (YYYY-MM-DD)"))
-        self.addOutput(QgsProcessingOutputString(self.TILE, "Tile(s)"))
+        self.add_output(QgsProcessingOutputString(self.SENSING_DATE, "Sensing date (YYYY-MM-DD)"))
+        self.add_output(QgsProcessingOutputString(self.TILE, "Tile(s)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()

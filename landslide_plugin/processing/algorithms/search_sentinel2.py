@@ -8,12 +8,10 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
-    QgsFeatureSink,
     QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -23,11 +21,24 @@ from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QDateTime, Qt, QVariant
+from qgis.PyQt.QtCore import QDateTime
 
-from ..base import LandslideAlgorithm
+from ..base import LandslideAlgorithm, transform_geometry
+from ..compat import (
+    DATETIME_DATE,
+    FAST_INSERT,
+    FIELD_BOOL,
+    FIELD_DATETIME,
+    FIELD_DOUBLE,
+    FIELD_INT,
+    FIELD_STRING,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    SOURCE_VECTOR_POLYGON,
+    UTC,
+    WKB_MULTIPOLYGON,
+)
 
 WGS84 = "EPSG:4326"
 CANCELLED = "Cancelled by the user; the search was stopped."
@@ -35,9 +46,9 @@ CANCELLED = "Cancelled by the user; the search was stopped."
 
 def product_fields() -> QgsFields:
     fields = QgsFields()
-    for name, kind in (("product_id", QVariant.String), ("name", QVariant.String), ("date", QVariant.DateTime),
-                       ("tile", QVariant.String), ("orbit", QVariant.Int), ("cloud_cover", QVariant.Double),
-                       ("size_mb", QVariant.Double), ("baseline", QVariant.String), ("online", QVariant.Bool)):
+    for name, kind in (("product_id", FIELD_STRING), ("name", FIELD_STRING), ("date", FIELD_DATETIME),
+                       ("tile", FIELD_STRING), ("orbit", FIELD_INT), ("cloud_cover", FIELD_DOUBLE),
+                       ("size_mb", FIELD_DOUBLE), ("baseline", FIELD_STRING), ("online", FIELD_BOOL)):
         fields.append(QgsField(name, kind))
     return fields
 
@@ -91,24 +102,24 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
                  "Products whose footprint intersects this rectangle are listed (any CRS; it is transformed to "
                  "longitude/latitude). Give this or an area-of-interest layer.")
         self.add(QgsProcessingParameterFeatureSource(self.AOI_LAYER, "Area of interest layer",
-                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                                                     [SOURCE_VECTOR_POLYGON], optional=True),
                  "Polygons of the area of interest (any CRS); products intersecting their union are listed. Used "
                  "instead of the extent when given. Many or complex polygons are searched by their convex hull.")
         self.add(QgsProcessingParameterDateTime(self.START_DATE, "From (sensing date)",
-                                                type=QgsProcessingParameterDateTime.Type.Date),
+                                                type=DATETIME_DATE),
                  "First sensing date (UTC) to include.")
         self.add(QgsProcessingParameterDateTime(self.END_DATE, "To (sensing date, included)",
-                                                type=QgsProcessingParameterDateTime.Type.Date),
+                                                type=DATETIME_DATE),
                  "Last sensing date (UTC) to include; the whole day counts.")
         self.add(QgsProcessingParameterNumber(self.MAX_CLOUD, "Maximum cloud cover (%)",
-                                              type=QgsProcessingParameterNumber.Type.Double, defaultValue=30.0,
+                                              type=NUMBER_DOUBLE, defaultValue=30.0,
                                               minValue=0.0, maxValue=100.0),
                  "Products with a larger cloud cover over the whole tile (the catalogue's cloudCover) are left "
                  "out. 100 lists everything.")
         self.add(QgsProcessingParameterString(self.TILE, "MGRS tile", optional=True),
                  "Only this Sentinel-2 tile, e.g. 37SCB or T37SCB. Empty: every tile intersecting the area.")
         self.add(QgsProcessingParameterNumber(self.RELATIVE_ORBIT, "Relative orbit", optional=True,
-                                              type=QgsProcessingParameterNumber.Type.Integer,
+                                              type=NUMBER_INTEGER,
                                               minValue=1, maxValue=143),
                  "Only products of this relative orbit (1-143, the R number in the product name), so that pre- "
                  "and post-event images share their viewing geometry. Empty: any orbit.", advanced=True)
@@ -117,9 +128,9 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
                  "When one acquisition (tile, sensing time) is in the catalogue twice, original and reprocessed, "
                  "list only the newest processing baseline.", advanced=True)
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, "Sentinel-2 L2A products",
-                                                   QgsProcessing.TypeVectorPolygon),
+                                                   SOURCE_VECTOR_POLYGON),
                  "Footprints (EPSG:4326) of the products found, oldest first, with their catalogue attributes.")
-        self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of products"))
+        self.add_output(QgsProcessingOutputNumber(self.COUNT, "Number of products"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
@@ -156,7 +167,7 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
             products = kept
 
         (sink, dest_id) = self.parameterAsSink(parameters, self.OUTPUT, context, product_fields(),
-                                               QgsWkbTypes.MultiPolygon, QgsCoordinateReferenceSystem(WGS84))
+                                               WKB_MULTIPOLYGON, QgsCoordinateReferenceSystem(WGS84))
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for product in products:
@@ -165,12 +176,13 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
             feature = QgsFeature(product_fields())
             feature.setGeometry(footprint_geometry(product.footprint))
             sensed = QDateTime(product.date.replace(tzinfo=None))
-            sensed.setTimeSpec(Qt.UTC)
+            sensed.setTimeSpec(UTC)
             feature.setAttributes([
                 product.id, product.name, sensed, product.tile,
                 product.relative_orbit, product.cloud_cover, round(product.size / 1e6, 1), product.baseline,
                 product.online])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            if not sink.addFeature(feature, FAST_INSERT):
+                raise QgsProcessingException(self.writeFeatureError(sink, parameters, self.OUTPUT))
             cloud = "?" if product.cloud_cover is None else f"{product.cloud_cover:.1f} %"
             feedback.pushInfo(f"{product.date:%Y-%m-%d %H:%M} UTC  T{product.tile}  R{product.relative_orbit}  "
                               f"cloud {cloud}  {product.name}")
@@ -195,7 +207,7 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
                 geometry = QgsGeometry(feature.geometry())
                 if geometry.isEmpty():
                     continue
-                geometry.transform(transform)
+                transform_geometry(geometry, transform, self.AOI_LAYER)
                 geometries.append(geometry)
             if not geometries:
                 raise QgsProcessingException("The area-of-interest layer has no polygons; choose another layer "

@@ -14,6 +14,7 @@ from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report
 #: Index names as the core spells them (``indices.INDICES``; kept here so the algorithm loads without numpy).
 INDEX_OPTIONS = ("NDVI", "BSI", "NDWI")
 
+
 class SpectralIndicesAlgorithm(LandslideAlgorithm):
     NAME = "spectral_indices"
     DISPLAY_NAME = "Spectral indices"
