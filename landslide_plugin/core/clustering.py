@@ -231,6 +231,26 @@ class ClusterModel:
         return self._apply(features, np.nan, np.float32,
                            lambda scaled: self.estimator.predict_proba(scaled)[:, self.landslide_cluster])
 
+    def predict_with_probability(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cluster ids and (GMM) the landslide probability from one pass over the pixels.
+
+        A mixture's predict() is the argmax of the same posteriors predict_proba() gives, so both come
+        from one predict_proba call (half the work of calling the two).
+        """
+        if self.method != "gmm":
+            return self.predict(features), None
+        columns, shape = self._columns(features)
+        labels = np.full(columns[0].size, NO_CLUSTER, dtype=np.uint8)
+        probability = np.full(columns[0].size, np.nan, dtype=np.float32)
+        for start in range(0, labels.size, PREDICT_CHUNK):
+            chunk = np.stack([c[start:start + PREDICT_CHUNK] for c in columns], axis=1).astype(np.float64)
+            valid = np.isfinite(chunk).all(axis=1)
+            if valid.any():
+                posteriors = self.estimator.predict_proba((chunk[valid] - self.mean) / self.std)
+                labels[start:start + PREDICT_CHUNK][valid] = posteriors.argmax(axis=1)
+                probability[start:start + PREDICT_CHUNK][valid] = posteriors[:, self.landslide_cluster]
+        return labels.reshape(shape), probability.reshape(shape)
+
     def summary(self) -> str:
         name = {"kmeans": "K-means", "gmm": "Gaussian mixture"}[self.method]
         return (f"{name}, {self.n_clusters} clusters on {', '.join(self.feature_names)}, fitted on "

@@ -115,8 +115,7 @@ class ClusterDetector(Detector):
                                              n_clusters=self.spec.n_clusters, seed=self.spec.seed)
 
     def predict(self, features):
-        labels = self.model.predict(features)
-        probability = self.model.probability(features) if self.gives_probability else None
+        labels, probability = self.model.predict_with_probability(features)
         return BlockPrediction(landslide=labels == self.model.landslide_cluster, labels=labels,
                                probability=probability)
 
