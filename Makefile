@@ -14,11 +14,12 @@ VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help env test test-core test-processing demo lint package deploy bench screenshot clean
+.PHONY: help env test test-core test-processing demo demo-event lint package deploy bench screenshot clean
 
 help:
 	@echo "make test     install what is missing, then run the whole test suite headless"
 	@echo "make demo     run the landslide mapping on the built-in example (results in demo_output/)"
+	@echo "make demo-event  from an event (area, date) to a map with the event model, against a local mock service"
 	@echo "make lint     ruff, and what plugins.qgis.org runs: flake8 + flake8-qgis, bandit, detect-secrets"
 	@echo "make package  build dist/landslide_plugin-$(VERSION).zip (QGIS: Install from ZIP)"
 	@echo "make deploy   link the plugin into the QGIS profile '$(QGIS_PROFILE)'"
@@ -54,6 +55,10 @@ test-processing: env
 demo: env
 	$(PYTHON) scripts/demo.py --output demo_output
 
+# The event model (find pair -> download -> map) against tests/mock_cdse.py on 127.0.0.1 only.
+demo-event: env
+	$(PYTHON) scripts/demo_event.py --output demo_event_output
+
 # ruff on everything; then what the QGIS plugin repository runs on an upload, on what the ZIP holds
 # (and scripts/, which drive QGIS too): flake8 with flake8-qgis (.flake8), bandit (every severity;
 # a justified finding carries `# nosec Bxxx # reason`), detect-secrets on every tracked file (a test
@@ -79,4 +84,4 @@ screenshot: env
 	$(PYTHON) scripts/screenshot.py --output resources/screenshot.png
 
 clean:
-	rm -rf $(BUILD) dist demo_output .pytest_cache
+	rm -rf $(BUILD) dist demo_output demo_event_output .pytest_cache

@@ -13,8 +13,13 @@ Modeler, see every step, change a parameter or swap a step:
 It is built here with the same API the Graphical Modeler uses and saved with ``toFile``, so it can
 be regenerated after a parameter of an algorithm changes:
 
-    python scripts/build_model.py            # writes the model
-    python scripts/build_model.py --check    # exit 1 if the saved model differs from a fresh build
+    python scripts/build_model.py            # writes the models
+    python scripts/build_model.py --check    # exit 1 if a saved model differs from a fresh build
+
+A second model, resources/models/event_to_landslide_map.model3, goes from an event to a map:
+
+    find a pre/post pair (area, date) ─┬─ download pre ─┐
+                                       └─ download post ┴─ map landslides (one step) → folder, report
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = ROOT / "resources" / "models" / "landslide_mapping.model3"
+EVENT_MODEL_PATH = ROOT / "resources" / "models" / "event_to_landslide_map.model3"
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
 
 MODEL_NAME = "landslide_mapping"
@@ -182,6 +188,123 @@ def build_model():
     return model
 
 
+# -- the event model: area and date -> pair -> downloads -> landslide maps ----------------------------------
+EVENT_MODEL_NAME = "event_to_landslide_map"
+EXTENT, EVENT_DATE, MIN_CLEAR, AUTH = "EXTENT", "EVENT_DATE", "MIN_CLEAR", "AUTH"
+FIND, DOWNLOAD_PRE, DOWNLOAD_POST, MAP = "find_pair", "download_pre", "download_post", "map"
+EVENT_OUTPUTS = (
+    (FIND, "OUTPUT", "candidates"),
+    (MAP, "OUTPUT_FOLDER", "results"),
+)
+EVENT_HELP = {
+    "ALG_DESC": (
+        "From an event to a landslide map in one run: finds the best pre-event and post-event Sentinel-2 L2A "
+        "images over the area (the clear share of the area measured on each candidate's own scene "
+        "classification; the earliest clear post image, a clear pre image of the same orbit and season), "
+        "downloads the bands the mapping reads, and maps landslides with 'Map landslides (pre/post)' over the "
+        "area (co-registration, masks, dNDVI threshold, K-means and Gaussian mixtures, polygons, report).<br><br>"
+        "The candidates layer says which images were chosen and why; the results folder holds the masks, the "
+        "polygons and report.html. Needs a Copernicus Data Space account (an authentication configuration of "
+        "type Basic, or CDSE_USERNAME and CDSE_PASSWORD)."),
+    "ALG_CREATOR": "landslide_plugin",
+    EXTENT: "The area of interest (any CRS): where the images must be clear and the landslides are mapped.",
+    EVENT_DATE: "The day of the earthquake (UTC).",
+    MIN_CLEAR: "Minimum share (%) of the area that must be clear in the SCL of each image.",
+    AUTH: "Copernicus Data Space account (authentication configuration of type Basic). Empty: CDSE_USERNAME and "
+          "CDSE_PASSWORD.",
+    DEM: "Digital elevation model (any CRS and resolution) for the slope mask and the polygons' slope. Optional.",
+    "candidates": "Every candidate image with its clear share over the area, rank and the reason.",
+    "results": "Folder with the landslide masks, polygons, metrics and report.html.",
+}
+
+
+def build_event_model():
+    """The event model (the plugin's provider must be registered)."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterAuthConfig,
+        QgsProcessingParameterDateTime,
+        QgsProcessingParameterExtent,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.PyQt.QtCore import QPointF
+
+    from landslide_plugin.processing.compat import DATETIME_DATE, NUMBER_DOUBLE
+
+    model = QgsProcessingModelAlgorithm(EVENT_MODEL_NAME, MODEL_GROUP, MODEL_GROUP)
+
+    def add_input(definition, x, y):
+        component = QgsProcessingModelParameter(definition.name())
+        component.setPosition(QPointF(x, y))
+        component.setDescription(definition.description())
+        model.addModelParameter(definition, component)
+
+    add_input(QgsProcessingParameterExtent(EXTENT, "Area of interest"), 120, 60)
+    add_input(QgsProcessingParameterDateTime(EVENT_DATE, "Event date", type=DATETIME_DATE), 380, 60)
+    add_input(QgsProcessingParameterNumber(MIN_CLEAR, "Minimum clear share of the area (%)", type=NUMBER_DOUBLE,
+                                           defaultValue=70.0, minValue=0.0, maxValue=100.0), 640, 60)
+    add_input(QgsProcessingParameterAuthConfig(AUTH, "Copernicus Data Space account", optional=True), 900, 60)
+    add_input(QgsProcessingParameterRasterLayer(DEM, "Digital elevation model", optional=True), 1160, 60)
+    model.setParameterOrder([EXTENT, EVENT_DATE, MIN_CLEAR, AUTH, DEM])
+
+    def model_input(name):
+        return [QgsProcessingModelChildParameterSource.fromModelParameter(name)]
+
+    def child_output(child_id, output):
+        return [QgsProcessingModelChildParameterSource.fromChildOutput(child_id, output)]
+
+    def value(static):
+        return [QgsProcessingModelChildParameterSource.fromStaticValue(static)]
+
+    def add_child(child_id, algorithm, description, x, y, sources):
+        child = QgsProcessingModelChildAlgorithm(algorithm)
+        if child.algorithm() is None:
+            raise RuntimeError(f"algorithm {algorithm} is not registered: is the plugin's provider loaded?")
+        child.setChildId(child_id)
+        child.setDescription(description)
+        child.setPosition(QPointF(x, y))
+        for definition in child.algorithm().parameterDefinitions():
+            if definition.isDestination() or definition.name() in sources:
+                continue
+            if definition.defaultValue() is not None:
+                child.addParameterSources(definition.name(), value(definition.defaultValue()))
+        for name, source in sources.items():
+            child.addParameterSources(name, source)
+        model.addChildAlgorithm(child)
+
+    add_child(FIND, "landslide:find_event_pair", "Find a pre/post pair for the event", 380, 200, {
+        "EXTENT": model_input(EXTENT), "EVENT_DATE": model_input(EVENT_DATE), "MIN_CLEAR": model_input(MIN_CLEAR),
+        "AUTH": model_input(AUTH)})
+    add_child(DOWNLOAD_PRE, "landslide:download_s2_l2a", "Download the pre-event image", 200, 340, {
+        "PRODUCT_IDS": child_output(FIND, "PRE_PRODUCT_IDS"), "AUTH": model_input(AUTH)})
+    add_child(DOWNLOAD_POST, "landslide:download_s2_l2a", "Download the post-event image", 560, 340, {
+        "PRODUCT_IDS": child_output(FIND, "POST_PRODUCT_IDS"), "AUTH": model_input(AUTH)})
+    add_child(MAP, "landslide:map_landslides", "Map landslides over the area", 380, 480, {
+        "PRE": child_output(DOWNLOAD_PRE, "PRODUCT_PATHS"), "POST": child_output(DOWNLOAD_POST, "PRODUCT_PATHS"),
+        "EXTENT": model_input(EXTENT), "DEM": model_input(DEM)})
+
+    for child_id, child_output_name, name in EVENT_OUTPUTS:
+        output = QgsProcessingModelOutput(name, name)
+        output.setChildId(child_id)
+        output.setChildOutputName(child_output_name)
+        output.setMandatory(False)
+        child = model.childAlgorithm(child_id)
+        output.setPosition(child.position() + QPointF(160, 60))
+        child.setModelOutputs({name: output})
+
+    model.updateDestinationParameters()
+    model.setHelpContent(EVENT_HELP)
+    return model
+
+
+MODELS = ((MODEL_PATH, build_model), (EVENT_MODEL_PATH, build_event_model))
+
+
 def save(model, path: Path) -> None:
     """Write the model as the Graphical Modeler does (``toFile``), through a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,27 +369,29 @@ def start_qgis():
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=MODEL_PATH)
     parser.add_argument("--check", action="store_true",
-                        help="do not write: exit 1 (and show the difference) if the saved model is not current")
+                        help="do not write: exit 1 (and show the difference) if a saved model is not current")
     args = parser.parse_args()
-    app, provider = start_qgis()  # noqa: F841 (both must outlive the model)
-    model = build_model()
-    ok, issues = model.validate()
-    if not ok:
-        print("the model does not validate:\n" + "\n".join(issues), file=sys.stderr)
-        return 1
-    if args.check:
-        diff = differences(model, args.output)
-        if diff:
-            sys.stdout.writelines(diff)
-            print(f"\n{args.output} is not current: run python scripts/build_model.py", file=sys.stderr)
+    app, provider = start_qgis()  # noqa: F841 (both must outlive the models)
+    status = 0
+    for path, build in MODELS:
+        model = build()
+        ok, issues = model.validate()
+        if not ok:
+            print(f"{path.name} does not validate:\n" + "\n".join(issues), file=sys.stderr)
             return 1
-        print(f"{args.output} is current")
-        return 0
-    save(model, args.output)
-    print(f"wrote {args.output}")
-    return 0
+        if args.check:
+            diff = differences(model, path)
+            if diff:
+                sys.stdout.writelines(diff)
+                print(f"\n{path} is not current: run python scripts/build_model.py", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{path} is current")
+            continue
+        save(model, path)
+        print(f"wrote {path}")
+    return status
 
 
 if __name__ == "__main__":

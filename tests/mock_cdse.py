@@ -177,6 +177,96 @@ def make_product(folder, *, sensing_time: datetime.datetime, tile: str = "T37SCB
     return MockProduct(path, **product_options)
 
 
+# -- an event: several generated dates over an area ----------------------------------------------------
+
+
+#: The dates of the event scenario: label -> (date, after the event, relative orbit, baseline, cloudy over the area).
+#: Event 2023-02-06. Post: a date cloudy over the area only, the clear chosen date in two baselines, a clear
+#: later date of the other orbit. Pre: the same-season date a year before (the expected choice), a cloudy
+#: same-season date, a same-season date of the other orbit, an off-season date and a cloudy recent one.
+EVENT_DATES = {
+    "post_cloudy_aoi": ("2023-02-10", True, 78, "05.09", True),
+    "post_n0509": ("2023-02-15", True, 78, "05.09", False),
+    "post": ("2023-02-15", True, 78, "05.10", False),
+    "post_other_orbit": ("2023-02-17", True, 35, "05.09", False),
+    "pre": ("2022-02-14", False, 78, "05.10", False),
+    "pre_other_orbit": ("2022-02-16", False, 35, "05.10", False),
+    "pre_cloudy_same_season": ("2022-02-19", False, 78, "05.10", True),
+    "pre_off_season": ("2022-12-20", False, 78, "05.10", False),
+    "pre_recent_cloudy": ("2023-01-25", False, 78, "05.10", True),
+}
+EVENT_DATE = datetime.date(2023, 2, 6)
+#: Sensing times of the two relative orbits over the tile.
+ORBIT_TIMES = {78: datetime.time(8, 13, 29), 35: datetime.time(8, 23, 11)}
+
+
+@dataclass
+class EventScenario:
+    """Products of the event scenario, the area of interest (lon/lat box) and what a good choice is."""
+
+    products: dict[str, MockProduct]       # label (EVENT_DATES) -> product
+    aoi: tuple[float, float, float, float]  # west, south, east, north
+    aoi_pixels: tuple[int, int, int, int]   # row0, row1, col0, col1 on the 20 m grid
+    event_date: datetime.date
+    truth: Path
+    dem: Path
+    folder: Path
+
+    def __getitem__(self, label: str) -> MockProduct:
+        return self.products[label]
+
+    def extent(self) -> str:
+        """The area as a Processing extent string."""
+        w, s, e, n = self.aoi
+        return f"{w},{e},{s},{n} [EPSG:4326]"
+
+
+def make_event_scenario(folder, *, size: int = 128, seed: int = 0, aoi_fraction: float = 0.3,
+                        dates: dict | None = None) -> EventScenario:
+    """Write the products of ``EVENT_DATES`` (real SAFE zips with real SCL JP2s from the built-in example's
+    simulated ground: scars after the event, season-dependent fields and reservoir) and wrap them for the mock.
+
+    The area of interest is the central ``aoi_fraction`` of the tile on each side; "cloudy" dates have an
+    opaque cloud over it (and a few pixels around), so the tile as a whole stays mostly clear: its catalogue
+    cloud cover is the cloud share of its own SCL.
+    """
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    from landslide_plugin.core.rasters import geotiff_profile
+    from landslide_plugin.examples.example_data import scene_latitude, simulate_scene, write_date_product
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    epsg, ulx, uly, pixel = 32637, 300000.0, 4200000.0, 20.0
+    scene = simulate_scene(size, seed, pre_date="2022-02-14", post_date="2023-02-15", cloud_fraction=(0.0, 0.0),
+                           latitude=scene_latitude(epsg, uly, size))
+    lo, hi = int(round(size * (0.5 - aoi_fraction / 2))), int(round(size * (0.5 + aoi_fraction / 2)))
+    margin = 3
+    cloud_box = (lo - margin, hi + margin, lo - margin, hi + margin)
+    products = {}
+    for index, (label, (day, after, orbit, baseline, cloudy)) in enumerate((dates or EVENT_DATES).items()):
+        path, cover = write_date_product(
+            scene, folder / label, date=day, after_event=after, cloud_fraction=0.0,
+            cloud_boxes=[cloud_box] if cloudy else [], noise_seed=seed * 100 + index, sensing_time=ORBIT_TIMES[orbit],
+            relative_orbit=orbit, baseline=baseline, epsg=epsg, ulx=ulx, uly=uly)
+        products[label] = MockProduct(path, cloud_cover=round(cover, 2))
+    # The area: pixel edges lo..hi of the grid, in lon/lat, pulled in by a tenth of a pixel.
+    inset = pixel / 10
+    aoi = transform_bounds(f"EPSG:{epsg}", "EPSG:4326", ulx + lo * pixel + inset, uly - hi * pixel + inset,
+                           ulx + hi * pixel - inset, uly - lo * pixel - inset, densify_pts=21)
+    like = {"crs": CRS.from_epsg(epsg), "transform": from_origin(ulx, uly, pixel, pixel), "width": size, "height": size}
+    truth, dem = folder / "truth.tif", folder / "dem.tif"
+    with rasterio.open(truth, "w", **geotiff_profile(like, 1, "uint8", 255)) as dst:
+        dst.write(scene.truth, 1)
+    with rasterio.open(dem, "w", **geotiff_profile(like, 1)) as dst:
+        dst.write(scene.dem.astype("float32"), 1)
+    return EventScenario(products=products, aoi=tuple(aoi), aoi_pixels=(lo, hi, lo, hi), event_date=EVENT_DATE,
+                         truth=truth, dem=dem, folder=folder)
+
+
 def _iso(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -339,6 +429,7 @@ class _Faults:
     host_failures: dict = field(default_factory=dict)  # "token" / "catalogue" -> [[status, count, retry_after]]
     stalls: dict = field(default_factory=dict)      # "token" / "catalogue" / "download" -> [[seconds, count]]
     body_stalls: dict = field(default_factory=dict)  # name fragment -> (bytes to send, seconds to pause)
+    hidden: set = field(default_factory=set)        # name fragments of files neither listed nor served
 
 
 class MockCdse:
@@ -400,6 +491,14 @@ class MockCdse:
     def stall_after(self, name_fragment: str, nbytes: int, seconds: float) -> None:
         """Send ``nbytes`` of the next download whose path contains the fragment, then pause ``seconds``."""
         self._faults.body_stalls[name_fragment] = (nbytes, seconds)
+
+    def hide_files(self, name_fragment: str) -> None:
+        """Files whose path contains the fragment are neither listed under Nodes nor served (404), as when
+        a product lacks a file."""
+        self._faults.hidden.add(name_fragment)
+
+    def _hidden(self, path: str) -> bool:
+        return any(fragment in path for fragment in self._faults.hidden)
 
     def _take_failure(self, kind: str) -> tuple[int, int | None] | None:
         with self._lock:
@@ -658,6 +757,7 @@ def _make_handler(mock: MockCdse, role: str):
                 entries = product.children(nodes[1:])
                 if entries is None:
                     return self._json(record, 404, {"detail": f"Node {'/'.join(nodes)} not found"})
+            entries = [e for e in entries if not mock._hidden("/".join([*nodes, e[0]]))]
             base = f"{mock.url(role)}/odata/v1/Products({product.id})" + "".join(f"/Nodes({n})" for n in nodes)
             result = [{"Id": name, "Name": name, "ContentLength": size, "ChildrenNumber": kids,
                        "Nodes": {"uri": f"{base}/Nodes({name})/Nodes"}} for name, size, kids in entries]
@@ -685,7 +785,8 @@ def _make_handler(mock: MockCdse, role: str):
                 return self._json(record, status, {"code": code or default, "message": message},
                                   None if retry_after is None else {"Retry-After": str(retry_after)})
             if nodes:
-                if nodes[0] != product.name or "/".join(nodes[1:]) not in product.files:
+                if nodes[0] != product.name or "/".join(nodes[1:]) not in product.files or \
+                        mock._hidden("/".join(nodes)):
                     return self._json(record, 404, {"detail": f"Node {'/'.join(nodes)} not found"})
                 data, filename = product.files["/".join(nodes[1:])], nodes[-1]
             else:
@@ -779,3 +880,33 @@ def _parse_query(query: str) -> dict[str, str]:
             raise FilterError(f"duplicate query option {key}")
         values[key] = value
     return values
+
+
+def main(argv=None) -> int:
+    """Serve the event scenario on 127.0.0.1 until interrupted: ``PYTHONPATH=. python tests/mock_cdse.py FOLDER``.
+
+    Prints the environment variables that point the plugin at it (and the test account to use).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path, help="where the generated products go")
+    parser.add_argument("--size", type=int, default=256, help="tile size in 20 m pixels")
+    parser.add_argument("--user", default="demo")
+    parser.add_argument("--password", default="demo-password")  # pragma: allowlist secret (a local mock)
+    args = parser.parse_args(argv)
+    scenario = make_event_scenario(args.folder, size=args.size, aoi_fraction=0.5)
+    with MockCdse(list(scenario.products.values()), users={args.user: args.password}) as mock:
+        for key, value in mock.env().items():
+            print(f"export {key}={value}")
+        print(f"export CDSE_USERNAME={args.user} CDSE_PASSWORD={args.password}")
+        print(f"# area {scenario.extent()}, event {scenario.event_date}; Ctrl-C stops the mock", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

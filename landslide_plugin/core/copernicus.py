@@ -66,6 +66,10 @@ class CdseAuthError(CdseError):
     """Login failed (wrong credentials, missing two-factor code)."""
 
 
+class CdseUnreachable(CdseError):
+    """The service could not be reached at all (no connection, DNS failure, timeouts on every retry)."""
+
+
 # -- settings and credentials ---------------------------------------------------------------------
 
 
@@ -550,8 +554,8 @@ class CdseClient:
                 response = self._request("POST", self.settings.token_url, check, data=data)
             except requests.RequestException as exc:
                 if attempt >= self.settings.retries:
-                    raise CdseError(f"cannot reach the Copernicus Data Space login service "
-                                    f"{self.settings.token_url}: {type(exc).__name__}") from None
+                    raise CdseUnreachable(f"cannot reach the Copernicus Data Space login service "
+                                          f"{self.settings.token_url}: {type(exc).__name__}") from None
                 self._sleep(attempt, None, check)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
@@ -664,7 +668,7 @@ class CdseClient:
                 response = self._request("GET", url, check)
             except requests.RequestException as exc:
                 if attempt >= self.settings.retries:
-                    raise CdseError(f"{what}: cannot reach {_host(url)} ({type(exc).__name__})") from None
+                    raise CdseUnreachable(f"{what}: cannot reach {_host(url)} ({type(exc).__name__})") from None
                 self._sleep(attempt, None, check)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
@@ -699,6 +703,29 @@ class CdseClient:
         for part in path:
             url += f"/Nodes({urllib.parse.quote(part)})"
         return url
+
+    def scl_node(self, product: Product, *, is_cancelled: IsCancelled | None = None) -> tuple[list[str], int]:
+        """(node path inside the SAFE, size in bytes) of the product's 20 m scene classification (SCL)."""
+        check = self._checker(is_cancelled)
+        granules = [n["Name"] for n in self._list_nodes(product, ("GRANULE",), check)]
+        if len(granules) != 1:
+            raise CdseError(f"product {product.name} has {len(granules)} granules; expected one")
+        folder = ("GRANULE", granules[0], "IMG_DATA", "R20m")
+        images = self._list_nodes(product, folder, check)
+        found = [n for n in images if re.search(r"_SCL_20m\.jp2$", n["Name"])]
+        if not found:
+            raise CdseError(f"product {product.name} has no SCL_20m file in {'/'.join(folder)}")
+        return [*folder, found[0]["Name"]], int(found[0].get("ContentLength") or 0)
+
+    def download_file(self, product: Product, node_path: Sequence[str], dest, *, size: int | None = None,
+                      is_cancelled: IsCancelled | None = None) -> Path:
+        """Download one file of a product (``node_path`` inside the SAFE, as ``scl_node`` gives it) to
+        ``dest``, through ``dest.part`` (renamed when complete; removed on a cancel)."""
+        check = self._checker(is_cancelled)
+        self._access_token(check)
+        url = self._node_url(self.settings.download_url, product, node_path) + "/$value"
+        return self._fetch(url, Path(dest), product=product, expected_size=size or None, md5=None,
+                           on_bytes=lambda count: None, is_cancelled=check)
 
     # -- downloads ----------------------------------------------------------------------------
     def download_product(self, product: Product | str, folder, *, whole: bool = False,

@@ -13,6 +13,7 @@ the floor get NaN (no signal to form a ratio), not an arbitrary +-1.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -320,3 +321,74 @@ def write_change_features(
                     dst.write(values[name], i + 1, window=window)
                 rasters.report(progress, 100.0 * (n + 1) / len(windows))
     return os.fspath(out_path)
+
+
+def write_rdndvi(
+    pre_stack_path,
+    post_stack_path,
+    out_path,
+    *,
+    pre_scl_path=None,
+    post_scl_path=None,
+    exclude_dark: bool = False,
+    threshold: float | None = None,
+    mask_path=None,
+    band_numbers: Mapping[str, int] | None = None,
+    progress=None,
+    is_cancelled=None,
+) -> dict:
+    """Write rdNDVI = (NDVI_post - NDVI_pre) / sqrt(NDVI_pre + NDVI_post) of a co-registered pair.
+
+    A float32 GeoTIFF (band "rdNDVI", NaN no data), NaN also where either SCL (when given) says cloud,
+    cloud shadow, snow, defective or no data. With ``threshold`` and ``mask_path`` a landslide mask is
+    written too: 1 where rdNDVI < threshold, 0 elsewhere, 255 no data. Returns counts (``valid``,
+    ``below``) and the ``threshold``.
+    """
+    from . import masks
+
+    check_same_grid(pre_stack_path, post_stack_path)
+    if mask_path is not None and threshold is None:
+        raise ValueError("a mask output needs a threshold (e.g. -0.2): pixels whose rdNDVI is below it are flagged")
+    fallback = band_fallback(band_numbers)
+    needed = bands_for_indices(("NDVI",))
+    pre_bands = rasters.find_bands(pre_stack_path, needed, fallback=fallback)
+    post_bands = rasters.find_bands(post_stack_path, needed, fallback=fallback)
+    counts = {"valid": 0, "below": 0, "threshold": threshold}
+    with contextlib.ExitStack() as stack:
+        pre = stack.enter_context(rasterio.open(pre_stack_path))
+        post = stack.enter_context(rasterio.open(post_stack_path))
+        grid = rasters.Grid.of(pre)
+        windows = list(rasters.row_windows(pre.height, pre.width))
+        tmp = stack.enter_context(rasters.atomic_output(out_path))
+        dst = stack.enter_context(rasterio.open(tmp, "w", **rasters.geotiff_profile(pre.profile, 1)))
+        dst.set_band_description(1, "rdNDVI")
+        dst.update_tags(PRE_DATE=pre.tags().get("SENSING_DATE", ""), POST_DATE=post.tags().get("SENSING_DATE", ""),
+                        FORMULA="(NDVI_post - NDVI_pre) / sqrt(NDVI_pre + NDVI_post)")
+        mask_dst = None
+        if mask_path is not None:
+            mask_tmp = stack.enter_context(rasters.atomic_output(mask_path))
+            mask_dst = stack.enter_context(rasterio.open(
+                mask_tmp, "w", **rasters.geotiff_profile(pre.profile, 1, "uint8", 255)))
+            mask_dst.set_band_description(1, f"rdNDVI < {threshold:g}")
+        for n, window in enumerate(windows):
+            rasters.check_cancelled(is_cancelled)
+            before = compute_indices(read_bands(pre, pre_bands, window), ("NDVI",))["NDVI"]
+            after = compute_indices(read_bands(post, post_bands, window), ("NDVI",))["NDVI"]
+            values = relative_dndvi(before, after)
+            if pre_scl_path is not None or post_scl_path is not None:
+                scl_pre, scl_post = (None if path is None else rasters.read_on_grid(path, grid, window, dtype="uint8",
+                                                                                    fill=0)
+                                     for path in (pre_scl_path, post_scl_path))
+                valid = masks.scl_valid(scl_pre, scl_post, exclude_dark=exclude_dark, exclude_water=False)
+                values[~valid] = np.nan
+            dst.write(values, 1, window=window)
+            finite = np.isfinite(values)
+            counts["valid"] += int(finite.sum())
+            if threshold is not None:
+                below = finite & (values < np.float32(threshold))
+                counts["below"] += int(below.sum())
+                if mask_dst is not None:
+                    mask = np.where(finite, below.astype(np.uint8), np.uint8(255)).astype(np.uint8)
+                    mask_dst.write(mask, 1, window=window)
+            rasters.report(progress, 100.0 * (n + 1) / len(windows))
+    return counts

@@ -1142,6 +1142,45 @@ def generate_example_pair(folder, *, size: int = 256, seed: int = 0, shift: tupl
     return _pair_from_info(info_path, info)
 
 
+def write_date_product(scene: Scene, folder, *, date, after_event: bool, cloud_fraction: float = 0.0,
+                       cloud_boxes: Sequence[tuple[int, int, int, int]] = (), noise_seed: int | None = None,
+                       sensing_time: datetime.time = _SENSING_TIME, tile: str = "T37SCB", relative_orbit: int = 78,
+                       baseline: str = "05.09", spacecraft: str = "S2B", epsg: int = 32637, ulx: float = 300000.0,
+                       uly: float = 4200000.0, bands: Sequence[str] = CORE_BANDS) -> tuple[Path, float]:
+    """Write the ground of ``scene`` as seen on ``date`` as a Level-2A product (one of a series of dates).
+
+    Before the event (``after_event`` false) the ground has no scars and sits on the pre grid; after it the
+    scars are there and the content is shifted by ``scene.shift``, as for the example's post image. The
+    season (green cover, harvest, reservoir level, sun) follows ``date``; ``cloud_fraction`` sets the random
+    clouds and ``noise_seed`` their pattern (and the sensor noise); each ``cloud_boxes`` entry (row0, row1,
+    col0, col1, in pixels) is painted as an opaque cloud (SCL 9), to put a cloud exactly over an area.
+    Returns the product path and the cloud share of its SCL in percent (cloud shadow, clouds, cirrus), what
+    the catalogue lists as the product's cloud cover.
+    """
+    import dataclasses
+
+    from .safe_format import write_l2a_product
+
+    day = _as_date(date)
+    which = "post" if after_event else "pre"
+    cloud = float(cloud_fraction)
+    seeded = dataclasses.replace(scene, seed=scene.seed if noise_seed is None else int(noise_seed),
+                                 cloud_fraction=(cloud, cloud), _cache={},
+                                 **({"post_date": day} if after_event else {"pre_date": day}))
+    dn, scl = seeded._render(which, bands, as_dn=True)
+    for r0, r1, c0, c1 in cloud_boxes:
+        for band, values in dn.items():
+            target = values[max(0, r0):r1, max(0, c0):c1]
+            target[...] = reflectance_to_dn(np.full(target.shape, _spectrum("cloud", band), dtype=np.float32))
+        scl[max(0, r0):r1, max(0, c0):c1] = SCL_CLOUD_HIGH
+    moment = datetime.datetime.combine(day, sensing_time, tzinfo=datetime.timezone.utc)
+    path = write_l2a_product(folder, dn=dn, scl=scl, epsg=int(epsg), ulx=float(ulx), uly=float(uly),
+                             sensing_time=moment, tile=tile, relative_orbit=int(relative_orbit), baseline=baseline,
+                             spacecraft=spacecraft)
+    cloudy = np.isin(scl, (SCL_SHADOW, SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_CIRRUS))
+    return Path(path), float(100.0 * cloudy.mean())
+
+
 def _pair_from_info(info_path: Path, info: dict) -> ExamplePair:
     folder = info_path.parent
     files = info["files"]

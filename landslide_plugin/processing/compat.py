@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterDateTime,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsWkbTypes,
 )
@@ -54,6 +55,10 @@ NUMBER_DOUBLE = _first(lambda: Qgis.ProcessingNumberParameterType.Double,
 #: Date parameter type (``Qgis.ProcessingDateTimeParameterDataType`` since 3.36).
 DATETIME_DATE = _first(lambda: Qgis.ProcessingDateTimeParameterDataType.Date,
                        lambda: QgsProcessingParameterDateTime.Type.Date)
+
+#: A file parameter that takes a folder (``Qgis.ProcessingFileParameterBehavior`` since 3.36).
+FILE_BEHAVIOR_FOLDER = _first(lambda: Qgis.ProcessingFileParameterBehavior.Folder,
+                              lambda: QgsProcessingParameterFile.Behavior.Folder)
 
 #: The "advanced" parameter flag (``Qgis.ProcessingParameterFlag`` since 3.36).
 FLAG_ADVANCED = _first(lambda: Qgis.ProcessingParameterFlag.Advanced,

@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterDateTime,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsWkbTypes,
 )
@@ -129,6 +130,8 @@ def _has(owner, *names) -> bool:
     ("NUMBER_INTEGER", ("ProcessingNumberParameterType", "Integer"), lambda: QgsProcessingParameterNumber.Integer),
     ("NUMBER_DOUBLE", ("ProcessingNumberParameterType", "Double"), lambda: QgsProcessingParameterNumber.Double),
     ("DATETIME_DATE", ("ProcessingDateTimeParameterDataType", "Date"), lambda: QgsProcessingParameterDateTime.Date),
+    ("FILE_BEHAVIOR_FOLDER", ("ProcessingFileParameterBehavior", "Folder"),
+     lambda: QgsProcessingParameterFile.Folder),
     ("FLAG_ADVANCED", ("ProcessingParameterFlag", "Advanced"),
      lambda: QgsProcessingParameterDefinition.FlagAdvanced),
     ("WKB_MULTIPOLYGON", ("WkbType", "MultiPolygon"), lambda: QgsWkbTypes.MultiPolygon),

@@ -133,26 +133,32 @@ class DownloadSentinel2Algorithm(LandslideAlgorithm):
         return unique
 
     def _credentials(self, parameters, context):
-        from ...core.copernicus import CdseAuthError, Credentials
+        return read_credentials(self, parameters, context, self.AUTH)
 
-        authcfg = self.parameterAsString(parameters, self.AUTH, context)
-        if not authcfg:
-            try:
-                return Credentials.from_env()
-            except CdseAuthError as exc:
-                raise QgsProcessingException(str(exc)) from None
-        manager = QgsApplication.authManager()
-        config = QgsAuthMethodConfig()
-        if not manager.loadAuthenticationConfig(authcfg, config, True) or not config.isValid():
-            raise QgsProcessingException(
-                f"Authentication configuration '{authcfg}' cannot be read (unknown id, or the master password "
-                "was not given); choose an existing configuration in Settings > Options > Authentication.")
-        if config.method() != "Basic":
-            raise QgsProcessingException(
-                f"Authentication configuration '{config.name()}' is of type {config.method()}; the Copernicus "
-                "Data Space needs a Basic configuration with username and password.")
-        username, password = config.config("username"), config.config("password")
-        if not username or not password:
-            raise QgsProcessingException(
-                f"Authentication configuration '{config.name()}' has no username or no password; fill in both.")
-        return Credentials(username, password, os.environ.get("CDSE_TOTP") or None)
+
+def read_credentials(alg, parameters, context, name: str = "AUTH"):
+    """Credentials from an authentication-configuration parameter, or else from CDSE_USERNAME and
+    CDSE_PASSWORD; QgsProcessingException with the fix when neither gives a usable account."""
+    from ...core.copernicus import CdseAuthError, Credentials
+
+    authcfg = alg.parameterAsString(parameters, name, context)
+    if not authcfg:
+        try:
+            return Credentials.from_env()
+        except CdseAuthError as exc:
+            raise QgsProcessingException(str(exc)) from None
+    manager = QgsApplication.authManager()
+    config = QgsAuthMethodConfig()
+    if not manager.loadAuthenticationConfig(authcfg, config, True) or not config.isValid():
+        raise QgsProcessingException(
+            f"Authentication configuration '{authcfg}' cannot be read (unknown id, or the master password "
+            "was not given); choose an existing configuration in Settings > Options > Authentication.")
+    if config.method() != "Basic":
+        raise QgsProcessingException(
+            f"Authentication configuration '{config.name()}' is of type {config.method()}; the Copernicus "
+            "Data Space needs a Basic configuration with username and password.")
+    username, password = config.config("username"), config.config("password")
+    if not username or not password:
+        raise QgsProcessingException(
+            f"Authentication configuration '{config.name()}' has no username or no password; fill in both.")
+    return Credentials(username, password, os.environ.get("CDSE_TOTP") or None)

@@ -198,28 +198,34 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
         return datetime.date(date.year(), date.month(), date.day())
 
     def _area_of_interest(self, parameters, context):
-        wgs84 = QgsCoordinateReferenceSystem(WGS84)
-        source = self.parameterAsSource(parameters, self.AOI_LAYER, context)
-        if source is not None:
-            transform = QgsCoordinateTransform(source.sourceCrs(), wgs84, context.transformContext())
-            geometries = []
-            for feature in source.getFeatures():
-                geometry = QgsGeometry(feature.geometry())
-                if geometry.isEmpty():
-                    continue
-                transform_geometry(geometry, transform, self.AOI_LAYER)
-                geometries.append(geometry)
-            if not geometries:
-                raise QgsProcessingException("The area-of-interest layer has no polygons; choose another layer "
-                                             "or give a search extent.")
-            union = QgsGeometry.unaryUnion(geometries)
-            return json.loads(union.asJson(6))
-        if parameters.get(self.EXTENT) in (None, ""):
-            raise QgsProcessingException("Give a search extent or an area-of-interest layer.")
-        extent = self.parameterAsExtentGeometry(parameters, self.EXTENT, context, wgs84)
-        if extent is None or extent.isEmpty():
-            raise QgsProcessingException("The search extent is empty; draw or type an extent.")
-        box = extent.boundingBox()
-        if box.width() <= 0 or box.height() <= 0:
-            raise QgsProcessingException("The search extent has no area; draw or type a larger extent.")
-        return (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
+        return area_of_interest(self, parameters, context, self.EXTENT, self.AOI_LAYER)
+
+
+def area_of_interest(alg, parameters, context, extent_name: str = "EXTENT", layer_name: str = "AOI_LAYER"):
+    """The area of interest of an algorithm in lon/lat: the union of a polygon layer's features as a GeoJSON
+    geometry, or else an extent as a (west, south, east, north) box; a sentence naming the fix otherwise."""
+    wgs84 = QgsCoordinateReferenceSystem(WGS84)
+    source = alg.parameterAsSource(parameters, layer_name, context)
+    if source is not None:
+        transform = QgsCoordinateTransform(source.sourceCrs(), wgs84, context.transformContext())
+        geometries = []
+        for feature in source.getFeatures():
+            geometry = QgsGeometry(feature.geometry())
+            if geometry.isEmpty():
+                continue
+            transform_geometry(geometry, transform, layer_name)
+            geometries.append(geometry)
+        if not geometries:
+            raise QgsProcessingException("The area-of-interest layer has no polygons; choose another layer "
+                                         "or give a search extent.")
+        union = QgsGeometry.unaryUnion(geometries)
+        return json.loads(union.asJson(6))
+    if parameters.get(extent_name) in (None, ""):
+        raise QgsProcessingException("Give a search extent or an area-of-interest layer.")
+    extent = alg.parameterAsExtentGeometry(parameters, extent_name, context, wgs84)
+    if extent is None or extent.isEmpty():
+        raise QgsProcessingException("The search extent is empty; draw or type an extent.")
+    box = extent.boundingBox()
+    if box.width() <= 0 or box.height() <= 0:
+        raise QgsProcessingException("The search extent has no area; draw or type a larger extent.")
+    return (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
