@@ -99,6 +99,15 @@ ISSUE_CONFOUNDERS = (
     "mixed pixels at scar edges", "runout and deposits", "scars near the minimum mapping unit",
     "misregistration",
 )
+#: Each issue confounder's label in confounders.tif (misregistration is the scene's shift, no label).
+ISSUE_LABELS = {
+    "harvested fields": "harvested_field", "reservoir level change": "reservoir_shore",
+    "seasonal browning": "browning", "seasonal greening": "greening", "burn scars": "burn",
+    "forestry clear-cuts": "clearcut", "snow": "snow", "haze and thin cloud": "haze",
+    "cloud shadows": "cloud_shadow", "sun elevation change": "terrain_shading",
+    "mixed pixels at scar edges": "scar_edge", "runout and deposits": "runout",
+    "scars near the minimum mapping unit": "small_scar", "misregistration": None,
+}
 
 # --- Landscapes -------------------------------------------------------------------------------------
 # Green-cover tables as in example_data (fraction at mid-month, January..December); approximate values

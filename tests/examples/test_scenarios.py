@@ -50,12 +50,7 @@ from landslide_plugin.examples import scenarios as sc  # noqa: E402
 
 SMALL = 128
 #: Issue confounder -> its label in confounders.tif (misregistration is scene-level: the shift).
-LABEL_OF = {"harvested fields": "harvested_field", "reservoir level change": "reservoir_shore",
-            "seasonal browning": "browning", "seasonal greening": "greening", "burn scars": "burn",
-            "forestry clear-cuts": "clearcut", "snow": "snow", "haze and thin cloud": "haze",
-            "cloud shadows": "cloud_shadow", "sun elevation change": "terrain_shading",
-            "mixed pixels at scar edges": "scar_edge", "runout and deposits": "runout",
-            "scars near the minimum mapping unit": "small_scar"}
+LABEL_OF = {name: label for name, label in sc.ISSUE_LABELS.items() if label}
 
 
 def test_the_set_is_varied_and_declares_every_confounder_of_the_issue():
@@ -72,7 +67,8 @@ def test_the_set_is_varied_and_declares_every_confounder_of_the_issue():
         assert sum(confounder in s.confounders for s in scenes) >= 2, confounder
     shifts = [s.misregistration_px for s in scenes]
     assert all(0.0 <= v <= 3.0 for v in shifts) and min(shifts) == 0.0 and max(shifts) >= 2.5
-    assert set(LABEL_OF) | {"misregistration"} == set(sc.ISSUE_CONFOUNDERS)
+    assert set(sc.ISSUE_LABELS) == set(sc.ISSUE_CONFOUNDERS)
+    assert set(LABEL_OF.values()) <= set(sc.CONFOUNDERS)
 
 
 def test_options_refuse_what_the_benchmark_does_not_describe():
