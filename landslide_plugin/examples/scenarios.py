@@ -1042,7 +1042,7 @@ SCENARIOS = (
         rotation=0.3, runout=0.3, description="June: hay cut, terraced fields, a burn and clear-cuts, cumulus"),
     ScenarioOptions(
         "humid-large-event", "humid-forest", "same-season", "2022-09-01", "2023-09-10", size=768, seed=205,
-        shift=(-0.8, -0.6), landslide_share=0.03, runout=0.8, mobility=(0.15, 0.35), clearcuts=0.015,
+        shift=(-0.8, -0.6), landslide_share=0.03, runout=1.0, mobility=(0.12, 0.3), clearcuts=0.015,
         haze=(0.0, 0.02),
         small_scars=2.0, description="a dense event (Iburi 2018-like) with runout onto the valley floors"),
     ScenarioOptions(
