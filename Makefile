@@ -14,7 +14,7 @@ VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help env test test-core test-processing demo demo-event lint package deploy bench screenshot clean
+.PHONY: help env test test-core test-processing demo demo-event lint package deploy bench bench-accuracy screenshot clean
 
 help:
 	@echo "make test     install what is missing, then run the whole test suite headless"
@@ -24,6 +24,7 @@ help:
 	@echo "make package  build dist/landslide_plugin-$(VERSION).zip (QGIS: Install from ZIP)"
 	@echo "make deploy   link the plugin into the QGIS profile '$(QGIS_PROFILE)'"
 	@echo "make bench    benchmarks on a full Sentinel-2 tile (slow; results in bench/results/)"
+	@echo "make bench-accuracy  every method's F1 and MCC on the scenario scenes (a few minutes)"
 
 $(BUILD)/apt.stamp:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -79,6 +80,9 @@ deploy:
 
 bench: env
 	$(PYTHON) bench/run.py
+
+bench-accuracy: env
+	$(PYTHON) bench/run.py --only accuracy
 
 screenshot: env
 	$(PYTHON) scripts/screenshot.py --output resources/screenshot.png

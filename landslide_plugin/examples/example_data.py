@@ -33,7 +33,7 @@ import datetime
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +93,14 @@ _SPECTRA = {
     "wetsoil": (0.050, 0.070, 0.090, 0.105, 0.120, 0.130, 0.140, 0.120, 0.085),
     "urban":   (0.095, 0.110, 0.125, 0.140, 0.160, 0.170, 0.185, 0.230, 0.200),
     "cloud":   (0.420, 0.430, 0.440, 0.450, 0.470, 0.480, 0.490, 0.380, 0.270),
+    # Used by examples.scenarios only. Broadleaf (deciduous) canopy: brighter in the NIR than conifers
+    # (USGS v7 aspen/oak canopies). Char: black carbon over soil after a fire, dark from the visible to
+    # the NIR, relatively bright in SWIR-2, so NBR drops (Key & Benson 2006, FIREMON; Smith et al. 2010
+    # char and ash spectra). Snow: medium-grain snow, bright in the visible and NIR, dark in the SWIR,
+    # hence NDSI > 0.4 (USGS v7 snow; Dozier 1989).
+    "broadleaf": (0.025, 0.060, 0.030, 0.095, 0.290, 0.370, 0.410, 0.190, 0.085),
+    "char":    (0.030, 0.035, 0.040, 0.047, 0.054, 0.060, 0.072, 0.110, 0.100),
+    "snow":    (0.800, 0.790, 0.770, 0.760, 0.740, 0.710, 0.660, 0.090, 0.060),
 }
 _BAND_INDEX = {name: i for i, name in enumerate(ALL_BANDS)}
 
@@ -152,6 +160,49 @@ _CROPS = (
 #: Reservoir level through the year as a share of its range (low after the autumn draw-down, full in
 #: May, partly drawn down by September): the drawdown zone is green in winter and flooded in summer.
 _RESERVOIR_LEVEL = (0.0, 0.2, 0.5, 0.85, 1.0, 0.95, 0.8, 0.65, 0.5, 0.3, 0.15, 0.05)
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """Climate, vegetation and relief of a simulated scene; the default is the eastern-Mediterranean
+    foothills of the built-in example (``FOOTHILLS``). ``examples.scenarios`` defines others.
+
+    Tables as the module's defaults: ``fv_monthly`` green cover per class and month, ``dryness`` per
+    month, ``crops`` (share, green cover by month, straw share by month) per crop, ``reservoir_level``
+    per month (share of its range); ``green`` / ``background`` the end-members per class;
+    ``debris`` the mixture of end-members a fresh scar exposes. Relief: ``plain_share`` of the scene
+    below the mountain front, ``median_slope_deg`` of the mountain core, ``base_elevation`` (m).
+    Land cover: ``forest_bias`` raises (or lowers) the forest share of the hills, grassland where the
+    grass field exceeds ``grass_level``, bare rock above the ``bare_quantile`` of mountain elevations,
+    alpine grassland above the ``treeline_quantile`` (None: no treeline), terraced fields on a
+    ``hill_crop_share`` of the gentler hill slopes. ``browning`` = extra summer browning of drought-stressed
+    (forest, shrub and grass) patches at the driest time. ``smooth_mountain_mask``: see the field.
+    """
+
+    name: str = "mediterranean foothills"
+    fv_monthly: dict = field(default_factory=lambda: dict(_FV_MONTHLY))
+    dryness: tuple = _DRYNESS
+    crops: tuple = _CROPS
+    reservoir_level: tuple = _RESERVOIR_LEVEL
+    green: dict = field(default_factory=lambda: dict(_GREEN))
+    background: dict = field(default_factory=lambda: dict(_BACKGROUND))
+    debris: dict | None = None          # None: the "debris" end-member
+    plain_share: float = 0.42
+    median_slope_deg: float = 24.0
+    base_elevation: float = 550.0
+    forest_bias: float = 0.0
+    grass_level: float = 0.9
+    bare_quantile: float = 0.93
+    treeline_quantile: float | None = None
+    hill_crop_share: float = 0.0
+    browning: tuple = (0.15, 0.45)      # forest, shrub and grass
+    #: Blur the coarse mountain mask after enlarging it (no striped slopes); off for the built-in example,
+    #: whose scenes stay as they were.
+    smooth_mountain_mask: bool = False
+
+
+#: The built-in example's landscape (Kahramanmaras foothills).
+FOOTHILLS = Landscape()
 
 
 def _monthly(nodes: Sequence[float], day_of_year: float) -> float:
@@ -226,7 +277,13 @@ class Scene:
     field_table: np.ndarray         # (n_fields, 3) float32: crop type, phase shift (days), vigour
     reservoir: dict                 # box (r0, r1, c0, c1), basin mask, levels per date
     landslide_count: int
+    landscape: Landscape = FOOTHILLS
+    #: Share of the uncorrected terrain-illumination contrast left after Sen2Cor's terrain correction.
+    terrain_residual: float = 0.33
     _cache: dict = field(default_factory=dict, repr=False)
+
+    #: Bands the Scene Classification rules read.
+    scl_bands = ("B03", "B04", "B8A")
 
     # -- layers on the pre grid ------------------------------------------------------------------
     def _crop(self, array: np.ndarray) -> np.ndarray:
@@ -273,9 +330,9 @@ class Scene:
         if unknown:
             raise ValueError(f"bands {', '.join(unknown)} are not simulated; choose among {', '.join(ALL_BANDS)}")
         self.date(which)
-        wanted = list(dict.fromkeys(list(bands) + ["B03", "B04", "B8A"]))  # the SCL rules need these
-        state = _SurfaceState(self, which)
-        atmosphere = _Atmosphere(self, which)
+        wanted = list(dict.fromkeys(list(bands) + list(self.scl_bands)))  # the SCL rules need these
+        state = self._surface_state(which)
+        atmosphere = self._atmosphere(which)
         out: dict[str, np.ndarray] = {}
         for i, band in enumerate(wanted):
             check_cancelled(is_cancelled)
@@ -299,11 +356,22 @@ class Scene:
             illumination = self._crop(illumination)
         # Classify what the product stores (DN-rounded), so SCL and reflectance agree exactly after reading.
         scl_bands = {b: dn_to_reflectance(out[b] if as_dn else reflectance_to_dn(out[b]))
-                     for b in ("B03", "B04", "B8A")}
-        scl = _scene_classification(scl_bands, illumination, atmosphere)
+                     for b in self.scl_bands}
+        scl = self._classify(which, scl_bands, illumination, atmosphere)
         for band in [b for b in wanted if b not in bands]:
             del out[band]
         return out, scl
+
+    # Extension points (``examples.scenarios`` adds burns, clear-cuts, snow, haze through them).
+    def _surface_state(self, which: str) -> _SurfaceState:
+        return _SurfaceState(self, which)
+
+    def _atmosphere(self, which: str) -> _Atmosphere:
+        return _Atmosphere(self, which)
+
+    def _classify(self, which: str, reflectance: dict[str, np.ndarray], illumination: np.ndarray,
+                  atmosphere: _Atmosphere) -> np.ndarray:
+        return _scene_classification(reflectance, illumination, atmosphere)
 
 
 #: Baseline 04.00 and later: DN = reflectance * 10000 + 1000 (BOA_ADD_OFFSET -1000); DN 0 = no data.
@@ -482,11 +550,13 @@ def _cloud_fractions(cloud_fraction) -> tuple[float, float]:
 def simulate_scene(size: int = 256, seed: int = 0, *, shift: tuple[float, float] = (1.5, -1.25),
                    pre_date="2023-01-05", post_date="2023-08-05", cloud_fraction=(0.02, 0.06),
                    landslide_share: float = 0.015, latitude: float = 37.5, nodata_edge: bool = True,
-                   is_cancelled: IsCancelled | None = None) -> Scene:
+                   landscape: Landscape | None = None, is_cancelled: IsCancelled | None = None) -> Scene:
     """Simulate the ground of a ``size`` x ``size`` scene at 20 m (see the module docstring).
 
     ``landslide_share``: target share of the land pixels (not water) covered by landslides (truth).
+    ``landscape``: climate, vegetation and relief (default ``FOOTHILLS``, the built-in example's).
     """
+    landscape = FOOTHILLS if landscape is None else landscape
     if not 32 <= int(size) <= 10980:
         raise ValueError(f"size {size} must be between 32 and 10980 pixels (a 20 m tile is 5490)")
     size = int(size)
@@ -513,9 +583,15 @@ def simulate_scene(size: int = 256, seed: int = 0, *, shift: tuple[float, float]
     wavelength_scale = min(1.0, 1200.0 / padded)  # mountain ranges ~ 25 km apart on a full tile
     mask_noise = _fractal_noise(shape, 4.5, _rng(seed, "mountains"), coarse=coarse,
                                 min_wavelength=max(2.0, 6.0 * wavelength_scale))
+    if landscape.smooth_mountain_mask and coarse > 1:
+        from scipy import ndimage
+
+        # Bicubic enlargement leaves ripples at the coarse cell spacing in the mask's gradient, which
+        # the relief multiplies into striped slopes; a blur of about one cell removes them.
+        mask_noise = ndimage.gaussian_filter(mask_noise, sigma=0.6 * coarse, mode="nearest")
     raw = mask_noise * np.float32(0.8) + np.float32(1.2) * (math.cos(angle) * cols + math.sin(angle) * rows)
     del mask_noise
-    threshold = float(np.quantile(raw[::4, ::4], 0.42))  # ~58 % mountains and foothills
+    threshold = float(np.quantile(raw[::4, ::4], landscape.plain_share))  # ~58 % mountains and foothills
     mountain = _smoothstep(raw, threshold, threshold + 2.2).astype(np.float32)
     del raw
     check_cancelled(is_cancelled)
@@ -533,24 +609,25 @@ def simulate_scene(size: int = 256, seed: int = 0, *, shift: tuple[float, float]
     core = mountain[::2, ::2] > 0.6
     unit = float(np.median(np.hypot(gy, gx)[core])) if core.any() else 1e-6
     del probe, gy, gx, core
-    amplitude = math.tan(math.radians(24.0)) / max(unit, 1e-9)
+    amplitude = math.tan(math.radians(landscape.median_slope_deg)) / max(unit, 1e-9)
     dem = relief
     dem *= np.float32(amplitude)
-    dem += np.float32(550.0) + plain_tilt
+    dem += np.float32(landscape.base_elevation) + plain_tilt
     dem += np.float32(2.0) * _fractal_noise(shape, 3.0, _rng(seed, "microrelief"), coarse=2)
     del relief, plain_tilt
     _limit_slopes(dem)
     check_cancelled(is_cancelled)
 
     # -- reservoir -----------------------------------------------------------------------------------
-    reservoir = _carve_reservoir(dem, mountain, size, margin, _rng(seed, "reservoir"), pre, post)
+    reservoir = _carve_reservoir(dem, mountain, size, margin, _rng(seed, "reservoir"), pre, post,
+                                 landscape.reservoir_level)
     slope = _slope_blocks(dem)
     check_cancelled(is_cancelled)
 
     # -- land cover --------------------------------------------------------------------------------
     texture = np.float32(1.0) + np.float32(0.10) * _fractal_noise(shape, 2.5, _rng(seed, "texture"))
     brightness = np.float32(1.0) + np.float32(0.08) * _fractal_noise(shape, 3.0, _rng(seed, "brightness"))
-    landcover, field_id, field_table = _land_cover(dem, slope, mountain, reservoir, seed, size)
+    landcover, field_id, field_table = _land_cover(dem, slope, mountain, reservoir, seed, size, landscape)
     del mountain
     check_cancelled(is_cancelled)
 
@@ -561,7 +638,8 @@ def simulate_scene(size: int = 256, seed: int = 0, *, shift: tuple[float, float]
                  cloud_fraction=_cloud_fractions(cloud_fraction), latitude=float(latitude), margin=margin,
                  nodata_edge=bool(nodata_edge), dem_padded=dem, slope_padded=slope, landcover_padded=landcover,
                  debris_padded=debris, texture_padded=texture, brightness_padded=brightness,
-                 field_id_padded=field_id, field_table=field_table, reservoir=reservoir, landslide_count=count)
+                 field_id_padded=field_id, field_table=field_table, reservoir=reservoir, landslide_count=count,
+                 landscape=landscape)
 
 
 def _limit_slopes(dem: np.ndarray, passes: int = 3) -> None:
@@ -581,7 +659,8 @@ def _limit_slopes(dem: np.ndarray, passes: int = 3) -> None:
 
 
 def _carve_reservoir(dem: np.ndarray, mountain: np.ndarray, size: int, margin: int,
-                     rng: np.random.Generator, pre: datetime.date, post: datetime.date) -> dict:
+                     rng: np.random.Generator, pre: datetime.date, post: datetime.date,
+                     level_by_month: Sequence[float] = _RESERVOIR_LEVEL) -> dict:
     """Dig a dammed valley lake at the mountain front; water levels per date from the yearly cycle."""
     padded = dem.shape[0]
     radius = float(np.clip(0.09 * size, 5.0, 140.0))
@@ -612,7 +691,7 @@ def _carve_reservoir(dem: np.ndarray, mountain: np.ndarray, size: int, margin: i
     basin = rho < 1.0
     levels = np.quantile(carved[basin], [0.30, 0.62])  # water level range: low .. full
     low, full = float(levels[0]), float(levels[1])
-    level = {which: low + (full - low) * _monthly(_RESERVOIR_LEVEL, d.timetuple().tm_yday)
+    level = {which: low + (full - low) * _monthly(level_by_month, d.timetuple().tm_yday)
              for which, d in (("pre", pre), ("post", post))}
     # A DEM (like SRTM or Copernicus GLO-30) shows the water surface of its own acquisition: flat at
     # the low level; the drawdown zone keeps its terrain.
@@ -649,7 +728,7 @@ def _field_ids(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.nda
     return ids, int((len(strip_edges) + 1) * (n_cuts + 1) + 1)
 
 
-def _land_cover(dem, slope, mountain, reservoir, seed, size):
+def _land_cover(dem, slope, mountain, reservoir, seed, size, landscape: Landscape = FOOTHILLS):
     """WorldCover-coded classes from terrain and smooth noise; cropland parcels on the flat ground."""
     shape = dem.shape
     padded = shape[0]
@@ -658,7 +737,14 @@ def _land_cover(dem, slope, mountain, reservoir, seed, size):
     grass_noise = _fractal_noise(shape, 3.5, _rng(seed, "grass"), coarse=coarse)
     landcover = np.empty(shape, dtype=np.uint8)
     mountain_px = mountain > 0.5
-    elevation_cut = float(np.quantile(dem[::3, ::3][mountain_px[::3, ::3]], 0.93)) if mountain_px.any() else np.inf
+    elevation_cut = (float(np.quantile(dem[::3, ::3][mountain_px[::3, ::3]], landscape.bare_quantile))
+                     if mountain_px.any() else np.inf)
+    treeline = (float(np.quantile(dem[::3, ::3][mountain_px[::3, ::3]], landscape.treeline_quantile))
+                if mountain_px.any() and landscape.treeline_quantile is not None else None)
+    terraces = (_fractal_noise(shape, 3.5, _rng(seed, "terraces"), coarse=coarse)
+                if landscape.hill_crop_share > 0 else None)
+    terrace_cut = (float(np.quantile(terraces[::3, ::3], 1.0 - landscape.hill_crop_share))
+                   if terraces is not None else None)
     for r0 in range(0, padded, 512):
         sl = slice(r0, r0 + 512)
         s, m, p, g, z = slope[sl], mountain[sl], patches[sl], grass_noise[sl], dem[sl]
@@ -669,8 +755,14 @@ def _land_cover(dem, slope, mountain, reservoir, seed, size):
         # Hills: forest on cooler north-facing slopes and where the patch field is high, shrub
         # elsewhere, grassland patches, rock on the summits and cliffs.
         forest_score = p + 0.6 * northness * np.clip(s / 20.0, 0, 1)
+        if landscape.forest_bias:
+            forest_score += landscape.forest_bias
         out = np.where(forest_score > 0.0, FOREST, SHRUB).astype(np.uint8)
-        out[g > 0.9 + s / 50.0] = GRASS  # pastures mostly on the gentler slopes
+        out[g > landscape.grass_level + s / 50.0] = GRASS  # pastures mostly on the gentler slopes
+        if treeline is not None:  # alpine meadows above the treeline (lower on the sunny side)
+            out[z > treeline - 60.0 * northness] = GRASS
+        if terraces is not None:  # terraced fields on the gentler hill slopes, as in many mountain regions
+            out[(terraces[sl] > terrace_cut) & (s < 32.0) & (m < 0.9)] = CROP
         out[(z > elevation_cut) | (s > 48.0)] = BARE
         # Plain: cropland, with grassland patches and villages.
         plain = np.full(s.shape, CROP, dtype=np.uint8)
@@ -707,9 +799,9 @@ def _land_cover(dem, slope, mountain, reservoir, seed, size):
     field_id, n_fields = _field_ids(shape, _rng(seed, "fields"))
     field_id[landcover != CROP] = 0
     rng = _rng(seed, "crops")
-    shares = np.array([c[0] for c in _CROPS])
+    shares = np.array([c[0] for c in landscape.crops])
     table = np.empty((n_fields + 1, 3), dtype=np.float32)
-    table[:, 0] = rng.choice(len(_CROPS), size=n_fields + 1, p=shares / shares.sum())
+    table[:, 0] = rng.choice(len(landscape.crops), size=n_fields + 1, p=shares / shares.sum())
     table[:, 1] = rng.normal(0.0, 10.0, size=n_fields + 1)       # sowing/harvest date spread, days
     table[:, 2] = rng.uniform(0.85, 1.12, size=n_fields + 1)     # crop vigour
     return landcover, field_id, table
@@ -825,7 +917,7 @@ class _SurfaceState:
         self.scene = scene
         self.which = which
         date = scene.date(which)
-        self.doy = date.timetuple().tm_yday
+        self.doy = date.timetuple().tm_yday + self._season_offset_days()
         zenith, azimuth = sun_position(date, scene.latitude)
         self.zenith, self.azimuth = zenith, azimuth
         self.fv = self._green_cover()
@@ -836,25 +928,28 @@ class _SurfaceState:
     def _green_cover(self) -> np.ndarray:
         s = self.scene
         fv = np.zeros(s.dem_padded.shape, dtype=np.float32)
-        dryness = _monthly(_DRYNESS, self.doy)
+        land = s.landscape
+        dryness = self._dryness()
+        forest_browning, open_browning = self._browning()
+        table = self._field_table()
         for r0 in range(0, fv.shape[0], 512):
             sl = slice(r0, r0 + 512)
             lc = s.landcover_padded[sl]
             out = np.zeros(lc.shape, dtype=np.float32)
-            for cls, nodes in _FV_MONTHLY.items():
+            for cls, nodes in land.fv_monthly.items():
                 out[lc == cls] = _monthly(nodes, self.doy)
             # Drought-stressed patches (thin bright soils) brown more in summer: shrub, grass, forest.
             stress = np.clip((s.brightness_padded[sl] - 1.0) / 0.16 + 0.5, 0, 1)
-            browning = 1.0 - dryness * stress * np.where(lc == FOREST, 0.15, np.where(
-                np.isin(lc, (SHRUB, GRASS)), 0.45, 0.0))
+            browning = 1.0 - dryness * stress * np.where(lc == FOREST, forest_browning, np.where(
+                np.isin(lc, (SHRUB, GRASS)), open_browning, 0.0))
             out *= browning
             ids = s.field_id_padded[sl]
             crop = ids > 0
             if crop.any():
-                params = s.field_table[ids[crop]]
+                params = table[ids[crop]]
                 day = self.doy + params[:, 1]
                 green = np.zeros(day.shape, dtype=np.float32)
-                for k, (_, nodes, _) in enumerate(_CROPS):
+                for k, (_, nodes, _) in enumerate(land.crops):
                     sel = params[:, 0] == k
                     green[sel] = _monthly_array(nodes, day[sel])
                 out[crop] = green * params[:, 2]
@@ -862,16 +957,32 @@ class _SurfaceState:
             fv[sl] = np.clip(out, 0.0, 0.97)
         return fv
 
+    def _season_offset_days(self) -> int:
+        """Days the vegetation's season is ahead (+) or behind (-) the calendar on this date."""
+        return 0
+
+    def _dryness(self) -> float:
+        """How dry the season is on this date (0 wet .. 1 driest)."""
+        return _monthly(self.scene.landscape.dryness, self.doy)
+
+    def _browning(self) -> tuple[float, float]:
+        """Browning of drought-stressed forest and of shrub/grass at the driest time."""
+        return self.scene.landscape.browning
+
+    def _field_table(self) -> np.ndarray:
+        """Crop type, phase shift and vigour per field on this date."""
+        return self.scene.field_table
+
     def _stubble(self) -> np.ndarray:
         """Straw share of the cropland background, per pixel (0 outside cropland)."""
         s = self.scene
         out = np.zeros(s.dem_padded.shape, dtype=np.float32)
         crop = s.field_id_padded > 0
         if crop.any():
-            params = s.field_table[s.field_id_padded[crop]]
+            params = self._field_table()[s.field_id_padded[crop]]
             day = self.doy + params[:, 1]
             straw = np.zeros(day.shape, dtype=np.float32)
-            for k, (_, _, nodes) in enumerate(_CROPS):
+            for k, (_, _, nodes) in enumerate(s.landscape.crops):
                 sel = params[:, 0] == k
                 straw[sel] = _monthly_array(nodes, day[sel])
             out[crop] = straw
@@ -905,7 +1016,7 @@ class _SurfaceState:
             slope, aspect = slope[r0 - a0:r0 - a0 + r1 - r0], aspect[r0 - a0:r0 - a0 + r1 - r0]
             s = np.radians(slope)
             cos_i = cz * np.cos(s) + sz * np.sin(s) * np.cos(np.radians(self.azimuth - aspect))
-            factor = 1.0 + 0.33 * (cos_i / cz - 1.0)
+            factor = 1.0 + self.scene.terrain_residual * (cos_i / cz - 1.0)
             factor = np.clip(factor, 0.45, 1.5)
             factor[cos_i <= 0.0] = 0.3
             out[r0:r1] = factor
@@ -919,14 +1030,16 @@ class _SurfaceState:
         bright = s.brightness_padded[sl]
         green = np.zeros(lc.shape, dtype=np.float32)
         background = np.zeros(lc.shape, dtype=np.float32)
-        for cls, name in _GREEN.items():
+        land = s.landscape
+        for cls, name in land.green.items():
             green[lc == cls] = _spectrum(name, band)
-        for cls, weights in _BACKGROUND.items():
+        for cls, weights in land.background.items():
             background[lc == cls] = _mix(band, **weights)
         crop = lc == CROP
         if crop.any():
             straw = self.stubble[sl][crop]
             background[crop] = straw * _spectrum("dry", band) + (1 - straw) * _spectrum("soil", band)
+        background = self._background_rows(band, background, r0, r1)
         value = fv * green + (1 - fv) * background * bright
         value[lc == WATER] = _spectrum("water", band)
         # Reservoir state of this date (overrides the land-cover water, which is the low level).
@@ -943,8 +1056,17 @@ class _SurfaceState:
             hit = debris > 0
             if hit.any():
                 d = debris[hit].astype(np.float32) / 250.0
-                value[hit] = (1 - d) * value[hit] + d * _spectrum("debris", band) * bright[hit]
+                scar = _spectrum("debris", band) if land.debris is None else _mix(band, **land.debris)
+                value[hit] = (1 - d) * value[hit] + d * scar * bright[hit]
+        value = self._cover_rows(band, value, r0, r1)
         value *= self.illumination[sl]
+        return value
+
+    # Extension points: the background under the green cover, and what covers the ground (snow).
+    def _background_rows(self, band: str, background: np.ndarray, r0: int, r1: int) -> np.ndarray:
+        return background
+
+    def _cover_rows(self, band: str, value: np.ndarray, r0: int, r1: int) -> np.ndarray:
         return value
 
 
@@ -1075,11 +1197,35 @@ def generate_example_pair(folder, *, size: int = 256, seed: int = 0, shift: tupl
                            landslide_share=landslide_share, latitude=scene_latitude(int(epsg), float(uly), int(size)),
                            nodata_edge=nodata_edge, is_cancelled=is_cancelled)
     report(progress, 15)
+    info = write_scene(folder, scene, parameters=parameters, bands=bands, epsg=epsg, tile=tile, ulx=ulx, uly=uly,
+                       info_path=info_path, progress=progress, is_cancelled=is_cancelled)
+    report(progress, 100)
+    return _pair_from_info(info_path, info)
+
+
+#: One extra raster written beside the pair: (file name, array, dtype, nodata, description, tags).
+Layer = tuple
+
+
+def write_scene(folder, scene: Scene, *, parameters: dict, bands: Sequence[str], epsg: int, tile: str,
+                ulx: float, uly: float, info_path: Path,
+                extra_layers: Callable[[dict[str, np.ndarray]], Sequence[Layer]] | None = None,
+                extra_info: dict | None = None, progress: Progress | None = None,
+                is_cancelled: IsCancelled | None = None) -> dict:
+    """Write a simulated scene as two L2A product ZIPs, truth, DEM, land cover and the info JSON.
+
+    ``extra_layers(scl)`` (``scl``: the SCL of each date as written, ``{"pre": ..., "post": ...}``)
+    returns more rasters to write on the same grid; ``extra_info`` is merged into the info JSON.
+    Returns the info. A cancelled or failed run leaves none of the files.
+    """
     from .safe_format import write_l2a_product
 
+    folder = Path(folder)
+    pre, post = scene.pre_date, scene.post_date
     written: list[Path] = []
     try:
         products = {}
+        scls = {}
         for k, which in enumerate(("pre", "post")):
             dn, scl = scene._render(
                 which, bands, as_dn=True, is_cancelled=is_cancelled,
@@ -1089,6 +1235,8 @@ def generate_example_pair(folder, *, size: int = 256, seed: int = 0, shift: tupl
             products[which] = Path(write_l2a_product(folder, dn=dn, scl=scl, epsg=int(epsg), ulx=float(ulx),
                                                      uly=float(uly), sensing_time=sensing, tile=tile))
             written.append(products[which])
+            if extra_layers is not None:
+                scls[which] = scl
             del dn, scl
             report(progress, 50 + 35 * k)
         check_cancelled(is_cancelled)
@@ -1102,6 +1250,9 @@ def generate_example_pair(folder, *, size: int = 256, seed: int = 0, shift: tupl
             (LANDCOVER_NAME, scene.landcover, "uint8", 0, "land cover (ESA WorldCover codes)",
              {f"CLASS_{code}": name for code, name in LANDCOVER_CLASSES.items()}),
         )
+        if extra_layers is not None:
+            layers = (*layers, *extra_layers(scls))
+            del scls
         for name, array, dtype, nodata, description, tags in layers:
             path = folder / name
             with atomic_output(path) as tmp:
@@ -1116,20 +1267,21 @@ def generate_example_pair(folder, *, size: int = 256, seed: int = 0, shift: tupl
         land = int(np.count_nonzero(scene.landcover != WATER))
         info = {
             "parameters": parameters,
-            "seed": int(seed), "size": scene.size, "shift": parameters["shift"],
+            "seed": int(scene.seed), "size": scene.size, "shift": [float(v) for v in scene.shift],
             "shift_convention": "a ground feature at pre pixel (col, row) appears at post (col + dx, row + dy)",
             "pre_date": pre.isoformat(), "post_date": post.isoformat(), "tile": tile, "epsg": int(epsg),
             "ulx": float(ulx), "uly": float(uly), "pixel_size": PIXEL_SIZE,
-            "files": {"pre": products["pre"].name, "post": products["post"].name, "truth": TRUTH_NAME,
-                      "dem": DEM_NAME, "landcover": LANDCOVER_NAME},
+            "files": {"pre": products["pre"].name, "post": products["post"].name,
+                      **{Path(layer[0]).stem: layer[0] for layer in layers}},
             "landcover_classes": {str(code): name for code, name in LANDCOVER_CLASSES.items()},
             "landslide_min_slope_degrees": LANDSLIDE_MIN_SLOPE,
             "landslide_pixels": int(truth.sum()),
             "landslide_count": int(components),
             "landslide_share_of_land": float(truth.sum()) / max(1, land),
-            "cloud_fraction": parameters["cloud_fraction"],
+            "cloud_fraction": [float(v) for v in scene.cloud_fraction],
             "sun": {which: dict(zip(("zenith", "azimuth"), sun_position(scene.date(which), scene.latitude)))
                     for which in ("pre", "post")},
+            **(extra_info or {}),
         }
         with atomic_output(info_path) as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8")
@@ -1138,8 +1290,7 @@ def generate_example_pair(folder, *, size: int = 256, seed: int = 0, shift: tupl
             if path.exists():
                 path.unlink()
         raise
-    report(progress, 100)
-    return _pair_from_info(info_path, info)
+    return info
 
 
 def write_date_product(scene: Scene, folder, *, date, after_event: bool, cloud_fraction: float = 0.0,
