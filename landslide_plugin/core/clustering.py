@@ -50,6 +50,34 @@ NOT_LANDSLIDE_WARNING = ("no cluster shows vegetation loss with bare-soil gain; 
 # ---------------------------------------------------------------------------------------------
 # Selection of the landslide cluster
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SelectionRule:
+    """Which clusters are landslides: every cluster whose centre lost vegetation, gained bare soil and
+    brightened in the visible by at least these amounts (fresh scars expose bright soil and rock; burns,
+    shadows and wet ground darken, seasonal browning and haze change less). Several clusters may qualify.
+    """
+
+    max_dndvi: float = -0.25
+    min_dbsi: float = 0.1
+    #: Applied when dVIS (mean visible reflectance change) is among the features.
+    min_dvis: float = 0.02
+    #: In a landslide cluster, only pixels whose own NDVI fell below this are landslides (None: all of them):
+    #: the cluster tells the kind of change, this the size of the change at the pixel.
+    pixel_max_dndvi: float | None = None
+    #: When no cluster meets the rule, fall back to every cluster that lost vegetation, gained bare soil
+    #: and did not darken (the pixel rule above still applies); False: map nothing.
+    fallback: bool = False
+
+    def describe(self) -> str:
+        text = (f"landslide clusters = every cluster whose centre has dNDVI <= {self.max_dndvi:g}, "
+                f"dBSI >= {self.min_dbsi:g} and (with dVIS) dVIS >= {self.min_dvis:g}")
+        if self.fallback:
+            text += " (if none: every cluster with dNDVI < 0, dBSI > 0 and dVIS >= 0)"
+        if self.pixel_max_dndvi is not None:
+            text += f"; in them, pixels with dNDVI < {self.pixel_max_dndvi:g}"
+        return text
+
+
 @dataclass
 class ClusterSelection:
     """The numbers behind the choice of the landslide cluster, one entry per cluster.
@@ -70,9 +98,15 @@ class ClusterSelection:
     fractions: np.ndarray | None = None
     centres: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
+    #: Every landslide cluster (the stated rule may choose several); ``chosen`` is the best of them.
+    chosen_all: tuple[int, ...] = ()
+    rule: SelectionRule | None = None
 
     @property
     def warning(self) -> str | None:
+        if self.rule is not None and not self.chosen_all:
+            return (f"no cluster shows a landslide-sized change ({self.rule.describe()}): this method maps no "
+                    "landslide here")
         return None if self.plausible else NOT_LANDSLIDE_WARNING
 
     def rows(self) -> list[dict]:
@@ -85,7 +119,8 @@ class ClusterSelection:
             if self.centres is not None:
                 row.update({name: float(v) for name, v in zip(self.feature_names, self.centres[k])})
             row.update(dNDVI=float(self.dndvi[k]), dBSI=float(self.dbsi[k]), score=float(self.score[k]),
-                       eligible=bool(self.eligible[k]), landslide=k == self.chosen)
+                       eligible=bool(self.eligible[k]),
+                       landslide=(k in self.chosen_all) if self.rule is not None else k == self.chosen)
             rows.append(row)
         return rows
 
@@ -97,8 +132,11 @@ class ClusterSelection:
         widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
         lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
-        lines.append("rule: landslide cluster = highest z(-dNDVI) + z(dBSI) among clusters with "
-                     "dNDVI < 0 and dBSI > 0")
+        if self.rule is not None:
+            lines.append("rule: " + self.rule.describe())
+        else:
+            lines.append("rule: landslide cluster = highest z(-dNDVI) + z(dBSI) among clusters with "
+                         "dNDVI < 0 and dBSI > 0")
         if self.warning:
             lines.append("WARNING: " + self.warning)
         return "\n".join(lines)
@@ -137,6 +175,7 @@ def select_landslide_cluster(
     centres: np.ndarray,
     feature_names: Sequence[str],
     fractions: np.ndarray | None = None,
+    rule: SelectionRule | None = None,
 ) -> tuple[int, ClusterSelection]:
     """Index of the landslide cluster and the table behind the choice (see :class:`ClusterSelection`).
 
@@ -155,10 +194,27 @@ def select_landslide_cluster(
     # not depend on cluster order.
     best = np.flatnonzero(candidates == candidates.max())
     chosen = int(best[np.argmin(dndvi[best])])
+    chosen_all = (chosen,)
+    if rule is not None:
+        names = list(feature_names)
+        eligible = (dndvi <= rule.max_dndvi) & (dbsi >= rule.min_dbsi)
+        if "dVIS" in names:
+            eligible &= centres[:, names.index("dVIS")] >= rule.min_dvis
+        chosen_all = tuple(int(k) for k in np.argsort(-score) if eligible[k])
+        if not chosen_all and rule.fallback:
+            # No cluster is landslide-sized as a whole (scars a small share of a mixed cluster): take the
+            # clusters that lost vegetation, gained bare soil and did not darken; the pixel rule still applies.
+            loose = (dndvi < 0) & (dbsi > 0)
+            if "dVIS" in names:
+                loose &= centres[:, names.index("dVIS")] >= 0
+            chosen_all = tuple(int(k) for k in np.argsort(-score) if loose[k])
+        plausible = bool(chosen_all)
+        if chosen_all:
+            chosen = chosen_all[0]
     selection = ClusterSelection(
         dndvi=dndvi, dbsi=dbsi, score=score, eligible=eligible, chosen=chosen, plausible=plausible,
         fractions=None if fractions is None else np.asarray(fractions, dtype=np.float64),
-        centres=centres, feature_names=tuple(feature_names))
+        centres=centres, feature_names=tuple(feature_names), chosen_all=chosen_all, rule=rule)
     return chosen, selection
 
 
@@ -192,6 +248,19 @@ class ClusterModel:
     selection: ClusterSelection
     sample_size: int
     seed: int
+    #: Only pixels whose NDVI dropped below this are clustered (None: every analysed pixel).
+    candidates_below: float | None = None
+
+    @property
+    def landslide_clusters(self) -> tuple[int, ...]:
+        return self.selection.chosen_all or ((self.landslide_cluster,) if self.selection.rule is None else ())
+
+    def candidates(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
+        """True where a pixel is clustered (its NDVI dropped enough); None when every pixel is."""
+        if self.candidates_below is None:
+            return None
+        with np.errstate(invalid="ignore"):
+            return np.asarray(features["dNDVI"]).reshape(-1) < self.candidates_below
 
     def _columns(self, features: dict[str, np.ndarray]) -> tuple[list[np.ndarray], tuple[int, ...]]:
         missing = [n for n in self.feature_names if n not in features]
@@ -218,38 +287,43 @@ class ClusterModel:
         return out.reshape(shape)
 
     def predict(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        """Cluster id (uint8) of every pixel; 255 where any feature is not finite."""
-        return self._apply(features, NO_CLUSTER, np.uint8, self.estimator.predict)
+        """Cluster id (uint8) of every pixel; 255 where any feature is not finite or the pixel is no candidate."""
+        return self.predict_with_probability(features)[0]
 
     def probability(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
         """GMM posterior probability of the landslide cluster (float32, NaN where a feature is not finite).
 
         None for K-means, which has no probabilities.
         """
-        if self.method != "gmm":
-            return None
-        return self._apply(features, np.nan, np.float32,
-                           lambda scaled: self.estimator.predict_proba(scaled)[:, self.landslide_cluster])
+        return self.predict_with_probability(features)[1]
 
     def predict_with_probability(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Cluster ids and (GMM) the landslide probability from one pass over the pixels.
-
-        A mixture's predict() is the argmax of the same posteriors predict_proba() gives, so both come
-        from one predict_proba call (half the work of calling the two).
+        """Cluster ids (255: not clustered) and, for a mixture, the landslide probability (the posteriors
+        of the landslide clusters summed; 0 where a pixel is not a candidate), from one pass: a
+        mixture's predict() is the argmax of the same posteriors predict_proba() gives.
         """
-        if self.method != "gmm":
-            return self.predict(features), None
         columns, shape = self._columns(features)
+        candidates = self.candidates(features)
         labels = np.full(columns[0].size, NO_CLUSTER, dtype=np.uint8)
-        probability = np.full(columns[0].size, np.nan, dtype=np.float32)
+        probability = np.full(columns[0].size, np.nan, dtype=np.float32) if self.method == "gmm" else None
+        chosen = list(self.landslide_clusters)
         for start in range(0, labels.size, PREDICT_CHUNK):
             chunk = np.stack([c[start:start + PREDICT_CHUNK] for c in columns], axis=1).astype(np.float64)
             valid = np.isfinite(chunk).all(axis=1)
-            if valid.any():
-                posteriors = self.estimator.predict_proba((chunk[valid] - self.mean) / self.std)
-                labels[start:start + PREDICT_CHUNK][valid] = posteriors.argmax(axis=1)
-                probability[start:start + PREDICT_CHUNK][valid] = posteriors[:, self.landslide_cluster]
-        return labels.reshape(shape), probability.reshape(shape)
+            if candidates is not None:
+                if probability is not None:
+                    probability[start:start + PREDICT_CHUNK][valid] = 0.0
+                valid &= candidates[start:start + PREDICT_CHUNK]
+            if not valid.any():
+                continue
+            scaled = (chunk[valid] - self.mean) / self.std
+            if probability is None:
+                labels[start:start + PREDICT_CHUNK][valid] = self.estimator.predict(scaled)
+                continue
+            posteriors = self.estimator.predict_proba(scaled)
+            labels[start:start + PREDICT_CHUNK][valid] = posteriors.argmax(axis=1)
+            probability[start:start + PREDICT_CHUNK][valid] = posteriors[:, chosen].sum(axis=1) if chosen else 0.0
+        return labels.reshape(shape), (probability.reshape(shape) if probability is not None else None)
 
     def summary(self) -> str:
         name = {"kmeans": "K-means", "gmm": "Gaussian mixture"}[self.method]
@@ -265,6 +339,8 @@ def fit_clusters(
     method: str = "kmeans",
     n_clusters: int = 3,
     seed: int = 0,
+    rule: SelectionRule | None = None,
+    candidates_below: float | None = None,
 ) -> ClusterModel:
     """Fit K-means ("kmeans") or a full-covariance Gaussian mixture ("gmm") on standardised samples.
 
@@ -284,6 +360,13 @@ def fit_clusters(
         raise ValueError(f"samples must be (pixels, {len(feature_names)}) for features "
                          f"{', '.join(feature_names)}; got shape {samples.shape}")
     samples = samples[np.isfinite(samples).all(axis=1)]
+    if candidates_below is not None:
+        if "dNDVI" not in feature_names:
+            raise ValueError("clustering only the pixels that lost vegetation needs the dNDVI feature")
+        samples = samples[samples[:, feature_names.index("dNDVI")] < candidates_below]
+        if samples.shape[0] < 10 * n_clusters:
+            raise NoCandidates(f"only {samples.shape[0]} sampled pixels lost vegetation (NDVI change below "
+                               f"{candidates_below:g}): too few to cluster, so this method maps no landslide")
     if samples.shape[0] == 0:
         raise ValueError("no valid pixels to fit the clusters on")
     if samples.shape[0] < 10 * n_clusters:
@@ -318,10 +401,14 @@ def fit_clusters(
     labels = estimator.predict(scaled)
     fractions = np.bincount(labels, minlength=n_clusters) / labels.size
     centres = scaled_centres * std + mean
-    chosen, selection = select_landslide_cluster(centres, feature_names, fractions)
+    chosen, selection = select_landslide_cluster(centres, feature_names, fractions, rule)
     return ClusterModel(method=method, n_clusters=n_clusters, feature_names=feature_names, mean=mean, std=std,
                         estimator=estimator, centres=centres, landslide_cluster=chosen, selection=selection,
-                        sample_size=int(samples.shape[0]), seed=int(seed))
+                        sample_size=int(samples.shape[0]), seed=int(seed), candidates_below=candidates_below)
+
+
+class NoCandidates(ValueError):
+    """Too few pixels lost vegetation to cluster them: the method maps nothing (not an error of the run)."""
 
 
 class ReservoirSample:

@@ -107,26 +107,59 @@ class ClusterDetector(Detector):
         super().__init__(spec)
         self.gives_probability = spec.kind == "gmm"
         self.model = None
+        self.nothing = ""
 
     def fit(self, sample, feature_names):
         from . import clustering
 
-        self.model = clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
-                                             n_clusters=self.spec.n_clusters, seed=self.spec.seed)
+        try:
+            self.model = clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
+                                                 n_clusters=self.spec.n_clusters, seed=self.spec.seed,
+                                                 rule=self.spec.rule, candidates_below=self.spec.candidates_below)
+        except clustering.NoCandidates as nothing:
+            self.model, self.nothing = None, str(nothing)
 
     def predict(self, features):
+        if self.model is None:
+            size = np.asarray(next(iter(features.values()))).shape
+            return BlockPrediction(landslide=np.zeros(size, bool), labels=np.full(size, 255, np.uint8),
+                                   probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
-        return BlockPrediction(landslide=labels == self.model.landslide_cluster, labels=labels,
-                               probability=probability)
+        landslide = np.isin(labels, self.model.landslide_clusters)
+        rule = self.spec.rule
+        if rule is not None and getattr(rule, "pixel_max_dndvi", None) is not None:
+            with np.errstate(invalid="ignore"):
+                landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) < rule.pixel_max_dndvi
+        return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
+
+    @property
+    def landslide_cluster(self) -> int:
+        """The best landslide cluster (-1: none)."""
+        if self.model is None or not self.model.landslide_clusters:
+            return -1
+        return self.model.landslide_cluster
+
+    @property
+    def warning(self) -> str | None:
+        return self.nothing if self.model is None else self.model.selection.warning
 
     def tags(self):
-        model = self.model
-        return {"METHOD": self.spec.kind, "CLUSTERS": str(self.spec.n_clusters),
-                "FEATURES": ",".join(model.feature_names), "LANDSLIDE_CLUSTER": str(model.landslide_cluster),
-                "SEED": str(self.spec.seed), "SAMPLE_SIZE": str(model.sample_size)}
+        tags = {"METHOD": self.spec.kind, "CLUSTERS": str(self.spec.n_clusters), "SEED": str(self.spec.seed)}
+        if self.model is not None:
+            tags.update(FEATURES=",".join(self.model.feature_names), SAMPLE_SIZE=str(self.model.sample_size),
+                        LANDSLIDE_CLUSTER=str(self.landslide_cluster),
+                        LANDSLIDE_CLUSTERS=",".join(str(k) for k in self.model.landslide_clusters))
+        if self.spec.candidates_below is not None:
+            tags["CLUSTERED"] = f"pixels with dNDVI < {self.spec.candidates_below:g}"
+        return tags
 
     def describe(self):
-        return f"landslide cluster {self.model.landslide_cluster}\n{self.model.selection.format()}"
+        if self.model is None:
+            return self.nothing
+        chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
+        scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}; "
+                 if self.spec.candidates_below is not None else "")
+        return f"{scope}landslide cluster(s) {chosen}\n{self.model.selection.format()}"
 
 
 @dataclass(frozen=True)
@@ -157,6 +190,11 @@ class MethodSpec:
     n_clusters: int = 0
     threshold: float = -0.2
     seed: int = 0
+    #: Clusterings: only pixels whose NDVI fell below this are clustered (None: every analysed pixel).
+    candidates_below: float | None = None
+    #: Clusterings: the stated rule choosing the landslide clusters (None: the reference study's single
+    #: cluster with the largest NDVI loss and bare-soil gain).
+    rule: object | None = None
 
     def __post_init__(self):
         if self.kind not in REGISTRY:
@@ -265,7 +303,7 @@ def detect(
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
     features = idx.check_names(inputs.features, idx.ALL_FEATURES, "feature")
-    if "dNDVI" not in features and any(m.kind == "threshold" for m in methods):
+    if "dNDVI" not in features and any(m.kind == "threshold" or m.candidates_below is not None for m in methods):
         features = (*features, "dNDVI")
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
@@ -337,6 +375,9 @@ def detect(
             codes[window.row_off:window.row_off + window.height] = block
             if sample is not None:
                 kept = block == masks.KEPT
+                if options.slope_objects and (options.slope_path or options.dem_path):
+                    with np.errstate(invalid="ignore"):  # fit on steep ground only; objects decide later
+                        kept &= _slope(options, pre_path, grid, window) >= options.min_slope_deg
                 sample.offer(np.stack([values[name][kept] for name in features], axis=-1))
             else:
                 writers.write(window, block, values, pool)
@@ -349,6 +390,7 @@ def detect(
                              "(or check that the images overlap and are not all cloud)")
         if not fitted:
             writers.close()
+            _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
             if on_method_ready:
                 for result in results.values():
                     on_method_ready(result)
@@ -382,6 +424,7 @@ def detect(
             writers.write(window, block, values, pool)
             rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
         writers.close()
+    _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
     return DetectionResult(results, removed, analysed, int(codes.size), int(sample_rows.shape[0]), description,
                            reads=2)
 
@@ -449,6 +492,26 @@ class _Writers:
 
     def close(self) -> None:
         self._stack.close()  # closes the datasets, then renames each temporary into place
+
+
+def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outputs, is_cancelled) -> None:
+    """The object-level slope rule (``MaskOptions.slope_objects``) on every written mask."""
+    if not options.slope_objects or not (options.slope_path or options.dem_path):
+        return
+    with contextlib.ExitStack() as stack:
+        slope_path = options.slope_path
+        if not slope_path:
+            import tempfile
+
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="landslide_slope_"))
+            slope_path = masks.write_slope(options.dem_path, like_path, os.path.join(folder, "slope.tif"),
+                                           is_cancelled=is_cancelled)
+        for name, result in results.items():
+            rasters.check_cancelled(is_cancelled)
+            dropped = masks.keep_objects_reaching_slope(outputs[name].mask, slope_path, options.min_slope_deg,
+                                                        probability_path=outputs[name].probability)
+            result.landslide -= dropped
+            result.not_landslide += dropped
 
 
 def _check_inputs(pre_path, post_path, inputs: DetectionInputs, options: masks.MaskOptions) -> None:

@@ -33,9 +33,10 @@ RDNDVI_BOUND = math.sqrt(2.0)
 #: Default feature set: NDVI and BSI of both dates and their differences.
 FEATURES = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI")
 #: Every feature change_features can compute.
-ALL_FEATURES = FEATURES + ("NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI")
-#: Single-date indices write_indices can compute.
-INDICES = ("NDVI", "BSI", "NDWI")
+ALL_FEATURES = FEATURES + ("NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS")
+#: Single-date indices write_indices can compute. VIS is the mean visible reflectance (B02, B03, B04):
+#: fresh scars brighten in the visible, burns, shadows and wet ground darken.
+INDICES = ("NDVI", "BSI", "NDWI", "VIS")
 
 #: Bands the default pipeline reads (blue, green, red, narrow NIR, SWIR-1).
 REQUIRED_BANDS = ("B02", "B03", "B04", "B8A", "B11")
@@ -45,6 +46,7 @@ INDEX_BANDS = {
     "NDVI": ("B04", "B8A"),
     "BSI": ("B02", "B04", "B8A", "B11"),
     "NDWI": ("B03", "B8A"),
+    "VIS": ("B02", "B03", "B04"),
 }
 
 #: Single-date indices each feature is derived from.
@@ -52,6 +54,7 @@ _FEATURE_INDICES = {
     "NDVI_pre": ("NDVI",), "NDVI_post": ("NDVI",), "dNDVI": ("NDVI",), "rdNDVI": ("NDVI",),
     "BSI_pre": ("BSI",), "BSI_post": ("BSI",), "dBSI": ("BSI",),
     "NDWI_pre": ("NDWI",), "NDWI_post": ("NDWI",), "dNDWI": ("NDWI",),
+    "VIS_pre": ("VIS",), "VIS_post": ("VIS",), "dVIS": ("VIS",),
 }
 
 
@@ -93,6 +96,11 @@ def bare_soil_index(blue, red, nir, swir1, *, clip: bool = True) -> np.ndarray:
         blue, red, nir, swir1 = (_floor(x) for x in (blue, red, nir, swir1))
     # Floors already applied; the sums of non-negative bands are non-negative.
     return _normalised_difference(swir1 + red, nir + blue, clip=clip)
+
+
+def visible_brightness(blue, green, red) -> np.ndarray:
+    """Mean visible reflectance (B02, B03, B04), negatives floored at 0; NaN where any band is NaN."""
+    return ((_floor(_as_float(blue)) + _floor(_as_float(green)) + _floor(_as_float(red))) / 3.0).astype(np.float32)
 
 
 def ndwi(green, nir, *, clip: bool = True) -> np.ndarray:
@@ -179,6 +187,9 @@ def compute_indices(block: Mapping[str, np.ndarray], indices: Sequence[str] = IN
         elif name == "BSI":
             out[name] = bare_soil_index(band_of(block, "B02", date), band_of(block, "B04", date),
                                         band_of(block, "B8A", date), band_of(block, "B11", date), clip=clip)
+        elif name == "VIS":
+            out[name] = visible_brightness(band_of(block, "B02", date), band_of(block, "B03", date),
+                                           band_of(block, "B04", date))
         else:
             out[name] = ndwi(band_of(block, "B03", date), band_of(block, "B8A", date), clip=clip)
     return out

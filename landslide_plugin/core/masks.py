@@ -213,6 +213,10 @@ class MaskOptions:
     #: Slope (degrees) already computed from ``dem_path`` (``write_slope``), read instead of recomputing
     #: it: a run that applies the same masks to several methods computes the slope once.
     slope_path: str | None = None
+    #: Apply the slope rule to connected landslide objects instead of pixels: an object is kept when
+    #: part of it reaches the minimum slope (a scar starts on steep ground; its runout and deposit may
+    #: lie on gentle ground). Pixels flatter than the minimum are not sampled for fitting either way.
+    slope_objects: bool = False
 
     def describe(self) -> str:
         parts = []
@@ -223,6 +227,8 @@ class MaskOptions:
             parts.append(f"water (SCL 6{ndwi})")
         if self.dem_path:
             rule = f"slope >= {self.min_slope_deg:g} deg"
+            if self.slope_objects:
+                rule += " somewhere in each object"
             if self.max_slope_deg is not None:
                 rule += f" and <= {self.max_slope_deg:g} deg"
             parts.append(rule)
@@ -302,7 +308,8 @@ def mask_codes(
             too_flat = slope < options.min_slope_deg
             if options.max_slope_deg is not None:
                 too_flat |= slope > options.max_slope_deg
-        assign("slope", too_flat)
+        if not options.slope_objects:
+            assign("slope", too_flat)
     if exclusion is not None:
         assign("exclusion", np.asarray(exclusion, dtype=bool))
     if options.min_ndvi_pre is not None:
@@ -361,3 +368,54 @@ def threshold_mask(dndvi, threshold: float = -0.2) -> np.ndarray:
         out[d < threshold] = 1
     out[np.isnan(d)] = 255
     return out
+
+
+def keep_objects_reaching_slope(mask_path, slope_path, min_slope_deg: float, *, probability_path=None) -> int:
+    """Drop landslide objects of a 1/0/255 mask that never reach ``min_slope_deg``; returns pixels dropped.
+
+    Objects are 8-connected groups of 1s; an object whose steepest pixel is flatter than the minimum is
+    set to 0 (and its probability, if given, to 0). Holds the mask (uint8), its labels (int32) and the
+    slope (float32): three full-size arrays, about 270 MB for a full Sentinel-2 tile.
+    """
+    from scipy import ndimage
+
+    with rasterio.open(mask_path) as src:
+        mask = src.read(1)
+    labels, count = ndimage.label(mask == 1, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return 0
+    with rasterio.open(slope_path) as src:
+        slope = src.read(1).astype(np.float32)
+    steepest = ndimage.maximum(np.nan_to_num(slope, nan=-1.0), labels, index=np.arange(1, count + 1))
+    flat = np.concatenate([[False], np.asarray(steepest) < min_slope_deg])
+    drop = flat[labels]
+    del labels, slope
+    dropped = int(drop.sum())
+    if dropped == 0:
+        return 0
+    mask[drop] = 0
+    _rewrite_band(mask_path, mask)
+    if probability_path:
+        with rasterio.open(probability_path) as src:
+            probability = src.read(1)
+        probability[drop] = 0.0
+        _rewrite_band(probability_path, probability)
+    return dropped
+
+
+def _rewrite_band(path, values: np.ndarray) -> None:
+    """Replace band 1 of a GeoTIFF atomically, keeping its profile, description, tags and colour map."""
+    with rasterio.open(path) as src:
+        profile, tags, description = src.profile, src.tags(), src.descriptions[0]
+        try:
+            colormap = src.colormap(1)
+        except ValueError:
+            colormap = None
+    profile.update(rasters.GTIFF_OPTIONS if profile.get("tiled") else {})
+    with rasters.atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(values, 1)
+        dst.update_tags(**tags)
+        if description:
+            dst.set_band_description(1, description)
+        if colormap:
+            dst.write_colormap(1, colormap)

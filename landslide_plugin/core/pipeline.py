@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import clustering as clustering_module
 from . import masks as masks_module
 from . import rasters
 from .detection import MethodOutputs, MethodSpec
@@ -23,6 +24,11 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 #: A detection method to run (``detection.MethodSpec``: kind, cluster count; the registry lists the kinds).
 Method = MethodSpec
 
+
+#: The methods a one-step run maps with by default: the threshold baseline and the change clusterings
+#: that scored best on the scenario benchmark (bench/README.md: K-means 5 best mean and worst F1).
+DEFAULT_METHODS = (MethodSpec("threshold"), MethodSpec("kmeans", 5), MethodSpec("gmm", 5))
+DEFAULT_PRIMARY = "kmeans5"
 
 #: The reference study's four clusterings plus its threshold baseline.
 REFERENCE_STUDY_METHODS = (Method("threshold"), Method("kmeans", 2), Method("kmeans", 3),
@@ -65,12 +71,35 @@ class PolygonOptions:
 
 
 @dataclass(frozen=True)
+class ClusteringOptions:
+    """How the clusterings map change (``detection.MethodSpec`` settings shared by every clustering).
+
+    The default clusters only the pixels that lost vegetation at all, on features that tell kinds of
+    change apart (fresh scars brighten in the visible and gain bare soil; burns, shadows and haze do
+    not), and takes every cluster a stated rule calls landslide-like, then the pixels in them whose NDVI
+    fell by more than 0.2. ``REFERENCE_STUDY_CLUSTERING`` is the reference study's way: every analysed
+    pixel, NDVI and BSI of both dates and their changes, the single cluster with the largest NDVI loss
+    and bare-soil gain.
+    """
+
+    features: tuple[str, ...] = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
+    candidates_below: float | None = -0.1
+    rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
+        max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.2, fallback=True))
+
+
+REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",
+                                                         "dBSI"), candidates_below=None, rule=None)
+
+
+@dataclass(frozen=True)
 class MappingOptions:
     """Every setting of a one-step run (the inputs are arguments of ``map_landslides``)."""
 
-    methods: tuple[Method, ...] = REFERENCE_STUDY_METHODS
-    #: Method whose mask becomes polygons (default: gmm3, else kmeans3, else the last method).
+    methods: tuple[Method, ...] = DEFAULT_METHODS
+    #: Method whose mask becomes polygons (default: DEFAULT_PRIMARY if run, else the last clustering).
     primary: str | None = None
+    clustering: ClusteringOptions = ClusteringOptions()
     threshold: float = -0.2
     #: Mask rules (the DEM and land-cover paths come from the inputs); None: no mask at all.
     masks: masks_module.MaskOptions | None = field(default_factory=default_masks)
@@ -210,7 +239,7 @@ def map_landslides(
     if not methods:
         raise ValueError("no method chosen")
     names = [m.name for m in methods]
-    primary = primary or next((n for n in ("gmm3", "kmeans3") if n in names), names[-1])
+    primary = primary or next((n for n in (DEFAULT_PRIMARY, "gmm3", "kmeans3") if n in names), names[-1])
     if primary not in names:
         raise ValueError(f"primary method '{primary}' is not among the methods run ({', '.join(names)})")
     folder = Path(folder)
@@ -330,7 +359,10 @@ def map_landslides(
                                folder / "post_aligned_scl.tif" if aligned_scl else None,
                                shift, correlation, primary=primary, log=lines, warnings=warnings)
         # One detection pass feeds every method: features and mask codes once, one shared sample.
-        specs = [dataclasses.replace(m, threshold=threshold, seed=seed) for m in methods]
+        cluster_options = options.clustering
+        specs = [dataclasses.replace(m, threshold=threshold, seed=seed) if not m.entry.takes_clusters else
+                 dataclasses.replace(m, seed=seed, candidates_below=cluster_options.candidates_below,
+                                     rule=cluster_options.rule) for m in methods]
         detection_outputs = {}
         for spec in specs:
             entry = spec.entry
@@ -343,13 +375,13 @@ def map_landslides(
             """Said as soon as a method's choice is known (after its fit), from this thread."""
             text = found.detector.describe()
             say(f"{found.spec.label}: {text}" if text else found.spec.label)
-            selection = getattr(getattr(found.detector, "model", None), "selection", None)
-            if selection is not None and selection.warning:
-                say(f"WARNING {found.spec.label}: {selection.warning}")
+            warning = getattr(found.detector, "warning", None)
+            if warning:
+                say(f"WARNING {found.spec.label}: {warning}")
 
         detected = detection.detect(
             detection.DetectionInputs(pre_stack, aligned, pre_scl_path, aligned_scl, band_numbers, mask_options,
-                                      sample_size=sample_size, seed=seed),
+                                      features=tuple(cluster_options.features), sample_size=sample_size, seed=seed),
             specs, detection_outputs, on_method_ready=method_ready, progress=stages.callback("detect"),
             is_cancelled=is_cancelled)
         removed = ", ".join(f"{masks.REASON_LABELS[r]} {n:,}" for r, n in detected.removed.items() if n)
@@ -364,7 +396,7 @@ def map_landslides(
             mapped.masks[spec.name] = folder / Path(written.mask).name
             if written.clusters is not None:
                 mapped.clusters[spec.name] = folder / Path(written.clusters).name
-                mapped.landslide_clusters[spec.name] = (spec.n_clusters, found.detector.model.landslide_cluster)
+                mapped.landslide_clusters[spec.name] = (spec.n_clusters, found.detector.landslide_cluster)
             if written.probability is not None:
                 mapped.probabilities[spec.name] = folder / Path(written.probability).name
             share = found.landslide / detected.analysed_pixels if detected.analysed_pixels else 0.0

@@ -191,6 +191,8 @@ def style_polygons(layer) -> None:
     """Landslide polygons: red outline over a light translucent red fill."""
     from qgis.core import QgsFillSymbol
 
+    if layer.renderer() is None or not hasattr(layer.renderer(), "setSymbol"):
+        return  # an empty GeoJSON (the method mapped nothing) has no geometry type and nothing to draw
     symbol = QgsFillSymbol.createSimple({"color": "227,26,28,70", "outline_color": "227,26,28,255",
                                          "outline_width": "0.4"})
     layer.renderer().setSymbol(symbol)

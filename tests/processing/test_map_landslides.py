@@ -66,11 +66,11 @@ def full_run(provider, example_pair, tmp_path_factory):
 def test_typed_outputs_and_scores(full_run, example_pair):
     folder, result = full_run
     assert result["OUTPUT_FOLDER"] == str(folder)
-    for name in ("ALIGNED", "PRIMARY_MASK", "PRIMARY_PROBABILITY", "POLYGONS", "REPORT"):
+    for name in ("ALIGNED", "PRIMARY_MASK", "POLYGONS", "REPORT"):
         assert Path(result[name]).parent == folder and Path(result[name]).is_file(), name
-    assert Path(result["PRIMARY_MASK"]).name == "mask_gmm3.tif"
-    assert sorted(Path(p).name for p in result["MASKS"]) == [
-        "mask_gmm2.tif", "mask_gmm3.tif", "mask_kmeans2.tif", "mask_kmeans3.tif", "mask_threshold.tif"]
+    assert result["PRIMARY_PROBABILITY"] is None  # K-means has no probability; the mixture writes its own
+    assert Path(result["PRIMARY_MASK"]).name == "mask_kmeans5.tif"  # the benchmark's best (bench/README.md)
+    assert sorted(Path(p).name for p in result["MASKS"]) == ["mask_gmm5.tif", "mask_kmeans5.tif", "mask_threshold.tif"]
     # Co-registration recovers the example's known shift.
     assert result["SHIFT_X"] == pytest.approx(example_pair.shift[0], abs=0.2)
     assert result["SHIFT_Y"] == pytest.approx(example_pair.shift[1], abs=0.2)
@@ -80,10 +80,10 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert 0 < result["IOU"] <= f1 and -1 <= result["MCC"] <= 1
     metrics = json.loads((folder / "metrics.json").read_text())
     by_name = {item["name"]: item for item in metrics["predictions"]}
-    assert by_name["GMM 3"]["f1"] == pytest.approx(f1)
-    assert set(by_name) == {"dNDVI threshold", "K-means 2", "K-means 3", "GMM 2", "GMM 3"}
+    assert by_name["K-means 5"]["f1"] == pytest.approx(f1)
+    assert set(by_name) == {"dNDVI threshold", "K-means 5", "GMM 5"}
     report = Path(result["REPORT"]).read_text(encoding="utf-8")
-    assert "F1" in report and "GMM 3" in report and "<img" in report
+    assert "F1" in report and "K-means 5" in report and "<img" in report
     # The mask and the polygons agree, and the mask finds true scars.
     with rasterio.open(result["PRIMARY_MASK"]) as src:
         mask = src.read(1)
@@ -94,10 +94,10 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     polygons = QgsVectorLayer(result["POLYGONS"], "polygons", "ogr")
     assert polygons.isValid() and polygons.featureCount() == result["POLYGON_COUNT"] > 0
     assert polygons.crs().authid() == "EPSG:32637"
-    with rasterio.open(result["PRIMARY_PROBABILITY"]) as src:
-        probability = src.read(1)
-    assert np.nanmax(probability) <= 1 and np.nanmean(probability[mask == 1]) > 0.5
-    assert "co-registration" in result["LOG"] and "GMM 3: precision" in result["LOG"]
+    with rasterio.open(folder / "probability_gmm5.tif") as src, rasterio.open(folder / "mask_gmm5.tif") as gmm:
+        probability, gmm_mask = src.read(1), gmm.read(1)
+    assert np.nanmax(probability) <= 1 and np.nanmean(probability[gmm_mask == 1]) > 0.5
+    assert "co-registration" in result["LOG"] and "K-means 5: precision" in result["LOG"]
 
 
 def test_vector_inventory_reference_scores_like_the_raster(full_run, example_pair, tmp_path):

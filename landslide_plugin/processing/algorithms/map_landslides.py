@@ -84,8 +84,12 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         "method (the dNDVI threshold baseline, K-means and Gaussian mixtures with the cluster counts you give), "
         "turns the primary method's mask into polygons and, with a reference, evaluates every method "
         "(precision, recall, F1, IoU, MCC) in an HTML report with figures.<br><br>"
-        "The landslide cluster of each clustering is the one with the largest NDVI decrease together with the "
-        "largest BSI increase; the log shows the numbers behind the choice. Masks (on by default) remove clouds, "
+        "Each clustering groups only the pixels whose NDVI fell at all (dNDVI &lt; −0.1), on features that tell kinds "
+        "of change apart (NDVI and bare-soil change, visible brightening: fresh scars brighten, burns, shadows and "
+        "haze do not); every cluster whose centre lost at least 0.15 NDVI, gained bare soil and brightened is a "
+        "landslide cluster, and in it the pixels whose NDVI fell by more than 0.2. The log shows the numbers "
+        "behind the choice. Defaults come from the scenario benchmark (bench/README.md): K-means with 5 clusters "
+        "scored best. Masks (on by default) remove clouds, "
         "shadows, snow and water (SCL and NDWI), slopes under the minimum when a DEM is given, the excluded "
         "land-cover classes and pixels that were not vegetated before; the reference study ran without them "
         "and flagged harvested fields and a reservoir.<br><br>"
@@ -161,14 +165,14 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                                               NUMBER_DOUBLE, -0.2, minValue=-1.99,
                                               maxValue=-0.001),
                  "dNDVI below this is a landslide for the baseline.")
-        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts", defaultValue="2,3",
+        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts", defaultValue="5",
                                               optional=True),
-                 "One K-means run per count, e.g. '2,3'. Empty: no K-means.")
+                 "One K-means run per count, e.g. '4,5'. Empty: no K-means.")
         self.add(QgsProcessingParameterString(self.GMM_CLUSTERS, "Gaussian mixture cluster counts",
-                                              defaultValue="2,3", optional=True),
+                                              defaultValue="5", optional=True),
                  "One Gaussian-mixture run per count; each also writes the posterior probability of its "
                  "landslide cluster. Empty: no mixture.")
-        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue="gmm3"),
+        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue="kmeans5"),
                  "The method whose mask becomes polygons and the PRIMARY_MASK output: threshold, kmeansK or gmmK "
                  "(K a count given above).")
         self.add_mask_parameters(min_ndvi_pre=DEFAULT_MIN_NDVI_PRE)
