@@ -100,3 +100,73 @@ def test_outputs_for_every_method_are_required(pair):  # noqa: F811
     with pytest.raises(ValueError, match="no output paths for gmm3"):
         detection.detect(DetectionInputs(pair["pre"], pair["post"]), METHODS,
                          outputs_in(pair["dir"], METHODS[:3]))
+
+
+# -- the change clustering (issue 15) ------------------------------------------------------------------------
+def test_selection_rule_takes_every_landslide_like_cluster_and_says_so():
+    from landslide_plugin.core.clustering import SelectionRule, select_landslide_cluster
+
+    names = ("dNDVI", "dBSI", "dVIS")
+    centres = np.array([[-0.50, 0.30, 0.07],    # fresh scar: NDVI loss, bare soil, brighter
+                        [-0.35, 0.20, 0.05],    # scar edges
+                        [-0.30, 0.15, -0.02],   # burn: NDVI loss but darker
+                        [-0.12, 0.08, 0.02]])   # seasonal browning: too small a loss
+    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02)
+    best, selection = select_landslide_cluster(centres, names, rule=rule)
+    assert best == 0 and selection.chosen_all == (0, 1)
+    assert "dNDVI <= -0.15" in selection.format() and selection.warning is None
+    # Nothing landslide-like: no cluster, and a warning instead of a forced choice ...
+    _, none = select_landslide_cluster(centres[2:], names, rule=rule)
+    assert none.chosen_all == () and "maps no landslide" in none.warning
+    # ... unless the fallback takes the clusters that lost vegetation, gained soil and did not darken.
+    _, fallback = select_landslide_cluster(centres[2:], names, rule=SelectionRule(fallback=True))
+    assert fallback.chosen_all == (1,)
+
+
+def test_change_clustering_clusters_only_vegetation_loss_and_gates_pixels(pair):  # noqa: F811
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.0, pixel_max_dndvi=-0.2, fallback=True)
+    spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
+    folder = pair["dir"] / "change"
+    folder.mkdir()
+    outputs = {spec.name: MethodOutputs(folder / "mask.tif", folder / "clusters.tif")}
+    inputs = DetectionInputs(pair["pre"], pair["post"], pair["scl_pre"], pair["scl_post"],
+                             mask_options=masks.MaskOptions(), features=("dNDVI", "dBSI", "dVIS", "NDVI_pre"),
+                             sample_size=4000)
+    result = detection.detect(inputs, [spec], outputs)
+    mask, clusters = read(folder / "mask.tif"), read(folder / "clusters.tif")
+    assert (mask[pair["slide"]] == 1).all() and (mask == 1).sum() == pair["slide"].sum()
+    # Unchanged forest and fields are analysed but not clustered: 255 in the clusters, 0 in the mask.
+    assert (clusters[10:20, 2:30] == 255).all() and (mask[10:20, 2:30] == 0).all()
+    assert "clustered the pixels whose NDVI fell below -0.1" in result.methods[spec.name].detector.describe()
+
+
+def test_too_few_changed_pixels_map_nothing_with_a_reason(pair):  # noqa: F811
+    spec = MethodSpec("gmm", 3, candidates_below=-0.9)  # nothing lost that much
+    folder = pair["dir"] / "nothing"
+    folder.mkdir()
+    outputs = {spec.name: MethodOutputs(folder / "mask.tif", folder / "clusters.tif", folder / "p.tif")}
+    result = detection.detect(DetectionInputs(pair["pre"], pair["post"], features=("dNDVI", "dBSI"),
+                                              sample_size=4000), [spec], outputs)
+    assert result.methods[spec.name].landslide == 0 and (read(folder / "mask.tif") != 1).all()
+    assert "too few to cluster" in result.methods[spec.name].detector.warning
+
+
+def test_object_slope_rule_keeps_runout_of_a_scar_that_reaches_steep_ground(tmp_path):
+    from rasterio.transform import from_origin
+
+    profile = dict(driver="GTiff", width=20, height=20, count=1, crs="EPSG:32637",
+                   transform=from_origin(0, 0, 20, 20))
+    mask = np.zeros((20, 20), np.uint8)
+    mask[2:12, 5:8] = 1     # a scar from steep ground (rows 2-5) down to its runout on gentle ground
+    mask[15:18, 12:16] = 1  # a change on flat ground only: not a landslide
+    slope = np.full((20, 20), 5.0, np.float32)
+    slope[:6, :] = 30.0
+    with rasterio.open(tmp_path / "m.tif", "w", dtype="uint8", nodata=255, **profile) as dst:
+        dst.write(mask, 1)
+    with rasterio.open(tmp_path / "s.tif", "w", dtype="float32", **profile) as dst:
+        dst.write(slope, 1)
+    dropped = masks.keep_objects_reaching_slope(tmp_path / "m.tif", tmp_path / "s.tif", 15.0)
+    out = read(tmp_path / "m.tif")
+    assert dropped == 12 and (out[2:12, 5:8] == 1).all() and (out[15:18, 12:16] == 0).all()
