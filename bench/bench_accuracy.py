@@ -34,7 +34,10 @@ for _path in (str(ROOT), str(HERE)):
         sys.path.insert(0, _path)
 
 CACHE = HERE / "cache"
-METHODS = ("threshold", "kmeans2", "kmeans3", "gmm2", "gmm3")
+#: The one-step run's default methods, then the reference study's clusterings ("ref:" - every analysed
+#: pixel, one landslide cluster), run with the same masks in a second pass over the same prepared pair.
+METHODS = ("threshold", "kmeans5", "gmm5", "ref:kmeans2", "ref:kmeans3", "ref:gmm2", "ref:gmm3")
+REFERENCE_CLUSTERINGS = ("kmeans2", "kmeans3", "gmm2", "gmm3")
 #: Confounders whose flagged pixels are false alarms (the rest are the truth's own labels).
 FALSE_ALARM_LABELS = ("harvested_field", "reservoir_shore", "burn", "clearcut", "browning", "greening", "snow",
                       "haze", "cloud_shadow", "terrain_shading", "scar_edge")
@@ -108,7 +111,16 @@ def run_scene(options, work: Path) -> dict:
     result = pipeline.map_landslides([str(pair.pre)], [str(pair.post)], work, dem=str(pair.dem),
                                      reference=str(pair.truth))
     map_s = time.perf_counter() - start
-    scored = score_scene(pair, dict(result.masks))
+    # The reference study's clusterings on the stacks the run prepared (same grid, masks and sample).
+    reference = pipeline.map_landslides(
+        [str(work / "pre_stack.tif")], [str(work / "post_aligned.tif")], work.parent / "reference-study",
+        pipeline.MappingOptions(methods=tuple(pipeline.Method.from_name(n) for n in REFERENCE_CLUSTERINGS),
+                                primary="kmeans3", clustering=pipeline.REFERENCE_STUDY_CLUSTERING,
+                                align=pipeline.AlignOptions(enabled=False)),
+        pre_scl=str(work / "pre_scl.tif"), post_scl=str(work / "post_aligned_scl.tif"), dem=str(pair.dem))
+    masks = dict(result.masks)
+    masks.update({f"ref:{name}": path for name, path in reference.masks.items()})
+    scored = score_scene(pair, masks)
     labels = scenarios.read_labels(pair.confounders)
     # Every confounder the description declares must be in the full-size scene's labels.
     missing = [name for name in options.confounders
