@@ -432,6 +432,7 @@ def map_landslides(
                       stage, is_cancelled, say, warnings, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
                           "masks": mask_options.describe() if use_masks else "none",
+                          "clustering": _describe_clustering(cluster_options),
                           "min_slope_deg": mask_options.min_slope_deg if use_masks and dem else None,
                           "min_ndvi_pre": mask_options.min_ndvi_pre if use_masks else None, "seed": seed,
                           "sample_size": sample_size, "opening_px": opening_px, "min_area_m2": min_area_m2,
@@ -451,6 +452,15 @@ def map_landslides(
 
 #: Bands every method reads from a stack (``indices.REQUIRED_BANDS``).
 REQUIRED_STACK_BANDS = ("B02", "B03", "B04", "B8A", "B11")
+
+
+def _describe_clustering(options: ClusteringOptions) -> str:
+    """The clustering rules in one line, for the report (every rule stays visible)."""
+    scope = ("every analysed pixel" if options.candidates_below is None
+             else f"the pixels whose NDVI fell below {options.candidates_below:g}")
+    rule = options.rule.describe() if options.rule is not None else (
+        "landslide cluster = highest z(-dNDVI) + z(dBSI) among clusters with dNDVI < 0 and dBSI > 0")
+    return f"clusters {scope} on {', '.join(options.features)}; {rule}"
 
 
 def _as_paths(inputs, label: str) -> list[Path]:
