@@ -33,10 +33,12 @@ RDNDVI_BOUND = math.sqrt(2.0)
 #: Default feature set: NDVI and BSI of both dates and their differences.
 FEATURES = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI")
 #: Every feature change_features can compute.
-ALL_FEATURES = FEATURES + ("NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS")
+ALL_FEATURES = FEATURES + ("NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS", "SWIR_pre",
+                           "SWIR_post", "dSWIR")
 #: Single-date indices write_indices can compute. VIS is the mean visible reflectance (B02, B03, B04):
-#: fresh scars brighten in the visible, burns, shadows and wet ground darken.
-INDICES = ("NDVI", "BSI", "NDWI", "VIS")
+#: fresh scars brighten in the visible, burns, shadows and wet ground darken; SWIR is the SWIR-1 (B11)
+#: reflectance, which haze barely changes.
+INDICES = ("NDVI", "BSI", "NDWI", "VIS", "SWIR")
 
 #: Bands the default pipeline reads (blue, green, red, narrow NIR, SWIR-1).
 REQUIRED_BANDS = ("B02", "B03", "B04", "B8A", "B11")
@@ -47,6 +49,7 @@ INDEX_BANDS = {
     "BSI": ("B02", "B04", "B8A", "B11"),
     "NDWI": ("B03", "B8A"),
     "VIS": ("B02", "B03", "B04"),
+    "SWIR": ("B11",),
 }
 
 #: Single-date indices each feature is derived from.
@@ -55,6 +58,7 @@ _FEATURE_INDICES = {
     "BSI_pre": ("BSI",), "BSI_post": ("BSI",), "dBSI": ("BSI",),
     "NDWI_pre": ("NDWI",), "NDWI_post": ("NDWI",), "dNDWI": ("NDWI",),
     "VIS_pre": ("VIS",), "VIS_post": ("VIS",), "dVIS": ("VIS",),
+    "SWIR_pre": ("SWIR",), "SWIR_post": ("SWIR",), "dSWIR": ("SWIR",),
 }
 
 
@@ -190,6 +194,8 @@ def compute_indices(block: Mapping[str, np.ndarray], indices: Sequence[str] = IN
         elif name == "VIS":
             out[name] = visible_brightness(band_of(block, "B02", date), band_of(block, "B03", date),
                                            band_of(block, "B04", date))
+        elif name == "SWIR":  # SWIR-1 reflectance: bare soil and rock brighten, haze barely reaches it
+            out[name] = _floor(_as_float(band_of(block, "B11", date)))
         else:
             out[name] = ndwi(band_of(block, "B03", date), band_of(block, "B8A", date), clip=clip)
     return out

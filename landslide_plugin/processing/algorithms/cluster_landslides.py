@@ -17,7 +17,8 @@ from ..compat import NUMBER_INTEGER
 #: The change features the core can compute (``indices.ALL_FEATURES``; kept here so the algorithm
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
 FEATURE_OPTIONS = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI",
-                   "NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS")
+                   "NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS",
+                   "SWIR_pre", "SWIR_post", "dSWIR")
 DEFAULT_FEATURES = (0, 1, 2, 3, 4, 5)
 METHODS = (("kmeans", "K-means"), ("gmm", "Gaussian mixture"))
 

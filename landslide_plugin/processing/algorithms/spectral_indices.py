@@ -12,7 +12,7 @@ from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 
 #: Index names as the core spells them (``indices.INDICES``; kept here so the algorithm loads without numpy).
-INDEX_OPTIONS = ("NDVI", "BSI", "NDWI", "VIS")
+INDEX_OPTIONS = ("NDVI", "BSI", "NDWI", "VIS", "SWIR")
 
 
 class SpectralIndicesAlgorithm(LandslideAlgorithm):
