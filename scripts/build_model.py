@@ -203,8 +203,9 @@ EVENT_HELP = {
         "classification; the earliest clear post image, a clear pre image of the same orbit and season), "
         "downloads the bands the mapping reads, and maps landslides with 'Map landslides (pre/post)' over the "
         "area (co-registration, masks, dNDVI threshold, K-means and Gaussian mixtures, polygons, report).<br><br>"
-        "The candidates layer says which images were chosen and why; the results folder holds the masks, the "
-        "polygons and report.html. Needs a Copernicus Data Space account (an authentication configuration of "
+        "The candidates layer says which images were chosen and why; the find step's summary goes on to the "
+        "mapping's log (and, in a report, beside the images used). The results folder holds the masks and the "
+        "polygons. Needs a Copernicus Data Space account (an authentication configuration of "
         "type Basic, or CDSE_USERNAME and CDSE_PASSWORD)."),
     "ALG_CREATOR": "landslide_plugin",
     EXTENT: "The area of interest (any CRS): where the images must be clear and the landslides are mapped.",
@@ -286,7 +287,7 @@ def build_event_model():
         "PRODUCT_IDS": child_output(FIND, "POST_PRODUCT_IDS"), "AUTH": model_input(AUTH)})
     add_child(MAP, "landslide:map_landslides", "Map landslides over the area", 380, 480, {
         "PRE": child_output(DOWNLOAD_PRE, "PRODUCT_PATHS"), "POST": child_output(DOWNLOAD_POST, "PRODUCT_PATHS"),
-        "EXTENT": model_input(EXTENT), "DEM": model_input(DEM)})
+        "EXTENT": model_input(EXTENT), "DEM": model_input(DEM), "PAIR_SUMMARY": child_output(FIND, "SUMMARY")})
 
     for child_id, child_output_name, name in EVENT_OUTPUTS:
         output = QgsProcessingModelOutput(name, name)

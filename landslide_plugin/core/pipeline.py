@@ -109,6 +109,18 @@ class MappingOptions:
     seed: int = 0
     #: Band numbers for stacks without band descriptions (B02, B03, B04, B8A, B11 -> 1-based number).
     band_numbers: dict[str, int] | None = None
+    #: How products of several dates of a period are composited per pixel (``composite.METHODS``).
+    pre_composite: str = "median"
+    post_composite: str = "median"
+    #: Why these images (e.g. the summary of "Find a pre/post pair for an event"), for the report.
+    pair_summary: str = ""
+
+    def __post_init__(self):
+        from .composite import METHODS
+
+        for name in ("pre_composite", "post_composite"):
+            if getattr(self, name) not in METHODS:
+                raise ValueError(f"{name} {getattr(self, name)!r} is unknown; choose {' or '.join(METHODS)}")
 
 
 @dataclass
@@ -169,9 +181,12 @@ LOW_PAIR_CORRELATION = 0.2
 
 
 def planned_files(methods: Sequence[Method], primary: str, *, pre_is_stack: bool, post_has_scl: bool,
-                  pre_has_scl: bool, slope: bool, reference: bool) -> list[str]:
+                  pre_has_scl: bool, slope: bool, reference: bool, pre_composite: bool = False,
+                  post_composite: bool = False) -> list[str]:
     """The names a run writes into its output folder, known before any work (to claim them up front)."""
     names = [] if pre_is_stack else ["pre_stack.tif"] + (["pre_scl.tif"] if pre_has_scl else [])
+    names += [f"{period}_clear_count.tif" for period, made in (("pre", pre_composite), ("post", post_composite))
+              if made]
     names.append("post_aligned.tif")
     if post_has_scl:
         names.append("post_aligned_scl.tif")
@@ -210,13 +225,18 @@ def map_landslides(
 ) -> MappingResult:
     """Map landslides from a pre-event and a post-event image into ``folder``.
 
-    ``pre``/``post``: one or more Sentinel-2 L2A products (.zip, .SAFE, MTD_MSIL2A.xml) of one date each,
-    or a single prepared GeoTIFF stack each (then ``pre_scl``/``post_scl`` are optional SCL rasters; a
-    stack is read where it is, never copied, moved or changed). Files written (names fixed, so a second
-    run replaces the first): ``pre_stack.tif`` (+ ``pre_scl.tif``, products only), ``post_aligned.tif``
+    ``pre``/``post``: one or more Sentinel-2 L2A products (.zip, .SAFE, MTD_MSIL2A.xml) each, or a single
+    prepared GeoTIFF stack each (then ``pre_scl``/``post_scl`` are optional SCL rasters; a stack is read
+    where it is, never copied, moved or changed). Products of one day are tiles of one date (a mosaic);
+    products of several days are dates of the period (told by their metadata) and make a per-pixel
+    composite of the clear observations (``options.pre_composite``/``post_composite``: median or greenest
+    pixel, ``composite.composite_l2a``), used like one date. Files written (names fixed, so a second
+    run replaces the first): ``pre_stack.tif`` (+ ``pre_scl.tif``, products only), ``pre_clear_count.tif`` /
+    ``post_clear_count.tif`` (composites only: clear observations per pixel), ``post_aligned.tif``
     (+ ``post_aligned_scl.tif``), ``mask_<method>.tif`` per method, ``clusters_<method>.tif``,
     ``probability_gmm<k>.tif``, ``landslides_<primary>.geojson``, ``slope.tif`` (with a DEM and masks),
-    and with a reference ``report.html``, ``metrics.csv``, ``metrics.json``.
+    and with a reference ``report.html``, ``metrics.csv``, ``metrics.json`` (their parameters say which
+    images were used, and ``options.pair_summary`` why).
 
     The folder belongs to the user (``output_folder.OutputFolder``): only files an earlier run of the
     plugin wrote, unchanged since, are replaced; a run that would replace anything else stops before
@@ -258,11 +278,14 @@ def map_landslides(
                                           ("post-event image", post_inputs, post_is_stack)):
         if is_stack:
             preflight.check_stack(stack_inputs[0], label, needed_bands=needed_bands, band_numbers=band_numbers)
+    # Products of several dates make a per-pixel composite of the period, on its oldest date's grid.
     pre_print = preflight.footprint(pre_inputs, "pre-event image", aoi=None if pre_is_stack else aoi,
-                                    aoi_crs=aoi_crs)
+                                    aoi_crs=aoi_crs, several_dates=True)
     post_print = preflight.footprint(post_inputs, "post-event image", aoi=None if post_is_stack else aoi,
-                                     aoi_crs=aoi_crs)
+                                     aoi_crs=aoi_crs, several_dates=True)
     preflight.check_overlap(pre_print, post_print)
+    pre_dates, post_dates = _dates(pre_inputs, pre_is_stack), _dates(post_inputs, post_is_stack)
+    composite_bytes = max(_composite_bytes(pre_print, pre_dates), _composite_bytes(post_print, post_dates))
     for label, scl, like in (("pre-event SCL", pre_scl, pre_print), ("post-event SCL", post_scl, post_print)):
         if scl:
             preflight.check_scl(scl, label, like)
@@ -283,7 +306,11 @@ def map_landslides(
                                          ndwi_water_threshold=None, min_ndvi_pre=None)
         say("masks off: no SCL, water, slope, land-cover or vegetation rule (the reference study's setup)")
     planned = planned_files(methods, primary, pre_is_stack=pre_is_stack, pre_has_scl=pre_has_scl,
-                            post_has_scl=post_has_scl, slope=bool(mask_options.dem_path), reference=with_reference)
+                            post_has_scl=post_has_scl, slope=bool(mask_options.dem_path), reference=with_reference,
+                            pre_composite=len(pre_dates) > 1, post_composite=len(post_dates) > 1)
+    exclude_dark = bool(use_masks and mask_options.exclude_dark)  # a composite's clear observations, as the masks
+    for text in options.pair_summary.strip().splitlines():
+        say(f"why these images: {text.strip()}")
     inputs = [*pre_inputs, *post_inputs, pre_scl, post_scl, dem, exclusion, reference]
 
     with output_folder.OutputFolder(folder, inputs=inputs) as out:
@@ -292,19 +319,24 @@ def map_landslides(
             pre_print.width, pre_print.height, bands=pre_print.count, methods=len(methods),
             cluster_methods=sum(m.kind != "threshold" for m in methods),
             probability_methods=sum(m.kind == "gmm" for m in methods), with_dem=bool(mask_options.dem_path),
-            with_reference=with_reference))
+            with_reference=with_reference) + composite_bytes)
         work = out.work
         outputs: dict[str, Path] = {}
         warnings: list[str] = []
 
         # 1. reflectance stacks
         stage = stages.callback("prepare")
-        pre_stack, pre_scl_path = _prepare(products, pre_inputs, pre_scl, work / "pre_stack.tif",
-                                           work / "pre_scl.tif", aoi, aoi_crs, lambda p: stage(p / 2),
-                                           is_cancelled, say, "pre-event")
-        post_stack, post_scl_path = _prepare(products, post_inputs, post_scl, work / "post_stack.tif",
-                                             work / "post_scl.tif", aoi, aoi_crs, lambda p: stage(50 + p / 2),
-                                             is_cancelled, say, "post-event")
+        pre_stack, pre_scl_path, pre_images = _prepare(
+            products, pre_inputs, pre_scl, work / "pre_stack.tif", work / "pre_scl.tif", aoi, aoi_crs,
+            lambda p: stage(p / 2), is_cancelled, say, "pre-event", dates=pre_dates, method=options.pre_composite,
+            count_out=work / "pre_clear_count.tif", exclude_dark=exclude_dark)
+        post_stack, post_scl_path, post_images = _prepare(
+            products, post_inputs, post_scl, work / "post_stack.tif", work / "post_scl.tif", aoi, aoi_crs,
+            lambda p: stage(50 + p / 2), is_cancelled, say, "post-event", dates=post_dates,
+            method=options.post_composite, count_out=work / "post_clear_count.tif", exclude_dark=exclude_dark)
+        for period, images in (("pre", pre_images), ("post", post_images)):
+            if images.count is not None:
+                outputs[f"{period}_clear_count.tif"] = images.count
         for label, stack, scl in (("pre-event image", pre_stack, pre_scl_path),
                                   ("post-event image", post_stack, post_scl_path)):
             preflight.require_valid_pixels(stack, label, scl_path=scl, use_scl=use_masks)
@@ -436,7 +468,10 @@ def map_landslides(
                           "min_slope_deg": mask_options.min_slope_deg if use_masks and dem else None,
                           "min_ndvi_pre": mask_options.min_ndvi_pre if use_masks else None, "seed": seed,
                           "sample_size": sample_size, "opening_px": opening_px, "min_area_m2": min_area_m2,
-                          "shift_px": shift, "correlation": correlation})
+                          "shift_px": shift, "correlation": correlation,
+                          "pre-event images": pre_images.description, "post-event images": post_images.description,
+                          **({"why these images": " ".join(options.pair_summary.split())}
+                             if options.pair_summary.strip() else {})})
         else:
             say("no reference given: no evaluation (give an inventory or a reference raster to get F1, IoU, MCC)")
 
@@ -502,19 +537,88 @@ def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, is_cancelled, say, label):
-    """Products -> a stack and SCL in the working folder; a prepared stack is read where it is."""
+@dataclass(frozen=True)
+class _Images:
+    """What a period's image was made of (for the log, the report and metrics.json)."""
+
+    description: str
+    #: The composite's count of clear observations per pixel (in the working folder); None: one date.
+    count: Path | None = None
+
+
+def _dates(inputs, is_stack: bool) -> dict:
+    """Products by sensing day (``composite.group_by_date``: their own metadata); {} for a stack."""
+    from . import composite
+
+    return {} if is_stack else composite.group_by_date([str(p) for p in inputs])
+
+
+def _composite_bytes(footprint, dates) -> int:
+    """Scratch space of a composite: every date prepared (stack and SCL) while it is made, and its count."""
+    if len(dates) < 2:
+        return 0
+    from .preflight import DEFLATE_RATIO
+
+    pixels = footprint.width * footprint.height
+    return int(pixels * (len(dates) * (4 * footprint.count * DEFLATE_RATIO + 1) + 1))
+
+
+def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, is_cancelled, say, label, *,
+             dates=None, method="median", count_out=None, exclude_dark=False):
+    """Products -> a stack and SCL in the working folder; a prepared stack is read where it is.
+
+    Products of several dates (``dates``, from ``composite.group_by_date``) make a per-pixel composite
+    (``composite.composite_l2a`` with ``method``), its clear-observation count in ``count_out``; it is then
+    used exactly like one prepared date. Returns (stack, SCL, :class:`_Images`).
+    """
+    from . import composite
+
     if len(inputs) == 1 and is_prepared_stack(inputs[0]):
         if aoi is not None:
             say(f"{label}: a prepared raster was given; the area of interest applies to products only")
         say(f"{label}: prepared raster {inputs[0]} (read in place, never changed)")
-        return inputs[0], (Path(scl) if scl else None)
+        return inputs[0], (Path(scl) if scl else None), _Images(
+            f"prepared raster {inputs[0]}" + (f" with the SCL {scl}" if scl else ""))
+    if dates and len(dates) > 1:
+        made = composite.composite_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), str(count_out),
+                                       method=method, aoi=aoi, aoi_crs=aoi_crs, exclude_dark=exclude_dark,
+                                       work_dir=str(Path(stack_out).parent), progress=progress,
+                                       is_cancelled=is_cancelled)
+        for note in made.notes:
+            say(f"{label}: {note}")
+        names = _tag(stack_out, "PRODUCT").split(",")
+        per_date, start = [], 0
+        for day, tiles in zip(made.dates, made.tiles_per_date):
+            per_date.append(f"{day} ({', '.join(names[start:start + tiles])})")
+            start += tiles
+        figures = (f"clear observations per pixel {made.mean_count:.2f} on average, "
+                   f"{100 * made.observed_fraction:.1f} % of the pixels observed clear at least once")
+        say(f"{label}: {_METHOD_LABELS.get(method, method)} composite of {len(made.dates)} dates "
+            f"({', '.join(made.dates)}; tiles per date {', '.join(str(t) for t in made.tiles_per_date)}): "
+            f"{figures}")
+        return stack_out, scl_out, _Images(
+            f"{_METHOD_LABELS.get(method, method)} composite of {len(made.dates)} dates: {'; '.join(per_date)}; "
+            f"{figures}", Path(count_out))
     prepared = products.prepare_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), aoi=aoi,
                                     aoi_crs=aoi_crs, progress=progress, is_cancelled=is_cancelled)
     for info in prepared.infos:
         say(f"{label}: {info.product_name} (baseline {info.baseline}, offset {info.offsets.get('B04', 0)}, "
             f"quantification {info.quantification})")
-    return stack_out, scl_out
+    tiles = len(prepared.infos)
+    return stack_out, scl_out, _Images(
+        f"one date, {prepared.sensing_date}" + (f", mosaic of {tiles} tiles" if tiles > 1 else "") + ": "
+        + ", ".join(info.name for info in prepared.infos))
+
+
+#: How the report names the composite methods (``composite.METHODS``).
+_METHOD_LABELS = {"median": "median", "greenest": "greenest-pixel"}
+
+
+def _tag(path, name: str) -> str:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.tags().get(name, "")
 
 
 def _crs_of(path):

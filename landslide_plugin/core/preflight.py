@@ -164,7 +164,8 @@ def _utm_hint(bounds, crs: CRS) -> str:
 
 
 def footprint(inputs: Sequence[str | os.PathLike] | str | os.PathLike, label: str, *, aoi=None,
-              aoi_crs: str = "EPSG:4326", bands: Sequence[str] = products.DEFAULT_BANDS) -> Footprint:
+              aoi_crs: str = "EPSG:4326", bands: Sequence[str] = products.DEFAULT_BANDS,
+              several_dates: bool = False) -> Footprint:
     """Where ``inputs`` lie: one or more Sentinel-2 L2A products of one date, or one GeoTIFF stack.
 
     Products (``.zip``, ``.SAFE``, ``MTD_MSIL2A.xml``) are read for their metadata only; the footprint
@@ -173,6 +174,9 @@ def footprint(inputs: Sequence[str | os.PathLike] | str | os.PathLike, label: st
     and snapped outward to the tile grid; ``count`` is the number of ``bands`` (every one, and the SCL,
     must be present in every product). A GeoTIFF stack gives its own bounds, size and band count; the
     area of interest does not apply to it (the one-step run uses a stack as it is).
+
+    Products of different dates are refused unless ``several_dates`` (the caller composites them,
+    ``composite.composite_l2a``): then the footprint is the grid of the composite, the oldest date's.
     """
     paths = _as_paths(inputs)
     if not paths:
@@ -187,7 +191,7 @@ def footprint(inputs: Sequence[str | os.PathLike] | str | os.PathLike, label: st
                          "Sentinel-2 products (.zip/.SAFE) of that date.")
     if stacks:
         return _stack_footprint(paths[0], label)
-    return _product_footprint(paths, label, aoi, aoi_crs, bands)
+    return _product_footprint(paths, label, aoi, aoi_crs, bands, several_dates)
 
 
 def _stack_footprint(path: str, label: str) -> Footprint:
@@ -199,7 +203,7 @@ def _stack_footprint(path: str, label: str) -> Footprint:
                          count=src.count)
 
 
-def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands) -> Footprint:
+def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands, several_dates: bool = False) -> Footprint:
     infos = []
     for path in paths:
         if os.path.isdir(path) and not _is_safe_folder(path):
@@ -210,7 +214,7 @@ def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands) -> Foo
         except (ValueError, OSError) as error:
             raise InputError(f"The {label} cannot be used: {_sentence(str(error))}") from error
     dates = {i.sensing_date for i in infos}
-    if len(dates) > 1:
+    if len(dates) > 1 and not several_dates:
         listing = ", ".join(f"{i.name} of {i.sensing_date.isoformat()}" for i in infos)
         raise InputError(f"The {label} mixes products of different dates ({listing}): give the products of one "
                          "date only.")
@@ -221,6 +225,8 @@ def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands) -> Foo
                 info.band_file(band)
     except ValueError as error:
         raise InputError(f"The {label} cannot be used: {_sentence(str(error))}") from error
+    if len(dates) > 1:  # a composite is made on the grid of its oldest date (composite.composite_l2a)
+        infos = [i for i in infos if i.sensing_date == min(dates)]
     infos, _ = products.newest_per_tile(infos)
     resolution = products.RESOLUTION
 

@@ -165,6 +165,30 @@ def test_products_of_two_dates_are_refused(example_pair):
     assert "different dates" in one_sentence(error) and "one date only" in str(error.value)
 
 
+def test_several_dates_of_a_composite_lie_on_the_oldest_dates_grid(tmp_path):
+    """A caller that composites the dates gets the composite's grid, its oldest date's (composite_l2a)."""
+    from landslide_plugin.core import composite
+    from landslide_plugin.examples.example_data import simulate_scene, write_date_product
+
+    scene = simulate_scene(48, 2, pre_date="2022-06-01", post_date="2023-06-01", cloud_fraction=(0.0, 0.0))
+    newer, _ = write_date_product(scene, tmp_path / "newer", date="2022-06-11", after_event=False,
+                                  ulx=300000.0 + 10 * 20.0, uly=4200000.0 - 6 * 20.0)
+    older, _ = write_date_product(scene, tmp_path / "older", date="2022-06-01", after_event=False)
+    with pytest.raises(InputError, match="different dates"):
+        preflight.footprint([newer, older], "pre-event image")
+    aoi = (300100.0, 4198900.0, 300700.0, 4199500.0)
+    for area in (None, aoi):
+        fp = preflight.footprint([newer, older], "pre-event image", aoi=area, aoi_crs="EPSG:32637",
+                                 several_dates=True)
+        made = composite.composite_l2a([newer, older], tmp_path / "c.tif", tmp_path / "c_scl.tif",
+                                       tmp_path / "c_n.tif", aoi=area, aoi_crs="EPSG:32637")
+        with rasterio.open(made.stack_path) as src:
+            assert fp.bounds == pytest.approx(tuple(src.bounds))
+            assert (fp.width, fp.height, fp.crs) == (src.width, src.height, src.crs)
+        assert fp == preflight.footprint([older], "pre-event image", aoi=area, aoi_crs="EPSG:32637")
+    assert fp != preflight.footprint([newer], "pre-event image", aoi=aoi, aoi_crs="EPSG:32637")
+
+
 # -- overlap of the two dates ------------------------------------------------------------------------------
 
 

@@ -13,6 +13,16 @@ MODEL = ROOT / "resources" / "models" / "event_to_landslide_map.model3"
 USER, PASSWORD = "erin@example.org", "Model-Passw0rd"  # pragma: allowlist secret (a test value)
 
 
+class Feedback(QgsProcessingFeedback):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def pushInfo(self, info):  # noqa: N802 (QGIS API)
+        self.lines.append(info)
+        super().pushInfo(info)
+
+
 def _build_model_script():
     spec = importlib.util.spec_from_file_location("build_model", ROOT / "scripts" / "build_model.py")
     module = importlib.util.module_from_spec(spec)
@@ -41,6 +51,9 @@ def test_event_model_is_valid_and_current(model, provider):
     assert download["PRODUCT_IDS"][0].outputName() == "POST_PRODUCT_IDS"
     mapping = children["map"].parameterSources()
     assert mapping["PRE"][0].outputChildId() == "download_pre" and mapping["POST"][0].outputChildId() == "download_post"
+    # Why these images: the find step's summary goes on to the mapping (its log and report).
+    assert mapping["PAIR_SUMMARY"][0].outputChildId() == "find_pair"
+    assert mapping["PAIR_SUMMARY"][0].outputName() == "SUMMARY"
     script = _build_model_script()
     assert script.differences(script.build_event_model(), MODEL) == []
 
@@ -54,10 +67,11 @@ def test_event_model_maps_landslides_from_an_area_and_a_date(model, tmp_path, mo
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("CDSE_USERNAME", USER)
         monkeypatch.setenv("CDSE_PASSWORD", PASSWORD)
+        feedback = Feedback()
         result = processing.run(model, {
             "EXTENT": scenario.extent(), "EVENT_DATE": "2023-02-06", "MIN_CLEAR": 70, "DEM": str(scenario.dem),
             "find_pair:candidates": str(tmp_path / "candidates.gpkg"), "map:results": str(tmp_path / "results")},
-            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+            context=QgsProcessingContext(), feedback=feedback)
     layer = QgsVectorLayer(result["find_pair:candidates"], "candidates")
     chosen = {f["role"]: f["names"] for f in layer.getFeatures() if f["chosen"]}
     assert chosen == {"pre": scenario["pre"].name, "post": scenario["post"].name}
@@ -68,3 +82,5 @@ def test_event_model_maps_landslides_from_an_area_and_a_date(model, tmp_path, mo
     assert any(scenario["post"].name in p and "_B8A_20m" in p for p in downloads)
     assert any(scenario["pre"].name in p and "_B8A_20m" in p for p in downloads)
     assert not any(scenario["pre_off_season"].name in p and "_B8A_20m" in p for p in downloads)
+    # The mapping was told why these images: its log repeats the find step's summary.
+    assert any(line.startswith("why these images: Event 2023-02-06") for line in feedback.lines)

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFolderDestination,
@@ -39,6 +40,7 @@ from ..styles import (
     style_probability,
     style_true_colour,
 )
+from .composite_products import METHOD_LABELS, METHOD_OPTIONS
 
 
 def _counts(text: str, name: str) -> list[int]:
@@ -93,6 +95,11 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         "shadows, snow and water (SCL and NDWI), slopes under the minimum when a DEM is given, the excluded "
         "land-cover classes and pixels that were not vegetated before; the reference study ran without them "
         "and flagged harvested fields and a reservoir.<br><br>"
+        "Several dates of a period (products of different days) are composited per pixel from their clear "
+        "observations (median, or the greenest pixel) instead of mosaicked, so a cloud over part of the area on "
+        "one date does not reach the map; the count of clear observations per pixel is written as "
+        "pre_clear_count.tif / post_clear_count.tif, and the report lists the products and dates of each period "
+        "(and, given a pair summary, why these images were chosen).<br><br>"
         "All files go to the output folder with fixed names (a second run replaces the files the first wrote, "
         "and only those); the run is all-or-nothing: a failure or a cancel leaves the folder as it was. Inputs are "
         "never moved or changed. Outputs load in a layer group named after the run, styled.")
@@ -102,6 +109,9 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
     PRE_SCL = "PRE_SCL"
     POST_SCL = "POST_SCL"
     EXTENT = "EXTENT"
+    PRE_COMPOSITE = "PRE_COMPOSITE"
+    POST_COMPOSITE = "POST_COMPOSITE"
+    PAIR_SUMMARY = "PAIR_SUMMARY"
     DEM = "DEM"
     EXCLUSION = "EXCLUSION"
     EXCLUSION_CLASSES = "EXCLUSION_CLASSES"
@@ -140,16 +150,28 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         files = SOURCE_FILE
         self.add(QgsProcessingParameterMultipleLayers(self.PRE, "Pre-event image", files),
                  "Sentinel-2 L2A product(s) of the pre-event date (.zip, .SAFE folder or MTD_MSIL2A.xml; several "
-                 "adjacent tiles of one date are mosaicked), or one reflectance stack GeoTIFF with bands described "
-                 "B02, B03, B04, B8A, B11 (as written by 'Prepare Sentinel-2 L2A product').")
+                 "adjacent tiles of one date are mosaicked, products of several dates are composited per pixel), "
+                 "or one reflectance stack GeoTIFF with bands described B02, B03, B04, B8A, B11 (as written by "
+                 "'Prepare Sentinel-2 L2A product').")
         self.add(QgsProcessingParameterMultipleLayers(self.POST, "Post-event image", files),
-                 "The same for the post-event date.")
+                 "The same for the post-event date (or dates).")
         self.add(QgsProcessingParameterRasterLayer(self.PRE_SCL, "Pre-event SCL (for a stack input)", optional=True),
                  "Scene classification of the pre-event stack when PRE is a GeoTIFF; products carry their own.",
                  advanced=True)
         self.add(QgsProcessingParameterRasterLayer(self.POST_SCL, "Post-event SCL (for a stack input)",
                                                    optional=True),
                  "Scene classification of the post-event stack when POST is a GeoTIFF.", advanced=True)
+        for name, period in ((self.PRE_COMPOSITE, "pre-event"), (self.POST_COMPOSITE, "post-event")):
+            self.add(QgsProcessingParameterEnum(name, f"Composite of several {period} dates",
+                                                options=list(METHOD_LABELS), defaultValue=0),
+                     f"When the {period} products are of several dates: the median of each pixel's clear "
+                     "observations (removes clouds and single-date noise), or the clear observation with the "
+                     "highest NDVI (greenest pixel: the vegetation at its fullest, for a pre-event period). One "
+                     "date: not used.", advanced=True)
+        self.add(QgsProcessingParameterString(self.PAIR_SUMMARY, "Why these images", multiLine=True,
+                                              optional=True),
+                 "Why these images were chosen, for the report and the log: e.g. the SUMMARY output of 'Find a "
+                 "pre/post pair for an event'.", advanced=True)
         self.add(QgsProcessingParameterExtent(self.EXTENT, "Area of interest", optional=True),
                  "Crop the products to this extent (any CRS). Empty: the whole product.")
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE_RASTER, "Reference raster", optional=True),
@@ -271,7 +293,10 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                 min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context)),
             sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
-            band_numbers=band_numbers(self, parameters, context))
+            band_numbers=band_numbers(self, parameters, context),
+            pre_composite=METHOD_OPTIONS[self.parameterAsEnum(parameters, self.PRE_COMPOSITE, context)],
+            post_composite=METHOD_OPTIONS[self.parameterAsEnum(parameters, self.POST_COMPOSITE, context)],
+            pair_summary=self.parameterAsString(parameters, self.PAIR_SUMMARY, context) or "")
 
         steps = QgsProcessingMultiStepFeedback(1, feedback)
 
