@@ -392,3 +392,56 @@ def test_example_pair_shift_recovered(request, tmp_path):
                               use_gradient=True, reference_scl_path=stacks["pre"][1],
                               moving_scl_path=stacks["post"][1], out_scl_path=tmp_path / "aligned_scl.tif")
     assert_shift(result, *example_pair.shift, 0.15)
+
+
+# --- a real cross-date Sentinel-2 pair (AROSICS test case inter1) -----------------------------------
+
+AROSICS = "arosics_inter1/S2A_{date}_T33UUU_B_{role}.tif"
+AROSICS_SHIFT = (0.71, -1.81)  # AROSICS 1.12.1: the target content sits at reference (x + 0.71, y - 1.81)
+
+
+def read_arosics_pair(realdata):
+    """Reference and target on the reference grid (one 10 m lattice, other extents), 0 -> NaN (no data)."""
+    ref_path = realdata / AROSICS.format(date="20160608T153121", role="ref")
+    tgt_path = realdata / AROSICS.format(date="20160529T153631", role="tgt")
+    with rasterio.open(ref_path) as ref:
+        reference = ref.read(1).astype(np.float32)
+        transform = ref.transform
+    with rasterio.open(tgt_path) as tgt:
+        col, row = (~transform) * (tgt.transform.c, tgt.transform.f)  # target's corner on the ref grid
+        target = tgt.read(1).astype(np.float32)
+    col, row = int(round(col)), int(round(row))
+    moving = np.zeros_like(reference)
+    r0, c0 = max(row, 0), max(col, 0)
+    r1, c1 = min(row + target.shape[0], reference.shape[0]), min(col + target.shape[1], reference.shape[1])
+    moving[r0:r1, c0:c1] = target[r0 - row:r1 - row, c0 - col:c1 - col]
+    reference[reference == 0] = np.nan
+    moving[moving == 0] = np.nan
+    return reference, moving
+
+
+@pytest.mark.realdata
+def test_real_cross_date_pair_with_clouds_and_no_data_agrees_with_arosics(realdata):
+    """Real clouds in the moving image, no cloud mask given: the bright ones are found and left out."""
+    reference, moving = read_arosics_pair(realdata)
+    assert 0.55 < np.mean(np.isfinite(reference) & np.isfinite(moving)) < 0.65
+    result = estimate_shift_ecc(reference, moving, use_gradient=True, pixel_size=10.0)
+    assert_shift(result, *AROSICS_SHIFT, 0.15)
+    assert result.converged
+    assert result.correlation > 0.5
+    assert any("moving image left out as cloud" in m for m in result.messages)
+    # The cloud-free reference loses little to the automatic cloud mask.
+    reference_cloud = next(m for m in result.messages if "reference image left out" in m)
+    assert float(reference_cloud.split(" %")[0]) < 2.0
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("use_gradient", [False, True])
+def test_known_shifts_of_the_real_reference_recovered_within_005_px(realdata, use_gradient):
+    reference, _ = read_arosics_pair(realdata)
+    crop = reference[1000:1512, 1400:1912]  # 512 x 512 px of fields, forest and villages, all valid
+    assert np.isfinite(crop).all()
+    for dx, dy in [(0.71, -1.81), (0.5, 0.25), (-2.3, 1.45), (3.6, -4.15), (-0.13, -0.87)]:
+        result = estimate_shift_ecc(crop, fourier_shift(crop, dx, dy), use_gradient=use_gradient, pixel_size=10.0)
+        assert_shift(result, dx, dy, 0.05)
+        assert result.converged
