@@ -228,7 +228,6 @@ def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands, severa
     if len(dates) > 1:  # a composite is made on the grid of its oldest date (composite.composite_l2a)
         infos = [i for i in infos if i.sensing_date == min(dates)]
     infos, _ = products.newest_per_tile(infos)
-    resolution = products.RESOLUTION
 
     rings = None
     if aoi is not None:
@@ -245,26 +244,15 @@ def _product_footprint(paths: list[str], label: str, aoi, aoi_crs, bands, severa
         best = max(range(len(kept)), key=lambda k: kept[k][0])  # as prepare_l2a: it gives the grid
         infos = [kept[best][1]] + [i for k, (_, i) in enumerate(kept) if k != best]
 
-    reference = infos[0]
-    crs = reference.crs
-    boxes = [i.bounds if i.crs == crs else transform_bounds(i.crs, crs, *i.bounds, densify_pts=21) for i in infos]
-    left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    if rings is not None:
-        a_left, a_bottom, a_right, a_top = products.ring_bounds(rings, aoi_crs, crs)
-        left, bottom, right, top = max(left, a_left), max(bottom, a_bottom), min(right, a_right), min(top, a_top)
-    origin_x, origin_y = reference.transform.c, reference.transform.f
-    eps = 1e-6
-    col0 = math.floor((left - origin_x) / resolution + eps)
-    col1 = math.ceil((right - origin_x) / resolution - eps)
-    row0 = math.floor((origin_y - top) / resolution + eps)
-    row1 = math.ceil((origin_y - bottom) / resolution - eps)
-    if col1 <= col0 or row1 <= row0:
+    try:
+        grid = products.output_grid(infos, rings, aoi_crs)
+    except ValueError:
         raise InputError(f"The area of interest covers less than one 20 m pixel of the {label}: draw a larger "
-                         "area.")
-    bounds = (origin_x + col0 * resolution, origin_y - row1 * resolution, origin_x + col1 * resolution,
-              origin_y - row0 * resolution)
-    return Footprint(label=label, bounds=bounds, crs=crs, width=col1 - col0, height=row1 - row0, count=len(bands))
+                         "area.") from None
+    left, top = grid.transform.c, grid.transform.f
+    dx, dy = grid.pixel_size
+    bounds = (left, top - grid.height * dy, left + grid.width * dx, top)
+    return Footprint(label=label, bounds=bounds, crs=grid.crs, width=grid.width, height=grid.height, count=len(bands))
 
 
 def _intersection_area(a, b) -> float:

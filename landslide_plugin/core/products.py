@@ -607,11 +607,25 @@ def _plan(products, bands, aoi, aoi_crs) -> _Plan:
         # The product covering most of the area gives the grid; the others follow in the given order.
         best = max(range(len(kept)), key=lambda k: kept[k][0])
         infos = [kept[best][1]] + [i for k, (_, i) in enumerate(kept) if k != best]
+    grid = output_grid(infos, ring, aoi_crs)
+    crs = grid.crs
+    return _Plan(infos=tuple(infos), bands=bands, crs=crs, transform=grid.transform, width=grid.width,
+                 height=grid.height,
+                 notes=tuple(notes))
+
+
+def output_grid(infos: Sequence[ProductInfo], rings=None, aoi_crs=None) -> rasters.Grid:
+    """The 20 m grid products are read onto: the first product's CRS and pixel lattice over the union of
+    the products, cut to the area of interest (``rings`` from ``aoi_rings``, in ``aoi_crs``) when given.
+
+    The first product gives the grid (``prepare_l2a`` puts the one covering most of the area first).
+    ValueError when the area covers less than one pixel.
+    """
     reference = infos[0]
     crs = reference.crs
     left, bottom, right, top = _union_bounds(infos, crs)
-    if ring is not None:
-        a_left, a_bottom, a_right, a_top = ring_bounds(ring, aoi_crs, crs)
+    if rings is not None:
+        a_left, a_bottom, a_right, a_top = ring_bounds(rings, CRS.from_user_input(aoi_crs), crs)
         left, bottom, right, top = max(left, a_left), max(bottom, a_bottom), min(right, a_right), min(top, a_top)
     origin_x, origin_y = reference.transform.c, reference.transform.f
     eps = 1e-6
@@ -621,9 +635,8 @@ def _plan(products, bands, aoi, aoi_crs) -> _Plan:
     row1 = math.ceil((origin_y - bottom) / RESOLUTION - eps)
     if col1 <= col0 or row1 <= row0:
         raise ValueError("the area of interest is smaller than one 20 m pixel of the products; give a larger area")
-    grid = Affine(RESOLUTION, 0.0, origin_x + col0 * RESOLUTION, 0.0, -RESOLUTION, origin_y - row0 * RESOLUTION)
-    return _Plan(infos=tuple(infos), bands=bands, crs=crs, transform=grid, width=col1 - col0, height=row1 - row0,
-                 notes=tuple(notes))
+    transform = Affine(RESOLUTION, 0.0, origin_x + col0 * RESOLUTION, 0.0, -RESOLUTION, origin_y - row0 * RESOLUTION)
+    return rasters.Grid(crs, transform, col1 - col0, row1 - row0)
 
 
 def newest_per_tile(infos: list[ProductInfo]) -> tuple[list[ProductInfo], list[str]]:
