@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import defaults, rasters
 from . import masks as masks_module
-from . import rasters
 from .detection import MethodOutputs, MethodSpec
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -40,8 +40,10 @@ def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) ->
 
 def default_masks() -> masks_module.MaskOptions:
     """The one-step run's mask rules: SCL, water (SCL and NDWI), slope with a DEM, vegetated before."""
-    return masks_module.MaskOptions(use_scl=True, exclude_dark=False, exclude_water=True,
-                                    min_slope_deg=masks_module.MIN_SLOPE_DEG, min_ndvi_pre=masks_module.VEGETATED_NDVI)
+    return masks_module.MaskOptions(use_scl=True, exclude_dark=defaults.EXCLUDE_DARK,
+                                    exclude_water=defaults.EXCLUDE_WATER,
+                                    ndwi_water_threshold=defaults.NDWI_WATER_THRESHOLD,
+                                    min_slope_deg=defaults.MIN_SLOPE_DEG, min_ndvi_pre=defaults.MIN_NDVI_PRE)
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,18 @@ class AlignOptions:
 
     enabled: bool = True
     #: SWIR-1 changes less with the season than NIR, so it aligns cross-season pairs more reliably.
-    band: str = "B11"
-    gradient: bool = True
-    motion: str = "translation"
-    max_shift_px: float = 5.0
+    band: str = defaults.ALIGN_BAND
+    gradient: bool = defaults.ALIGN_GRADIENT
+    motion: str = defaults.ALIGN_MOTION
+    max_shift_px: float = defaults.MAX_SHIFT_PX
 
 
 @dataclass(frozen=True)
 class PolygonOptions:
     """Cleaning before polygons: opening radius and minimum mapping unit."""
 
-    opening_px: int = 1
-    min_area_m2: float = 1600.0
+    opening_px: int = defaults.OPENING_PX
+    min_area_m2: float = defaults.MIN_AREA_M2
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,13 @@ class MappingOptions:
     methods: tuple[Method, ...] = REFERENCE_STUDY_METHODS
     #: Method whose mask becomes polygons (default: gmm3, else kmeans3, else the last method).
     primary: str | None = None
-    threshold: float = -0.2
+    threshold: float = defaults.THRESHOLD
     #: Mask rules (the DEM and land-cover paths come from the inputs); None: no mask at all.
     masks: masks_module.MaskOptions | None = field(default_factory=default_masks)
     align: AlignOptions = AlignOptions()
     polygons: PolygonOptions = PolygonOptions()
-    sample_size: int = 200_000
-    seed: int = 0
+    sample_size: int = defaults.SAMPLE_SIZE
+    seed: int = defaults.SEED
     #: Band numbers for stacks without band descriptions (B02, B03, B04, B8A, B11 -> 1-based number).
     band_numbers: dict[str, int] | None = None
 

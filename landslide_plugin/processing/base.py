@@ -20,14 +20,15 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
+from ..core import defaults
 from .compat import FLAG_ADVANCED, GEOMETRY_SUCCESS, NUMBER_DOUBLE, NUMBER_INTEGER, WKT_PREFERRED
 
 ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "landslide.svg"
 
-#: Mask defaults shared by every algorithm (and the one-step run): one set, held by a test.
-DEFAULT_MIN_SLOPE = 15.0
-DEFAULT_MIN_NDVI_PRE = 0.3
-DEFAULT_EXCLUSION_CLASSES = "40,50"
+#: Mask defaults shared by every algorithm (and the one-step run): one set (``core.defaults``), held by a test.
+DEFAULT_MIN_SLOPE = defaults.MIN_SLOPE_DEG
+DEFAULT_MIN_NDVI_PRE = defaults.MIN_NDVI_PRE
+DEFAULT_EXCLUSION_CLASSES = defaults.EXCLUSION_CLASSES
 
 GROUPS = {
     "data": "1 · Sentinel-2 data",
@@ -84,11 +85,17 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{self.displayName()} cannot run: {message}")
 
     # -- parameters -------------------------------------------------------------------------
-    def add(self, param, help_text: str, advanced: bool = False):
-        """addParameter with its help text (shown in the dialog's tooltip and in qgis_process help)."""
+    def add(self, param, help_text: str, advanced: bool = False, decimals: int | None = None):
+        """addParameter with its help text (shown in the dialog's tooltip and in qgis_process help).
+
+        A decimal number parameter gets a spin box with ``decimals`` decimals (2 unless given), not QGIS's
+        six (``15.000000``).
+        """
         param.setHelp(help_text)
         if advanced:
             param.setFlags(param.flags() | FLAG_ADVANCED)
+        if isinstance(param, QgsProcessingParameterNumber) and param.dataType() == NUMBER_DOUBLE:
+            set_decimals(param, 2 if decimals is None else decimals)
         if not self.addParameter(param):  # QGIS refuses a second parameter of the same name
             raise QgsProcessingException(f"{type(self).__name__}: parameter {param.name()} could not be added; "
                                          "is its name used twice?")
@@ -127,12 +134,13 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             return None
         return self.raster_path(parameters, name, context)
 
-    def add_mask_parameters(self, *, water: bool = True, min_ndvi_pre: float | None = None) -> None:
+    def add_mask_parameters(self, *, water: bool = True,
+                            min_ndvi_pre: float | None = defaults.MIN_NDVI_PRE_SINGLE_STEPS) -> None:
         """The mask parameters every detection algorithm shares, declared once (names, defaults, help).
 
         EXCLUDE_WATER (when ``water``), EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and
-        MIN_NDVI_PRE (default ``min_ndvi_pre``; None: the rule is off unless set); ``mask_options`` reads
-        them back.
+        MIN_NDVI_PRE (default ``min_ndvi_pre``; not set: the rule is off); the defaults are ``core.defaults``'s;
+        ``mask_options`` reads them back.
         """
         from qgis.core import (
             QgsProcessingParameterBoolean,
@@ -141,10 +149,12 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         )
 
         if water:
-            self.add(QgsProcessingParameterBoolean("EXCLUDE_WATER", "Exclude water", defaultValue=True),
+            self.add(QgsProcessingParameterBoolean("EXCLUDE_WATER", "Exclude water",
+                                                   defaultValue=defaults.EXCLUDE_WATER),
                      "Rule out water on either date (SCL class 6, and NDWI above 0): reservoir level changes look "
                      "like vegetation loss.")
-        self.add(QgsProcessingParameterBoolean("EXCLUDE_DARK", "Exclude SCL dark areas", defaultValue=False),
+        self.add(QgsProcessingParameterBoolean("EXCLUDE_DARK", "Exclude SCL dark areas",
+                                               defaultValue=defaults.EXCLUDE_DARK),
                  "Also treat SCL class 2 (dark area / topographic shadow) as not observed. Off by default: steep "
                  "shaded slopes are where landslides are.", advanced=True)
         self.add(QgsProcessingParameterRasterLayer("DEM", "Digital elevation model", optional=True),
@@ -154,7 +164,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterNumber("MIN_SLOPE", "Minimum slope (degrees)",
                                               type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_SLOPE, minValue=0.0, maxValue=89.0),
-                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).")
+                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).", decimals=1)
         self.add(QgsProcessingParameterRasterLayer("EXCLUSION", "Land-cover raster to exclude classes from",
                                                    optional=True),
                  "A class raster such as ESA WorldCover (any grid; nearest neighbour); pixels of the classes "
@@ -166,10 +176,11 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterNumber("MIN_NDVI_PRE", "Minimum pre-event NDVI (vegetated before)",
                                               type=NUMBER_DOUBLE, optional=True,
                                               defaultValue=min_ndvi_pre, minValue=-1.0, maxValue=1.0),
-                 f"Pixels less green than this before the event are ruled out: a scar removes vegetation (e.g. "
-                 f"{DEFAULT_MIN_NDVI_PRE:g}). Empty: keep every pixel.", advanced=min_ndvi_pre is not None)
+                 f"Pixels less green than this before the event are ruled out: a scar removes vegetation, so "
+                 f"ground that was bare, built-up or water before cannot become one (e.g. {DEFAULT_MIN_NDVI_PRE:g}). "
+                 f"Not set: keep every pixel.", advanced=min_ndvi_pre is not None)
 
-    def mask_options(self, parameters, context, *, ndwi_water_threshold: float = 0.0):
+    def mask_options(self, parameters, context, *, ndwi_water_threshold: float = defaults.NDWI_WATER_THRESHOLD):
         """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
 
         Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
@@ -212,6 +223,15 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         if ":" in authority and not authority.upper().startswith("USER:"):
             return QgsGeometry.fromRect(rectangle).asWkt(), authority
         return QgsGeometry.fromRect(rectangle).asWkt(), crs.toWkt(WKT_PREFERRED)
+
+
+def set_decimals(param: QgsProcessingParameterNumber, decimals: int) -> None:
+    """The dialog's spin box of ``param`` shows ``decimals`` decimals (QGIS's own number widget reads this)."""
+    metadata = param.metadata()
+    wrapper = dict(metadata.get("widget_wrapper") or {})
+    wrapper["decimals"] = int(decimals)
+    metadata["widget_wrapper"] = wrapper
+    param.setMetadata(metadata)
 
 
 def transform_geometry(geometry: QgsGeometry, transform: QgsCoordinateTransform, what: str) -> QgsGeometry:

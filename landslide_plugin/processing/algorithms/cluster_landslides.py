@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ...core import defaults
 from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 from ..compat import NUMBER_INTEGER
@@ -86,7 +87,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "K-means: fast, hard clusters. Gaussian mixture: clusters of any shape and orientation, and a "
                  "probability layer for the landslide cluster.")
         self.add(QgsProcessingParameterNumber(self.CLUSTERS, "Number of clusters",
-                                              type=NUMBER_INTEGER, defaultValue=3,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.CLUSTERS,
                                               minValue=2, maxValue=254),
                  "How many clusters to form (at least 2). With 2 the landslide cluster takes in every change; "
                  "3 to 6 separate scars from other changes better.")
@@ -96,12 +97,12 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "and BSI of both dates, because the landslide cluster is chosen from them.")
         self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Sample size (pixels)",
-                                              type=NUMBER_INTEGER, defaultValue=200000,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.SAMPLE_SIZE,
                                               minValue=100),
                  "Number of randomly sampled valid pixels the model is fitted on; every pixel is then classified.",
                  advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                              type=NUMBER_INTEGER, defaultValue=0,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.SEED,
                                               minValue=0),
                  "Seed of the sample and of the model's initialisation: the same seed gives the same result.",
                  advanced=True)

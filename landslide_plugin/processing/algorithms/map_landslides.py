@@ -29,7 +29,8 @@ from qgis.core import (
 )
 
 from ... import dependencies
-from ..base import DEFAULT_MIN_NDVI_PRE, LandslideAlgorithm, add_band_parameters, band_numbers, transform_geometry
+from ...core import defaults
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, transform_geometry
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_FILE, SOURCE_VECTOR_POLYGON
 from ..styles import (
     GroupedStylePostProcessor,
@@ -158,20 +159,22 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                                                defaultValue=True),
                  "The reference study's baseline: NDVI dropped by more than |threshold|.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
-                                              NUMBER_DOUBLE, -0.2, minValue=-1.99,
+                                              NUMBER_DOUBLE, defaults.THRESHOLD, minValue=-1.99,
                                               maxValue=-0.001),
                  "dNDVI below this is a landslide for the baseline.")
-        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts", defaultValue="2,3",
+        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts",
+                                              defaultValue=",".join(map(str, defaults.KMEANS_CLUSTERS)),
                                               optional=True),
                  "One K-means run per count, e.g. '2,3'. Empty: no K-means.")
         self.add(QgsProcessingParameterString(self.GMM_CLUSTERS, "Gaussian mixture cluster counts",
-                                              defaultValue="2,3", optional=True),
+                                              defaultValue=",".join(map(str, defaults.GMM_CLUSTERS)),
+                                              optional=True),
                  "One Gaussian-mixture run per count; each also writes the posterior probability of its "
                  "landslide cluster. Empty: no mixture.")
-        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue="gmm3"),
+        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue=defaults.PRIMARY),
                  "The method whose mask becomes polygons and the PRIMARY_MASK output: threshold, kmeansK or gmmK "
                  "(K a count given above).")
-        self.add_mask_parameters(min_ndvi_pre=DEFAULT_MIN_NDVI_PRE)
+        self.add_mask_parameters(min_ndvi_pre=defaults.MIN_NDVI_PRE)
         self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
                  "Remove clouds/shadow/snow/water (SCL, NDWI), flat ground (with a DEM), excluded land cover and "
                  "pixels not vegetated before. Off: the unmasked reference-study setup, no mask rule at all (SCL "
@@ -180,23 +183,24 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.COREGISTER, "Co-register the post image", defaultValue=True),
                  "ECC co-registration of the post image onto the pre image (translation, coarse-to-fine). Off "
                  "only for images already aligned.", advanced=True)
-        self.add(QgsProcessingParameterString(self.ALIGN_BAND, "Band for co-registration", defaultValue="B11"),
+        self.add(QgsProcessingParameterString(self.ALIGN_BAND, "Band for co-registration",
+                                              defaultValue=defaults.ALIGN_BAND),
                  "Band whose gradient drives ECC. SWIR-1 (B11) changes less with the season than NIR (B8A), so it "
                  "aligns pre/post pairs from different seasons more reliably.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum plausible shift (pixels)",
-                                              NUMBER_DOUBLE, 5.0, minValue=0.5),
+                                              NUMBER_DOUBLE, defaults.MAX_SHIFT_PX, minValue=0.5),
                  "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.OPENING, "Morphological opening (pixels)",
-                                              NUMBER_INTEGER, 1, minValue=0, maxValue=10),
+                                              NUMBER_INTEGER, defaults.OPENING_PX, minValue=0, maxValue=10),
                  "Radius of the opening applied before polygons (0: none).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit (m²)",
-                                              NUMBER_DOUBLE, 1600.0, minValue=0),
+                                              NUMBER_DOUBLE, defaults.MIN_AREA_M2, minValue=0),
                  "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Clustering sample size",
-                                              NUMBER_INTEGER, 200000, minValue=1000),
+                                              NUMBER_INTEGER, defaults.SAMPLE_SIZE, minValue=1000),
                  "Pixels the clusterings are fitted on (a random sample of the valid pixels).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed", NUMBER_INTEGER,
-                                              0, minValue=0),
+                                              defaults.SEED, minValue=0),
                  "Same seed, same sample, same clusters.", advanced=True)
         add_band_parameters(self, "a stack given as PRE or POST")
         self.add(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
