@@ -9,7 +9,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from ...core import defaults
@@ -69,7 +68,8 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                                                    optional=True),
                  "Sentinel-2 SCL of the date to align: masks the estimate like the reference SCL, and is "
                  "itself aligned (nearest neighbour) when an aligned SCL output is set.")
-        self.add(QgsProcessingParameterString(self.BAND, "Band to match", defaultValue=defaults.ALIGN_BAND),
+        self.add(QgsProcessingParameterEnum(self.BAND, "Band to match", options=list(defaults.STACK_BANDS),
+                                            defaultValue=defaults.ALIGN_BAND, usesStaticStrings=True),
                  "Band description used for the estimate, the same in both images (SWIR-1 B11 by default: it "
                  "changes less between a winter and a summer date than the narrow NIR B8A).")
         band_number = QgsProcessingParameterNumber(
@@ -93,7 +93,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                                               type=NUMBER_DOUBLE, defaultValue=defaults.MAX_SHIFT_PX,
                                               minValue=0.1, maxValue=200.0),
                  "Largest plausible displacement in pixels; a larger estimate is rejected as a false match. "
-                 "It also sets the number of pyramid levels (larger shifts need coarser levels).")
+                 "It also sets the number of pyramid levels (larger shifts need coarser levels).", decimals=1)
         self.add(QgsProcessingParameterNumber(self.MIN_CORRELATION, "Minimum correlation",
                                               type=NUMBER_DOUBLE, defaultValue=defaults.MIN_CORRELATION,
                                               minValue=-1.0, maxValue=1.0),
@@ -118,7 +118,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
         reference_scl = self.optional_raster_path(parameters, self.REFERENCE_SCL, context)
         moving_scl = self.optional_raster_path(parameters, self.INPUT_SCL, context)
         mask = self.optional_raster_path(parameters, self.MASK, context)
-        band = self.parameterAsString(parameters, self.BAND, context).strip() or defaults.ALIGN_BAND
+        band = self.parameterAsEnumString(parameters, self.BAND, context) or defaults.ALIGN_BAND
         band_number = self.parameterAsInt(parameters, self.BAND_NUMBER, context) or None
         motion = MOTIONS[self.parameterAsEnum(parameters, self.MOTION, context)]
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

@@ -121,7 +121,7 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterNumber(self.REFERENCE_VALUE, "Landslide value in the reference raster",
                                               type=NUMBER_DOUBLE, optional=True),
                  "Only for a reference raster with class codes: the value that means landslide. Empty: every "
-                 "value greater than 0 is landslide.", advanced=True)
+                 "value greater than 0 is landslide.", advanced=True, decimals=0)
         self.add(QgsProcessingParameterBoolean(self.BASELINE_REFERENCE,
                                                "The reference is a threshold mask (a baseline, not ground truth)",
                                                defaultValue=False),

@@ -97,7 +97,7 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
                                               type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0),
                  "Minimum mapping unit: groups of pixels smaller than this are dropped. 1600 m² is 4 pixels at "
-                 "20 m; below that a change is usually a mixed edge pixel rather than a scar.")
+                 "20 m; below that a change is usually a mixed edge pixel rather than a scar.", decimals=0)
         add_band_parameters(self, "the stacks")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, "Landslide polygons",
                                                    type=SOURCE_VECTOR_POLYGON),

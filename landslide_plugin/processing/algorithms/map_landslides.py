@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFolderDestination,
@@ -41,6 +42,9 @@ from ..styles import (
     style_true_colour,
 )
 
+#: Import path of the dialog widgets (processing/widgets.py), given by name: only the dialogs import them.
+WIDGETS = f"{__package__.rsplit('.', 1)[0]}.widgets"
+
 
 def _counts(text: str, name: str) -> list[int]:
     text = (text or "").strip()
@@ -52,7 +56,12 @@ def _counts(text: str, name: str) -> list[int]:
         raise QgsProcessingException(f"{name}: '{text}' is not a list of cluster counts; write e.g. 2,3") from None
     if any(v < 2 for v in values):
         raise QgsProcessingException(f"{name}: every cluster count must be 2 or more (got '{text}')")
-    return values
+    return list(dict.fromkeys(values))
+
+
+def normalise_method(value) -> str:
+    """'GMM 3', 'gmm3 ', 'K-means 2' -> 'gmm3', 'kmeans2' (how methods and their files are named)."""
+    return re.sub(r"[\s_-]+", "", str(value or "")).lower()
 
 
 def user_message(error: Exception, folder: str) -> str:
@@ -135,12 +144,17 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         files = SOURCE_FILE
-        self.add(QgsProcessingParameterMultipleLayers(self.PRE, "Pre-event image", files),
+        for name, label, text in (
+                (self.PRE, "Pre-event image",
                  "Sentinel-2 L2A product(s) of the pre-event date (.zip, .SAFE folder or MTD_MSIL2A.xml; several "
                  "adjacent tiles of one date are mosaicked), or one reflectance stack GeoTIFF with bands described "
-                 "B02, B03, B04, B8A, B11 (as written by 'Prepare Sentinel-2 L2A product').")
-        self.add(QgsProcessingParameterMultipleLayers(self.POST, "Post-event image", files),
-                 "The same for the post-event date.")
+                 "B02, B03, B04, B8A, B11 (as written by 'Prepare Sentinel-2 L2A product')."),
+                (self.POST, "Post-event image", "The same for the post-event date.")):
+            products = QgsProcessingParameterMultipleLayers(name, label, files)
+            # QGIS 3.22's own widget drops paths that are not map layers (product ZIPs) when a dialog is
+            # pre-filled (History, pasted commands): the plugin's keeps them, with a product file filter.
+            products.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.ProductFilesWidgetWrapper"}})
+            self.add(products, text)
         self.add(QgsProcessingParameterRasterLayer(self.PRE_SCL, "Pre-event SCL (for a stack input)", optional=True),
                  "Scene classification of the pre-event stack when PRE is a GeoTIFF; products carry their own.",
                  advanced=True)
@@ -160,20 +174,25 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                  "The reference study's baseline: NDVI dropped by more than |threshold|.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
                                               NUMBER_DOUBLE, defaults.THRESHOLD, minValue=-1.99,
-                                              maxValue=-0.001),
-                 "dNDVI below this is a landslide for the baseline.")
+                                              maxValue=-0.01),
+                 "dNDVI below this is a landslide for the baseline.", decimals=2)
         self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts",
                                               defaultValue=",".join(map(str, defaults.KMEANS_CLUSTERS)),
                                               optional=True),
-                 "One K-means run per count, e.g. '2,3'. Empty: no K-means.")
+                 "One K-means run per count (2 or more), e.g. '2,3'. Empty: no K-means.")
         self.add(QgsProcessingParameterString(self.GMM_CLUSTERS, "Gaussian mixture cluster counts",
                                               defaultValue=",".join(map(str, defaults.GMM_CLUSTERS)),
                                               optional=True),
                  "One Gaussian-mixture run per count; each also writes the posterior probability of its "
                  "landslide cluster. Empty: no mixture.")
-        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue=defaults.PRIMARY),
-                 "The method whose mask becomes polygons and the PRIMARY_MASK output: threshold, kmeansK or gmmK "
-                 "(K a count given above).")
+        primary = QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue=defaults.PRIMARY)
+        # A drop-down of the methods the counts above make (they vary, so not a fixed enum); the value stays
+        # the method's name, checked before the run (checkParameterValues).
+        primary.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.MethodChoiceWidgetWrapper"}})
+        self.add(primary,
+                 "The method whose mask becomes polygons, the PRIMARY_MASK output and the first map on screen: "
+                 "threshold, kmeansK or gmmK with K one of the counts above (gmm3: the Gaussian mixture with 3 "
+                 "clusters). The report says which method scored best against the reference.")
         self.add_mask_parameters(min_ndvi_pre=defaults.MIN_NDVI_PRE)
         self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
                  "Remove clouds/shadow/snow/water (SCL, NDWI), flat ground (with a DEM), excluded land cover and "
@@ -183,19 +202,21 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.COREGISTER, "Co-register the post image", defaultValue=True),
                  "ECC co-registration of the post image onto the pre image (translation, coarse-to-fine). Off "
                  "only for images already aligned.", advanced=True)
-        self.add(QgsProcessingParameterString(self.ALIGN_BAND, "Band for co-registration",
-                                              defaultValue=defaults.ALIGN_BAND),
+        self.add(QgsProcessingParameterEnum(self.ALIGN_BAND, "Band for co-registration",
+                                            options=list(defaults.STACK_BANDS), defaultValue=defaults.ALIGN_BAND,
+                                            usesStaticStrings=True),
                  "Band whose gradient drives ECC. SWIR-1 (B11) changes less with the season than NIR (B8A), so it "
                  "aligns pre/post pairs from different seasons more reliably.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum plausible shift (pixels)",
                                               NUMBER_DOUBLE, defaults.MAX_SHIFT_PX, minValue=0.5),
-                 "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True)
+                 "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True,
+                 decimals=1)
         self.add(QgsProcessingParameterNumber(self.OPENING, "Morphological opening (pixels)",
                                               NUMBER_INTEGER, defaults.OPENING_PX, minValue=0, maxValue=10),
                  "Radius of the opening applied before polygons (0: none).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit (m²)",
                                               NUMBER_DOUBLE, defaults.MIN_AREA_M2, minValue=0),
-                 "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True)
+                 "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True, decimals=0)
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Clustering sample size",
                                               NUMBER_INTEGER, defaults.SAMPLE_SIZE, minValue=1000),
                  "Pixels the clusterings are fitted on (a random sample of the valid pixels).", advanced=True)
@@ -224,6 +245,32 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             self.add_output(QgsProcessingOutputNumber(name, label))
         self.add_output(QgsProcessingOutputString("LOG", "Run log"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Checked before the run (the dialog shows the message and keeps its values): the counts, the primary
+        method among the methods the run makes, both images."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            self._method_plan(parameters, context)
+        except QgsProcessingException as exc:
+            return False, str(exc)
+        return True, ""
+
+    def _method_plan(self, parameters, context) -> tuple[list[str], str]:
+        """(method names in run order, primary method); a clear error for counts or a primary that do not fit."""
+        names = ["threshold"] if self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context) else []
+        for kind, name in (("kmeans", self.KMEANS_CLUSTERS), ("gmm", self.GMM_CLUSTERS)):
+            names += [f"{kind}{k}" for k in _counts(self.parameterAsString(parameters, name, context), name)]
+        if not names:
+            raise QgsProcessingException("No method chosen: tick the dNDVI threshold baseline or give cluster counts "
+                                         "for K-means or the Gaussian mixture.")
+        primary = normalise_method(self.parameterAsString(parameters, self.PRIMARY, context))
+        if primary not in names:
+            raise QgsProcessingException(
+                f"PRIMARY: '{primary}' is not among the methods run ({', '.join(names)}); pick one of those.")
+        return names, primary
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
         from ...core import pipeline
@@ -233,18 +280,11 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         post = self.parameterAsFileList(parameters, self.POST, context)
         if not pre or not post:
             raise QgsProcessingException("Give both a pre-event and a post-event image (PRE and POST).")
+        names, primary = self._method_plan(parameters, context)
         try:
-            methods = pipeline.parse_methods(
-                self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context),
-                _counts(self.parameterAsString(parameters, self.KMEANS_CLUSTERS, context), self.KMEANS_CLUSTERS),
-                _counts(self.parameterAsString(parameters, self.GMM_CLUSTERS, context), self.GMM_CLUSTERS))
+            methods = [pipeline.Method.from_name(name) for name in names]
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        primary = self.parameterAsString(parameters, self.PRIMARY, context).strip().lower().replace(" ", "")
-        names = [m.name for m in methods]
-        if primary not in names:
-            raise QgsProcessingException(
-                f"PRIMARY: '{primary}' is not among the methods run ({', '.join(names)}); pick one of those.")
 
         geometries = None
         reference = self.optional_raster_path(parameters, self.REFERENCE_RASTER, context)
@@ -264,7 +304,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             masks=self.mask_options(parameters, context) if use_masks else None,
             align=pipeline.AlignOptions(
                 enabled=self.parameterAsBool(parameters, self.COREGISTER, context),
-                band=self.parameterAsString(parameters, self.ALIGN_BAND, context).strip() or "B11",
+                band=self.parameterAsEnumString(parameters, self.ALIGN_BAND, context) or defaults.ALIGN_BAND,
                 max_shift_px=self.parameterAsDouble(parameters, self.MAX_SHIFT, context)),
             polygons=pipeline.PolygonOptions(
                 opening_px=self.parameterAsInt(parameters, self.OPENING, context),
