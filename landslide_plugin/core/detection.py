@@ -27,7 +27,7 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -256,8 +256,9 @@ def detect(
 ) -> DetectionResult:
     """Run every method on the pair in one detection pass (see the module doc); ``outputs`` by method name.
 
-    ``on_method_ready`` is called (in the calling thread) as soon as a method's choice is known: right
-    after its fit, before the prediction pass. Raises ValueError when nothing is left to analyse.
+    ``on_method_ready`` is called (in the calling thread) as soon as a method's choice is known: a method
+    without a fit before the fits start, each fitted method right after its own fit (while the others may
+    still be fitting), all before the prediction pass. Raises ValueError when nothing is left to analyse.
     """
     methods = list(methods)
     if not methods:
@@ -355,22 +356,23 @@ def detect(
                     on_method_ready(result)
             return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
 
-        # -- fits, side by side; progress and cancel from this thread
+        # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
         sample_rows = sample.rows
         del sample
-        futures = {m.name: pool.submit(detectors[m.name].fit, sample_rows, features) for m in fitted}
-        for done, m in enumerate(fitted):
-            while True:
-                rasters.check_cancelled(is_cancelled)
-                try:
-                    futures[m.name].result(timeout=0.2)
-                    break
-                except TimeoutError:
-                    continue
-            rasters.report(progress, share1 + 10.0 * (done + 1) / len(fitted))
-        if on_method_ready:
-            for result in results.values():
-                on_method_ready(result)
+        if on_method_ready:  # methods without a fit (the threshold) are known already
+            for m in methods:
+                if not detectors[m.name].fitted:
+                    on_method_ready(results[m.name])
+        futures = {pool.submit(detectors[m.name].fit, sample_rows, features): m for m in fitted}
+        pending = set(futures)
+        while pending:
+            rasters.check_cancelled(is_cancelled)
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: fitted.index(futures[f])):
+                future.result()  # a fit's error surfaces here
+                rasters.report(progress, share1 + 10.0 * (len(fitted) - len(pending)) / len(fitted))
+                if on_method_ready:
+                    on_method_ready(results[futures[future].name])
 
         # -- pass 2: predict every block once for every method, write every output
         writers = _Writers(stack, results, outputs, pre.profile, description, dates)

@@ -178,6 +178,7 @@ def map_landslides(
     reference_geometries: list | None = None,
     reference_crs=None,
     log: Callable[[str], None] | None = None,
+    step: Callable[[int, int, str], None] | None = None,
     progress=None,
     is_cancelled=None,
 ) -> MappingResult:
@@ -198,6 +199,10 @@ def map_landslides(
     Inputs are arguments (files, area, reference); every setting travels in ``options``
     (:class:`MappingOptions`). ``options.masks=None`` is the reference study's setup: no mask rule at all
     (SCL included); only pixels without data are left out.
+
+    ``log(text)`` receives each line of the run's log as soon as it is known (a line may carry a table on
+    the lines after its first); ``step(number, count, title)`` is called as each step starts ("Co-registering
+    the post-event image onto the pre-event image", step 4 of 8).
     """
     from . import alignment, detection, masks, output_folder, polygons, preflight, products
 
@@ -222,6 +227,23 @@ def map_landslides(
         lines.append(text)
         if log:
             log(text)
+
+    method_labels = ", ".join(m.label for m in methods)
+    plan = _Steps(step, [
+        ("check", "Checking the inputs and the output folder"),
+        ("pre", "Preparing the pre-event image"),
+        ("post", "Preparing the post-event image"),
+        ("align", f"Co-registering the post-event image onto the pre-event image ({align.band})"
+         if coregister else "Taking the post-event image as it is (co-registration off)"),
+        ("slope", "Computing the slope from the DEM") if dem and options.masks is not None else None,
+        ("detect", f"Detecting landslides: {method_labels}"),
+        ("maps", "Writing the landslide maps") if any(m.entry.fitted for m in methods) else None,
+        ("polygons", f"Turning the {_label_of(methods, primary)} mask into polygons"),
+        ("evaluate", "Scoring every method against the reference and writing the report")
+        if reference is not None or reference_geometries is not None else None,
+        ("commit", "Moving the results into the output folder"),
+    ])
+    plan.begin("check")
 
     # 0. the inputs, checked in seconds before anything is written
     pre_inputs, post_inputs = _as_paths(pre, "pre-event"), _as_paths(post, "post-event")
@@ -272,9 +294,11 @@ def map_landslides(
 
         # 1. reflectance stacks
         stage = stages.callback("prepare")
+        plan.begin("pre")
         pre_stack, pre_scl_path = _prepare(products, pre_inputs, pre_scl, work / "pre_stack.tif",
                                            work / "pre_scl.tif", aoi, aoi_crs, lambda p: stage(p / 2),
                                            is_cancelled, say, "pre-event")
+        plan.begin("post")
         post_stack, post_scl_path = _prepare(products, post_inputs, post_scl, work / "post_stack.tif",
                                              work / "post_scl.tif", aoi, aoi_crs, lambda p: stage(50 + p / 2),
                                              is_cancelled, say, "post-event")
@@ -288,6 +312,7 @@ def map_landslides(
 
         # 2. co-registration of the post image onto the pre grid
         stage = stages.callback("align")
+        plan.begin("align")
         shift = correlation = None
         aligned, aligned_scl = work / "post_aligned.tif", (work / "post_aligned_scl.tif" if post_scl_path else None)
         if coregister:
@@ -302,8 +327,10 @@ def map_landslides(
                 say(message)
             shift, correlation = tuple(result.shift_px), float(result.correlation)
             how = f"{motion}, {align_band}{' gradient' if align_gradient else ''}"
-            say(f"co-registration ({how}): shift x {shift[0]:+.3f} px, y {shift[1]:+.3f} px, "
-                f"correlation {correlation:.3f}")
+            pixel_x, pixel_y = rasters.Grid.from_path(pre_stack).pixel_size
+            say(f"co-registration ({how}): the post-event image was shifted by x {shift[0]:+.2f} px "
+                f"({shift[0] * pixel_x:+.1f} m), y {shift[1]:+.2f} px ({shift[1] * pixel_y:+.1f} m); correlation "
+                f"{correlation:.2f}")
         else:
             shutil.copyfile(post_stack, aligned)  # a copy: the input itself is never an output
             if aligned_scl:
@@ -321,6 +348,7 @@ def map_landslides(
 
         # 3. the slope, once for every method and the polygons
         if mask_options.dem_path:
+            plan.begin("slope")
             slope_path = work / "slope.tif"
             masks.write_slope(mask_options.dem_path, str(pre_stack), str(slope_path), is_cancelled=is_cancelled)
             mask_options = dataclasses.replace(mask_options, slope_path=str(slope_path))
@@ -341,14 +369,19 @@ def map_landslides(
                 work / f"clusters_{spec.name}.tif" if entry.takes_clusters else None,
                 work / f"probability_{spec.name}.tif" if entry.gives_probability else None)
 
+        ready: list[str] = []
+
         def method_ready(found) -> None:
             """Said as soon as a method's choice is known (after its fit), from this thread."""
-            text = found.detector.describe()
-            say(f"{found.spec.label}: {text}" if text else found.spec.label)
+            say(_method_news(found))
             selection = getattr(getattr(found.detector, "model", None), "selection", None)
             if selection is not None and selection.warning:
                 say(f"WARNING {found.spec.label}: {selection.warning}")
+            ready.append(found.spec.name)
+            if len(ready) == len(specs) and any(spec.entry.fitted for spec in specs):
+                plan.begin("maps")  # every choice made: the prediction pass writes every map now
 
+        plan.begin("detect")
         detected = detection.detect(
             detection.DetectionInputs(pre_stack, aligned, pre_scl_path, aligned_scl, band_numbers, mask_options,
                                       sample_size=sample_size, seed=seed),
@@ -356,7 +389,9 @@ def map_landslides(
             is_cancelled=is_cancelled)
         removed = ", ".join(f"{masks.REASON_LABELS[r]} {n:,}" for r, n in detected.removed.items() if n)
         say(f"analysed {detected.analysed_pixels:,} of {detected.total_pixels:,} pixels "
-            f"({detected.masks_description}); removed: {removed or 'none'}")
+            f"({_percent(detected.analysed_pixels, detected.total_pixels)}; masks: {detected.masks_description}); "
+            f"left out: {removed or 'none'}")
+        hectares_per_pixel = _pixel_area_m2(pre_stack) / 10_000
         for spec in specs:
             found = detected.methods[spec.name]
             written = detection_outputs[spec.name]
@@ -371,7 +406,9 @@ def map_landslides(
                 mapped.probabilities[spec.name] = folder / Path(written.probability).name
             share = found.landslide / detected.analysed_pixels if detected.analysed_pixels else 0.0
             mapped.flagged_share[spec.name] = share
-            say(f"{spec.label}: {found.landslide:,} landslide pixels ({100 * share:.2f} % of the analysed pixels)")
+            area = f", {found.landslide * hectares_per_pixel:,.1f} ha" if hectares_per_pixel else ""
+            of_analysed = _percent(found.landslide, detected.analysed_pixels)
+            say(f"{spec.label}: {found.landslide:,} landslide pixels{area} ({of_analysed} of the analysed pixels)")
             if share > IMPLAUSIBLE_SHARE:
                 warnings.append(
                     f"{spec.label} flags {100 * share:.0f} % of the analysed pixels as landslides, far more than "
@@ -383,6 +420,7 @@ def map_landslides(
 
         # 5. polygons of the primary method
         stages.callback("polygons")(0)
+        plan.begin("polygons")
         shapes = polygons.mask_to_polygons(
             str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
             dem_path=str(dem) if dem and not mask_options.slope_path else None,
@@ -393,11 +431,14 @@ def map_landslides(
         polygons.write_polygons_geojson(shapes, str(poly_path), _crs_of(pre_stack))
         outputs[poly_path.name] = poly_path
         mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
-        say(f"{len(shapes)} landslide polygons from {primary} (opening {opening_px} px, minimum {min_area_m2:g} m²)")
+        total_ha = sum(shape.area_m2 for shape in shapes) / 10_000
+        say(f"{len(shapes):,} landslide polygons of {_label_of(methods, primary)}, {total_ha:,.1f} ha in all "
+            f"(opening {opening_px} px, smallest kept {min_area_m2:,.0f} m²)")
 
         # 6. evaluation and report
         stage = stages.callback("evaluate")
         if with_reference:
+            plan.begin("evaluate")
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
                       stage, is_cancelled, say, warnings, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
@@ -412,6 +453,7 @@ def map_landslides(
         # 7. all done: the new set of files replaces the previous run's, all at once; maps of a previous
         #    run's methods that this run did not repeat are removed, so the folder never mixes two runs.
         rasters.check_cancelled(is_cancelled)
+        plan.begin("commit")
         out.commit(outputs, remove_stale=True)
         for note in out.notes:
             say(f"output folder: {note}")
@@ -472,9 +514,63 @@ def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, 
     prepared = products.prepare_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), aoi=aoi,
                                     aoi_crs=aoi_crs, progress=progress, is_cancelled=is_cancelled)
     for info in prepared.infos:
-        say(f"{label}: {info.product_name} (baseline {info.baseline}, offset {info.offsets.get('B04', 0)}, "
-            f"quantification {info.quantification})")
+        offset = info.offsets.get("B04", 0)
+        dn = f"(DN {offset:+g})" if offset else "DN"
+        say(f"{label}: {info.product_name} (processing baseline {info.baseline}: reflectance = {dn} / "
+            f"{info.quantification:g})")
     return stack_out, scl_out
+
+
+class _Steps:
+    """The run's named steps, numbered as the user sees them ("step 4 of 8"); steps that do not apply are None."""
+
+    def __init__(self, callback, steps):
+        self.callback = callback
+        self.steps = [s for s in steps if s is not None]
+        self.keys = [key for key, _ in self.steps]
+
+    def begin(self, key: str) -> None:
+        if self.callback is not None and key in self.keys:
+            index = self.keys.index(key)
+            self.callback(index + 1, len(self.steps), self.steps[index][1])
+
+
+def _label_of(methods, name: str) -> str:
+    return next((m.label for m in methods if m.name == name), name)
+
+
+def _percent(part: float, whole: float) -> str:
+    """A share for people: '21.0 %', '0.42 %', '< 0.01 %'."""
+    if not whole:
+        return "0 %"
+    value = 100.0 * part / whole
+    if 0 < value < 0.01:
+        return "< 0.01 %"
+    return f"{value:.2f} %" if value < 1 else f"{value:.1f} %"
+
+
+def _pixel_area_m2(path) -> float | None:
+    try:
+        return rasters.Grid.from_path(path).pixel_area_m2()
+    except ValueError:  # a geographic grid has no fixed pixel area (preflight refuses those anyway)
+        return None
+
+
+def _method_news(found) -> str:
+    """A method's line as soon as its choice is known; a clustering adds its cluster table on the next lines."""
+    label = found.spec.label
+    model = getattr(found.detector, "model", None)
+    selection = getattr(model, "selection", None)
+    if selection is None:
+        text = found.detector.describe()
+        if found.spec.kind == "threshold":
+            threshold = found.detector.threshold
+            text = f"landslide where NDVI fell by more than {abs(threshold):g} (dNDVI < {threshold:g})"
+        return f"{label}: {text}" if text else label
+    chosen = selection.chosen
+    share = f"{100 * selection.fractions[chosen]:.0f} % of the sample, " if selection.fractions is not None else ""
+    return (f"{label}: landslide cluster {chosen} of {len(selection.score)} ({share}centre dNDVI "
+            f"{selection.dndvi[chosen]:+.2f}, dBSI {selection.dbsi[chosen]:+.2f})\n{selection.format()}")
 
 
 def _crs_of(path):

@@ -97,7 +97,7 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     with rasterio.open(result["PRIMARY_PROBABILITY"]) as src:
         probability = src.read(1)
     assert np.nanmax(probability) <= 1 and np.nanmean(probability[mask == 1]) > 0.5
-    assert "co-registration" in result["LOG"] and "GMM 3: precision" in result["LOG"]
+    assert "LOG" not in result  # the log is printed once, as it happens (test_progress_names_each_step)
 
 
 def test_vector_inventory_reference_scores_like_the_raster(full_run, example_pair, tmp_path):
@@ -286,3 +286,50 @@ def test_level_1c_product_is_refused_with_the_reason(provider, example_pair, tmp
     with pytest.raises(QgsProcessingException, match="Level-1C.*Level-2A"):
         run({"PRE": [str(example_pair.pre)], "POST": [str(l1c / "MTD_MSIL1C.xml")], "OUTPUT_FOLDER": str(folder)})
     assert not folder.exists() or leftovers(folder) == [] and list(folder.iterdir()) == []
+
+
+class Recorder(QgsProcessingFeedback):
+    """What a dialog's log and progress bar receive, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def setProgressText(self, text):  # noqa: N802
+        self.events.append(("progress text", text))
+        super().setProgressText(text)
+
+    def pushInfo(self, info):  # noqa: N802
+        self.events.append(("info", info))
+
+    def pushConsoleInfo(self, info):  # noqa: N802
+        self.events.append(("console", info))
+
+    def pushWarning(self, warning):  # noqa: N802
+        self.events.append(("warning", warning))
+
+
+def test_progress_names_each_step_and_says_each_line_once(provider, example_pair, tmp_path):
+    import re
+
+    feedback = Recorder()
+    result = run(inputs(example_pair, REFERENCE_RASTER=str(example_pair.truth), OUTPUT_FOLDER=str(tmp_path / "o"),
+                        **QUICK), feedback=feedback)
+    assert "LOG" not in result
+    texts = [text for kind, text in feedback.events if kind == "progress text"]
+    assert texts[0] == "Step 1 of 10: Checking the inputs and the output folder"
+    assert texts[-1] == "Step 10 of 10: Moving the results into the output folder"
+    assert "Step 6 of 10: Detecting landslides: dNDVI threshold, GMM 3" in texts
+    # Each step is also a line of the log, as it starts.
+    infos = [text for kind, text in feedback.events if kind == "info"]
+    assert [t for t in infos if t.startswith("Step ")] == [f"{t}…" for t in texts]
+    # The cluster table comes as fixed-width console lines right after its method's line.
+    position = next(i for i, (k, t) in enumerate(feedback.events) if t.startswith("GMM 3: landslide cluster"))
+    assert feedback.events[position + 1][0] == "console" and "dNDVI" in feedback.events[position + 1][1]
+    # Nothing twice, numbers for people (no 0.40031982942430705 in the plugin's lines; "Results: {...}" is
+    # what processing.run itself prints of the outputs).
+    lines = [text for kind, text in feedback.events if kind in ("info", "warning") and not text.startswith("Results:")]
+    assert len(lines) == len(set(lines))
+    assert not [t for t in lines if re.search(r"\d\.\d{4,}", t)]
+    assert any(re.fullmatch(r"GMM 3: precision 0\.\d{3}, recall 0\.\d{3}, F1 0\.\d{3}, IoU 0\.\d{3}, MCC 0\.\d{3}", t)
+               for t in lines)

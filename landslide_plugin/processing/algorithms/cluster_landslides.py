@@ -167,11 +167,11 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
 
         feedback.pushInfo(result.model.summary())
-        feedback.pushInfo(f"Pixels: {result.total_pixels} in total, {result.analysed_pixels} analysed; removed: "
+        feedback.pushInfo(f"Pixels: {result.total_pixels:,} in total, {result.analysed_pixels:,} analysed; removed: "
                           f"{result.removed_summary()}")
         feedback.pushInfo("Pixels per cluster: " + ", ".join(
-            f"{k}: {n}" for k, n in enumerate(result.cluster_counts)))
-        feedback.pushInfo(f"Landslide cluster {result.landslide_cluster}: {result.landslide_pixels} pixels")
+            f"{k}: {n:,}" for k, n in enumerate(result.cluster_counts)))
+        feedback.pushInfo(f"Landslide cluster {result.landslide_cluster}: {result.landslide_pixels:,} pixels")
         if result.warning:
             feedback.pushWarning(f"Warning: {result.warning}. Check the cluster table above; try more clusters, "
                                  "the masks, or a pre-event image from the same season.")

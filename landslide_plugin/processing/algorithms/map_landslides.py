@@ -11,12 +11,10 @@ from qgis.core import (
     QgsGeometry,
     QgsProcessingContext,
     QgsProcessingException,
-    QgsProcessingMultiStepFeedback,
     QgsProcessingOutputHtml,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
-    QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -243,7 +241,6 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                             (self.PRECISION, "Precision of the primary method"), (self.RECALL, "Recall"),
                             (self.F1, "F1"), (self.IOU, "IoU"), (self.MCC, "MCC")):
             self.add_output(QgsProcessingOutputNumber(name, label))
-        self.add_output(QgsProcessingOutputString("LOG", "Run log"))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         """Checked before the run (the dialog shows the message and keeps its values): the counts, the primary
@@ -313,13 +310,18 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context),
             band_numbers=band_numbers(self, parameters, context))
 
-        steps = QgsProcessingMultiStepFeedback(1, feedback)
-
         def log(text: str) -> None:
-            if text.startswith("WARNING"):
-                feedback.pushWarning(text)
+            first, *table = text.split("\n")
+            if first.startswith("WARNING"):
+                feedback.pushWarning(first)
             else:
-                feedback.pushInfo(text)
+                feedback.pushInfo(first)
+            for line in table:  # a table (cluster centres): fixed width, spaces kept in the dialog's HTML log
+                feedback.pushConsoleInfo(line.replace(" ", "\u00a0"))
+
+        def step(number: int, count: int, title: str) -> None:
+            feedback.setProgressText(f"Step {number} of {count}: {title}")
+            feedback.pushInfo(f"Step {number} of {count}: {title}…")
 
         try:
             result = pipeline.map_landslides(
@@ -327,7 +329,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                 post_scl=optional_raster[self.POST_SCL], aoi=aoi, aoi_crs=aoi_crs or "EPSG:4326",
                 dem=optional_raster[self.DEM], exclusion=optional_raster[self.EXCLUSION], reference=reference,
                 reference_geometries=geometries, reference_crs="EPSG:4326" if geometries is not None else None,
-                log=log, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
+                log=log, step=step, progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; the output folder was left as it was.") from None
         except Exception as exc:  # every failure is one sentence for the user, never a traceback
@@ -344,7 +346,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             self.REPORT: str(result.report) if result.report else None,
             self.SHIFT_X: shift[0], self.SHIFT_Y: shift[1], self.POLYGON_COUNT: result.polygon_count,
             self.PRECISION: scores.get("precision"), self.RECALL: scores.get("recall"), self.F1: scores.get("f1"),
-            self.IOU: scores.get("iou"), self.MCC: scores.get("mcc"), "LOG": "\n".join(result.log),
+            self.IOU: scores.get("iou"), self.MCC: scores.get("mcc"),
         }
 
     # -- helpers --------------------------------------------------------------------------------------

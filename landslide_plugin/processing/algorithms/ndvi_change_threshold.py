@@ -114,10 +114,10 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         except (ValueError, FileNotFoundError) as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-        removed = ", ".join(f"{reason.replace('_', ' ')} {counts['removed_' + reason]} px"
+        removed = ", ".join(f"{reason.replace('_', ' ')} {counts['removed_' + reason]:,} px"
                             for reason in masks.REASONS if counts["removed_" + reason])
-        feedback.pushInfo(f"Pixels: {counts['total']} in total; removed: {removed or 'none'}")
-        feedback.pushInfo(f"Landslide: {counts['landslide']} px ({area / 1e6:.3f} km²); not landslide: "
-                          f"{counts['not_landslide']} px; no data: {counts['no_data']} px")
+        feedback.pushInfo(f"Pixels: {counts['total']:,} in total; removed: {removed or 'none'}")
+        feedback.pushInfo(f"Landslide: {counts['landslide']:,} px ({area / 10_000:,.1f} ha); not landslide: "
+                          f"{counts['not_landslide']:,} px; no data: {counts['no_data']:,} px")
         styles.load_styled(context, out_path, "Landslide mask (NDVI change)", styles.style_landslide_mask)
         return {self.OUTPUT: out_path, self.LANDSLIDE_PIXELS: counts["landslide"], self.LANDSLIDE_AREA_M2: area}
