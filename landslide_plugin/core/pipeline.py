@@ -573,6 +573,26 @@ def _method_news(found) -> str:
             f"{selection.dndvi[chosen]:+.2f}, dBSI {selection.dbsi[chosen]:+.2f})\n{selection.format()}")
 
 
+def pair_title(pre_stack, post_stack) -> str | None:
+    """'T37SCB 2023-01-05 → 2023-08-05' from the stacks' SENSING_DATE and TILE tags (None without dates)."""
+    import rasterio
+
+    tags = []
+    for path in (pre_stack, post_stack):
+        try:
+            with rasterio.open(path) as src:
+                tags.append(src.tags())
+        except (OSError, rasterio.errors.RasterioError):
+            return None
+    dates = [t.get("SENSING_DATE", "").strip() for t in tags]
+    if not all(dates):
+        return None
+    tiles = list(dict.fromkeys(tile.strip() for t in tags for tile in t.get("TILE", "").replace(",", "-").split("-")
+                               if tile.strip()))
+    where = f"{', '.join(tiles)} " if 0 < len(tiles) <= 2 else ""
+    return f"{where}{dates[0]} → {dates[1]}"
+
+
 def _crs_of(path):
     import rasterio
 

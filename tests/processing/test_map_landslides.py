@@ -121,38 +121,96 @@ def test_vector_inventory_reference_scores_like_the_raster(full_run, example_pai
     assert (folder / "report.html").is_file() and "F1" in (folder / "report.html").read_text(encoding="utf-8")
 
 
-def test_layers_load_styled_in_a_group_named_after_the_run(provider, example_pair, tmp_path):
+#: The group of a QUICK run, top to bottom: (name, switched on); "Other methods" holds its layers.
+QUICK_GROUP = [
+    ("Landslide polygons (GMM 3)", True), ("Landslide mask (GMM 3)", True), ("Landslide probability (GMM 3)", True),
+    ("Clusters (GMM 3)", False), ("Other methods", False),
+    ("Post-event true colour 2023-08-05 (co-registered)", True), ("Pre-event true colour 2023-01-05", False)]
+GROUP_NAME = "Landslides T37SCB 2023-01-05 → 2023-08-05"
+
+
+def load_run(project, parameters):
+    """A run whose results are loaded into ``project`` as the dialog loads them (handleAlgorithmResults)."""
     from processing.gui.Postprocessing import handleAlgorithmResults
 
-    project = QgsProject()
     context = QgsProcessingContext()
     context.setProject(project)
 
     def finish(alg, ctx, fb):
-        gc.collect()  # the post-processors must survive garbage collection
+        gc.collect()  # the post-processor must survive garbage collection
         handleAlgorithmResults(alg, ctx, fb)
 
-    folder = tmp_path / "kahramanmaras_2023"
-    run(inputs(example_pair, OUTPUT_FOLDER=str(folder), **QUICK), context=context, onFinish=finish)
+    return run(parameters, context=context, onFinish=finish)
 
-    group = project.layerTreeRoot().findGroup("Landslides kahramanmaras_2023")
-    assert group is not None, [c.name() for c in project.layerTreeRoot().children()]
+
+def tree(group):
+    return [(node.name(), node.itemVisibilityChecked()) for node in group.children()]
+
+
+def test_layers_load_in_one_group_per_run_primary_map_first(provider, example_pair, tmp_path):
+    from qgis.core import QgsLayerTreeGroup
+
+    from landslide_plugin.processing.loading import RunLoader
+
+    project = QgsProject()
+    folder = tmp_path / "kahramanmaras_2023"
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(folder), **dict(QUICK, KMEANS_CLUSTERS="2")))
+
+    root = project.layerTreeRoot()
+    assert [node.name() for node in root.children()] == [GROUP_NAME]  # nothing outside the group
+    group = root.findGroup(GROUP_NAME)
+    assert group.isExpanded() and group.itemVisibilityChecked()
+    assert tree(group) == QUICK_GROUP
+    others = group.findGroup("Other methods")
+    assert isinstance(others, QgsLayerTreeGroup) and not others.isExpanded()
+    assert tree(others) == [("Landslide mask (dNDVI threshold)", False), ("Landslide mask (K-means 2)", False),
+                            ("Clusters (K-means 2)", False)]
+    assert RunLoader.alive[-1].removed_nodes == 1  # the node QGIS made; every other layer made in place
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert set(layers) == {"dNDVI threshold landslides", "GMM 3 landslides", "GMM 3 clusters",
-                           "GMM 3 probability", "Landslide polygons (gmm3)",
-                           "Post-event true colour (co-registered)", "Pre-event true colour"}
-    assert not [n for n in project.layerTreeRoot().children() if n is not group]  # nothing outside the group
-    mask = layers["GMM 3 landslides"]
+    assert len(layers) == len(project.mapLayers()) == 9
+    mask = layers["Landslide mask (GMM 3)"]
     assert isinstance(mask.renderer(), QgsPalettedRasterRenderer)
     classes = {c.value: c for c in mask.renderer().classes()}
     assert classes[1].label == "landslide" and classes[1].color.name() == "#e31a1c"
-    clusters = layers["GMM 3 clusters"].renderer().classes()
+    clusters = layers["Clusters (GMM 3)"].renderer().classes()
     assert len(clusters) == 3 and sum("(landslide)" in c.label for c in clusters) == 1
-    true_colour = layers["Post-event true colour (co-registered)"].renderer()
+    probability = layers["Landslide probability (GMM 3)"].renderer()
+    assert probability.type() == "singlebandpseudocolor"
+    items = probability.shader().rasterShaderFunction().colorRampItemList()
+    assert [item.label for item in items][1:] == ["10 %", "20 %", "50 %", "80 %", "100 %"]
+    assert items[0].color.alpha() == 0 and items[-1].color.alpha() == 255  # clear when unlikely, solid when certain
+    true_colour = layers["Post-event true colour 2023-08-05 (co-registered)"].renderer()
     assert true_colour.type() == "multibandcolor"
     assert (true_colour.redBand(), true_colour.greenBand(), true_colour.blueBand()) == (3, 2, 1)  # B04 B03 B02
-    fill = layers["Landslide polygons (gmm3)"].renderer().symbol().color()
-    assert (fill.red(), fill.green(), fill.blue()) == (227, 26, 28)
+    outline = layers["Landslide polygons (GMM 3)"].renderer().symbol().symbolLayer(0).strokeColor()
+    assert outline.name() == "#ffd700"
+
+
+def test_a_rerun_into_the_same_folder_replaces_its_group(provider, example_pair, tmp_path):
+    project = QgsProject()
+    root = project.layerTreeRoot()
+    first, other = tmp_path / "first", tmp_path / "other"
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(first), **QUICK))
+    # The desktop inserts new layers above the selected one: say a layer of the first group was selected.
+    from qgis.core import QgsLayerTreeRegistryBridge
+
+    project.layerTreeRegistryBridge().setLayerInsertionPoint(
+        QgsLayerTreeRegistryBridge.InsertionPoint(root.findGroup(GROUP_NAME), 1))
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(other), **QUICK))
+    names = [node.name() for node in root.children()]
+    assert names == [f"{GROUP_NAME} (other)", GROUP_NAME]  # same pair, another folder: told apart; newest first,
+    assert tree(root.findGroup(GROUP_NAME)) == QUICK_GROUP  # and not inside the first group
+    replaced = [layer.id() for layer in project.mapLayers().values()
+                if Path(layer.source().split("|")[0]).parent == first]
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(first), **dict(QUICK, THRESHOLD_BASELINE=False)))
+    assert [node.name() for node in root.children()] == names  # in place, not a third group
+    assert len(project.mapLayers()) == 2 * 7 - 1  # the re-run has no threshold mask
+    # The first run's layers are gone from the project, but for its mask: QGIS loads an output by finding a layer
+    # of that source in the project first, so the mask layer is kept, moved into the new group and read again.
+    left = set(replaced) & set(project.mapLayers())
+    assert [project.mapLayer(i).name() for i in left] == ["Landslide mask (GMM 3)"]
+    assert root.findGroup(GROUP_NAME).findLayer(left.pop()) is not None
+    assert tree(root.findGroup(GROUP_NAME))[4] == ("Post-event true colour 2023-08-05 (co-registered)", True)
 
 
 def test_batch_over_three_pairs_as_the_batch_dialog_runs_them(provider, qgis_new_project, tmp_path):
@@ -191,8 +249,10 @@ def test_batch_over_three_pairs_as_the_batch_dialog_runs_them(provider, qgis_new
     assert len(masks) == 3 and len(reports) == 3  # each row mapped its own pair
     root = QgsProject.instance().layerTreeRoot()
     for seed in (1, 2, 3):
-        group = root.findGroup(f"Landslides row_{seed}")
-        assert group is not None and len(group.findLayers()) == 7  # 2 masks, clusters, probability, polygons, 2 RGB
+        group = next(g for g in root.children() if g.customProperty("landslide_plugin/output_folder") ==
+                     str(tmp_path / f"row_{seed}"))
+        assert group.name().startswith("Landslides T37SCB")
+        assert len(group.findLayers()) == 7  # 2 masks, clusters, probability, polygons, 2 RGB
         assert all(Path(node.layer().source().split("|")[0]).parent == tmp_path / f"row_{seed}"
                    for node in group.findLayers())
 

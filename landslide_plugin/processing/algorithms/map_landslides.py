@@ -31,8 +31,8 @@ from ... import dependencies
 from ...core import defaults
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, transform_geometry
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_FILE, SOURCE_VECTOR_POLYGON
+from ..loading import LayerToLoad, RunLayers, RunLoader, folder_key
 from ..styles import (
-    GroupedStylePostProcessor,
     clusters_styler,
     style_landslide_mask,
     style_polygons,
@@ -365,21 +365,57 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         return geometries
 
     def _load_outputs(self, result, context, methods) -> None:
-        """Load every map into a group named after the run, styled (the post-processors are kept alive)."""
-        group = f"Landslides {os.path.basename(os.path.normpath(str(result.folder)))}"
-        items = []
+        """The run's layers, in one group per output folder, the primary map first (processing/loading.py).
+
+        QGIS is handed one layer to load, the primary mask; its post-processor builds the group around it in
+        the main thread. Nothing is loaded when the caller does not load results (processing.run, models).
+        """
+        from ...core import pipeline
+
+        by_name = {m.name: m for m in methods}
+        primary = by_name[result.primary]
+        title = pipeline.pair_title(result.pre_stack, result.post_aligned)
+        dates = _dates(title)
+        layers = [LayerToLoad(str(result.polygons), f"Landslide polygons ({primary.label})", style_polygons,
+                              vector=True),
+                  LayerToLoad(str(result.masks[primary.name]), f"Landslide mask ({primary.label})",
+                              style_landslide_mask, expanded=True)]
+        anchor = len(layers) - 1
+        if primary.name in result.probabilities:
+            layers.append(LayerToLoad(str(result.probabilities[primary.name]),
+                                      f"Landslide probability ({primary.label})", style_probability, expanded=True))
+        if primary.name in result.clusters:
+            n, k = result.landslide_clusters[primary.name]
+            layers.append(LayerToLoad(str(result.clusters[primary.name]), f"Clusters ({primary.label})",
+                                      clusters_styler(n, k), visible=False))
         for method in methods:
-            items.append((result.masks[method.name], f"{method.label} landslides", style_landslide_mask))
+            if method.name == primary.name:
+                continue
+            layers.append(LayerToLoad(str(result.masks[method.name]), f"Landslide mask ({method.label})",
+                                      style_landslide_mask, visible=False, other=True))
+            if method.name in result.probabilities:
+                layers.append(LayerToLoad(str(result.probabilities[method.name]),
+                                          f"Landslide probability ({method.label})", style_probability,
+                                          visible=False, other=True))
             if method.name in result.clusters:
                 n, k = result.landslide_clusters[method.name]
-                items.append((result.clusters[method.name], f"{method.label} clusters", clusters_styler(n, k)))
-            if method.name in result.probabilities:
-                items.append((result.probabilities[method.name], f"{method.label} probability", style_probability))
-        items.append((result.polygons, f"Landslide polygons ({result.primary})", style_polygons))
-        items.append((result.post_aligned, "Post-event true colour (co-registered)", style_true_colour))
-        items.append((result.pre_stack, "Pre-event true colour", style_true_colour))
-        for path, name, styler in reversed(items):
-            path = str(path)
-            details = QgsProcessingContext.LayerDetails(name, context.project(), name)
-            details.setPostProcessor(GroupedStylePostProcessor.create(styler, group))
-            context.addLayerToLoadOnCompletion(path, details)
+                layers.append(LayerToLoad(str(result.clusters[method.name]), f"Clusters ({method.label})",
+                                          clusters_styler(n, k), visible=False, other=True))
+        layers.append(LayerToLoad(str(result.post_aligned), f"Post-event true colour{dates[1]} (co-registered)",
+                                  style_true_colour))
+        layers.append(LayerToLoad(str(result.pre_stack), f"Pre-event true colour{dates[0]}", style_true_colour,
+                                  visible=False))
+        folder = os.path.normpath(str(result.folder))
+        run = RunLayers(f"Landslides {title}" if title else f"Landslides {os.path.basename(folder)}",
+                        folder_key(folder), layers, anchor)
+        details = QgsProcessingContext.LayerDetails(layers[anchor].name, context.project(), layers[anchor].name)
+        details.setPostProcessor(RunLoader.create(run))
+        context.addLayerToLoadOnCompletion(layers[anchor].path, details)
+
+
+def _dates(title: str | None) -> tuple[str, str]:
+    """(' 2023-01-05', ' 2023-08-05') from a pair title, for the layer names; blanks without dates."""
+    if not title or "→" not in title:
+        return "", ""
+    pre, post = title.split("→")
+    return f" {pre.split()[-1]}", f" {post.strip()}"
