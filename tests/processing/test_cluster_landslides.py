@@ -158,8 +158,8 @@ def test_outputs_loaded_on_completion_are_styled(run_alg, pair):
         context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("x", project, "x"))
     run_alg("cluster_landslides", {"PRE": pair["pre"], "POST": pair["post"], "METHOD": 1, **paths},
             context=context)
-    for key, name in (("OUTPUT_CLUSTERS", "Clusters"), ("OUTPUT_MASK", "Landslide mask"),
-                      ("OUTPUT_PROBABILITY", "Landslide probability")):
+    for key, name in (("OUTPUT_CLUSTERS", "Clusters (GMM 3)"), ("OUTPUT_MASK", "Landslide mask (GMM 3)"),
+                      ("OUTPUT_PROBABILITY", "Landslide probability (GMM 3)")):
         details = context.layerToLoadOnCompletionDetails(paths[key])
         assert details.name == name
         processor = details.postProcessor()

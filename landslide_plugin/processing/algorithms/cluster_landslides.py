@@ -184,9 +184,11 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         return outputs
 
     def _style_outputs(self, context, cluster_path, mask_path, result) -> None:
-        """Outputs loaded on completion get the plugin's styles (landslide cluster in red)."""
-        styles.load_styled(context, cluster_path, "Clusters",
+        """Outputs loaded on completion get the plugin's styles (landslide cluster in red) and say their method."""
+        method = f"{'GMM' if result.model.method == 'gmm' else 'K-means'} {result.model.n_clusters}"
+        styles.load_styled(context, cluster_path, f"Clusters ({method})",
                            styles.clusters_styler(result.model.n_clusters, result.landslide_cluster))
-        styles.load_styled(context, mask_path, "Landslide mask", styles.style_landslide_mask)
+        styles.load_styled(context, mask_path, f"Landslide mask ({method})", styles.style_landslide_mask)
         if result.probability_path:
-            styles.load_styled(context, result.probability_path, "Landslide probability", styles.style_probability)
+            styles.load_styled(context, result.probability_path, f"Landslide probability ({method})",
+                               styles.style_probability)

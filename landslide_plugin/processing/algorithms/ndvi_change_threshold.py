@@ -119,5 +119,5 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         feedback.pushInfo(f"Pixels: {counts['total']:,} in total; removed: {removed or 'none'}")
         feedback.pushInfo(f"Landslide: {counts['landslide']:,} px ({area / 10_000:,.1f} ha); not landslide: "
                           f"{counts['not_landslide']:,} px; no data: {counts['no_data']:,} px")
-        styles.load_styled(context, out_path, "Landslide mask (NDVI change)", styles.style_landslide_mask)
+        styles.load_styled(context, out_path, f"Landslide mask (dNDVI < {threshold:g})", styles.style_landslide_mask)
         return {self.OUTPUT: out_path, self.LANDSLIDE_PIXELS: counts["landslide"], self.LANDSLIDE_AREA_M2: area}
