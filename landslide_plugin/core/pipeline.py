@@ -110,6 +110,8 @@ class MappingResult:
     warnings: list[str] = field(default_factory=list)
     #: method name -> share of the analysed pixels flagged as landslide
     flagged_share: dict[str, float] = field(default_factory=dict)
+    #: With a reference: the report's short answer (which map matched it best, and the primary method's place).
+    verdict: str | None = None
 
 
 def is_prepared_stack(path: str | os.PathLike) -> bool:
@@ -623,15 +625,25 @@ def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_c
     csv_path, json_path, html_path = work / "metrics.csv", work / "metrics.json", work / "report.html"
     reports.write_metrics_csv(result, str(csv_path))
     reports.write_metrics_json(result, str(json_path), parameters=locals_for_report)
+    primary = next(m.label for m in methods if m.name == mapped.primary)
+    answer = reports.verdict(result, primary)
+    mapped.verdict = answer.text
+    say(f"Short answer: {answer.text}")
+    titles = {}
+    for item in result.predictions:
+        scores = f"F1 {evaluation.format_score(item.scores.f1, 2)}, MCC {evaluation.format_score(item.scores.mcc, 2)}"
+        titles[item.name] = f"{item.name}{' (primary)' if item.name == primary else ''}: {scores}"
     figures = {
-        "confusion": reports.confusion_figure(result, str(work / "confusion.png")),
-        "overlay": reports.overlay_figure(str(true_colour_stack), {m.label: p for m, p in zip(methods, paths)},
-                                          str(work / "overlay.png"),
-                                          reference=str(reference) if reference else geometries,
-                                          reference_crs=None if reference else reference_crs),
+        "Maps over the post-event image": (
+            reports.overlay_figure(str(true_colour_stack), {m.label: p for m, p in zip(methods, paths)},
+                                   str(work / "overlay.png"), reference=str(reference) if reference else geometries,
+                                   reference_crs=None if reference else reference_crs, titles=titles),
+            reports.OVERLAY_CAPTION),
+        "Confusion matrices": (reports.confusion_figure(result, str(work / "confusion.png")),
+                               reports.CONFUSION_CAPTION),
     }
     reports.write_html_report(result, str(html_path), figures=figures, parameters=locals_for_report,
-                              title="Landslide mapping report")
+                              title="Landslide mapping report", primary=primary)
     for path in (csv_path, json_path, html_path, work / "confusion.png", work / "overlay.png"):
         if path.exists():
             outputs[path.name] = path

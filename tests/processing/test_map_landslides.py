@@ -84,6 +84,7 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert set(by_name) == {"dNDVI threshold", "K-means 2", "K-means 3", "GMM 2", "GMM 3"}
     report = Path(result["REPORT"]).read_text(encoding="utf-8")
     assert "F1" in report and "GMM 3" in report and "<img" in report
+    assert report.index("Short answer.") < report.index("<h2>Scores") and "<b>GMM 3</b> (" in report
     # The mask and the polygons agree, and the mask finds true scars.
     with rasterio.open(result["PRIMARY_MASK"]) as src:
         mask = src.read(1)
@@ -393,3 +394,35 @@ def test_progress_names_each_step_and_says_each_line_once(provider, example_pair
     assert not [t for t in lines if re.search(r"\d\.\d{4,}", t)]
     assert any(re.fullmatch(r"GMM 3: precision 0\.\d{3}, recall 0\.\d{3}, F1 0\.\d{3}, IoU 0\.\d{3}, MCC 0\.\d{3}", t)
                for t in lines)
+
+
+def test_the_report_reads_in_qgis_own_html_viewer(full_run, qgis_app):
+    """Qt's rich-text viewer (what QTextBrowser-based panels show) gets the figures and fits a 1200 px panel."""
+    from qgis.PyQt.QtCore import QUrl
+    from qgis.PyQt.QtGui import QTextDocument
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    _, result = full_run
+    browser = QTextBrowser()
+    browser.resize(1200, 800)
+    browser.setHtml(Path(result["REPORT"]).read_text(encoding="utf-8"))
+    document = browser.document()
+    document.setTextWidth(browser.viewport().width())
+    images = []
+    block = document.begin()
+    while block.isValid():
+        iterator = block.begin()
+        while not iterator.atEnd():
+            fragment = iterator.fragment()
+            if fragment.charFormat().isImageFormat():
+                images.append(fragment.charFormat().toImageFormat())
+            iterator += 1
+        block = block.next()
+    assert len(images) == 2
+    for image in images:
+        loaded = document.resource(QTextDocument.ResourceType.ImageResource, QUrl(image.name()))
+        assert loaded is not None and not loaded.isNull()  # the embedded PNG decodes
+        assert 0 < image.width() <= 1100
+    assert document.idealWidth() <= 1200  # no sideways scrolling
+    text = document.toPlainText()
+    assert text.index("Short answer.") < text.index("Scores of the landslide class") < text.index("Figures")
