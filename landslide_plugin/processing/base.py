@@ -30,6 +30,15 @@ DEFAULT_MIN_SLOPE = defaults.MIN_SLOPE_DEG
 DEFAULT_MIN_NDVI_PRE = defaults.MIN_NDVI_PRE
 DEFAULT_EXCLUSION_CLASSES = defaults.EXCLUSION_CLASSES
 
+#: Where the plugin's documentation lives (metadata.txt's homepage; a test keeps them the same).
+HOMEPAGE = "https://github.com/landslide-plugin/landslide_plugin"
+#: Help page per group (the one-step workflow and the Copernicus algorithms have their own user-guide section).
+HELP_PAGES = {
+    "workflow": "docs/USER_GUIDE.md#1-map-landslides-prepost",
+    "data": "docs/USER_GUIDE.md#copernicus-data-space-search-and-download",
+}
+DEFAULT_HELP_PAGE = "README.md#algorithms"
+
 GROUPS = {
     "data": "1 · Sentinel-2 data",
     "alignment": "2 · Co-registration",
@@ -46,6 +55,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     DISPLAY_NAME = ""
     GROUP = "detection"
     HELP = ""
+    #: One sentence for the Toolbox tooltip and lists (empty: the first sentence of HELP).
+    SHORT = ""
+    #: Help page under HOMEPAGE (None: the group's, see HELP_PAGES).
+    HELP_PAGE: str | None = None
     REQUIRES: tuple = dependencies.CORE
 
     # -- identity -------------------------------------------------------------------------
@@ -63,6 +76,18 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):  # noqa: N802
         return self.HELP
+
+    @classmethod
+    def summary(cls) -> str:
+        """One sentence: SHORT, or the first sentence of the help."""
+        return cls.SHORT or first_sentence(cls.HELP)
+
+    def shortDescription(self):  # noqa: N802
+        """One sentence for the Toolbox tooltip and the algorithm lists (``summary``)."""
+        return self.summary()
+
+    def helpUrl(self):  # noqa: N802
+        return f"{HOMEPAGE}/blob/main/{self.HELP_PAGE or HELP_PAGES.get(self.GROUP, DEFAULT_HELP_PAGE)}"
 
     def icon(self):
         return QIcon(str(ICON))
@@ -232,6 +257,25 @@ def set_decimals(param: QgsProcessingParameterNumber, decimals: int) -> None:
     wrapper["decimals"] = int(decimals)
     metadata["widget_wrapper"] = wrapper
     param.setMetadata(metadata)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a help text: tags dropped, whitespace collapsed, not cut inside parentheses or
+    after "e.g." and the like."""
+    import re
+
+    plain = " ".join(re.sub(r"<[^>]+>", " ", text or "").split())
+    plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    depth = 0
+    for index, char in enumerate(plain):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif char == "." and depth == 0 and (index + 1 == len(plain) or plain[index + 1] == " "):
+            if not re.search(r"\b(e\.g|i\.e|etc|vs)$", plain[:index]):
+                return plain[:index + 1]
+    return plain
 
 
 def transform_geometry(geometry: QgsGeometry, transform: QgsCoordinateTransform, what: str) -> QgsGeometry:

@@ -85,6 +85,9 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
     DISPLAY_NAME = "Map landslides (pre/post)"
     GROUP = "workflow"
     REQUIRES = dependencies.CORE + ("matplotlib",)
+    SHORT = ("Maps landslide scars from a pre-event and a post-event Sentinel-2 L2A image in one step: every "
+             "method's mask, the primary method's polygons and, with a reference, a report that says which "
+             "method to trust.")
     HELP = (
         "Maps landslide scars from a pre-event and a post-event Sentinel-2 L2A image in one step: prepares the "
         "products (reflectance with the right offset, SCL, area of interest, mosaic), co-registers the post image "
