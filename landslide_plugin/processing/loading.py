@@ -32,7 +32,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qgis.core import QgsLayerTreeGroup, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer, QgsVectorLayer
+from qgis.core import (
+    QgsLayerTreeGroup,
+    QgsLayerTreeLayer,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from .styles import tidy_legend
 
 #: Custom property of a run's group: the output folder it shows (a re-run into it replaces the group).
 FOLDER_PROPERTY = "landslide_plugin/output_folder"
@@ -133,12 +141,9 @@ class RunLoader(QgsProcessingLayerPostProcessorInterface):
                     others.setExpanded(False)
                 target = others
             if position == run.anchor:
-                node = self._place_anchor(anchor, anchor_node, item, target)
+                self._place_anchor(anchor, anchor_node, item, target)
             else:
-                node = self._add(item, project, target, feedback)
-            if node is not None:
-                node.setItemVisibilityChecked(item.visible)
-                node.setExpanded(item.expanded)
+                self._add(item, project, target, feedback)
         for old in previous:  # last: the new maps are in place before the replaced ones go
             ids = [layer_id for layer_id in old.findLayerIds() if layer_id != anchor.id()]
             if old.parent() is not None:
@@ -154,16 +159,13 @@ class RunLoader(QgsProcessingLayerPostProcessorInterface):
             # stays (moved into the new group, not removed and made again) and reads its file again.
             anchor.reload()
         _style(anchor, item)
-        if node is None or node.parent() is None:
-            return target.addLayer(anchor)
-        if node.parent() is target:
-            return node  # already where it belongs: no move
         # Its node in the group first, then the old node out: a layer left without a node for a moment is
         # removed from the project by the layer tree's registry bridge (a queued call, seconds later).
-        parent = node.parent()
-        new = target.addLayer(anchor)
-        parent.removeChildNode(node)
-        self.removed_nodes += 1
+        new = _node(anchor, item)
+        target.addChildNode(new)
+        if node is not None and node.parent() is not None:
+            node.parent().removeChildNode(node)
+            self.removed_nodes += 1
         return new
 
     def _add(self, item, project, target, feedback):
@@ -175,7 +177,9 @@ class RunLoader(QgsProcessingLayerPostProcessorInterface):
         _style(layer, item, feedback)
         if project.addMapLayer(layer, False) is None:
             return None
-        return target.addLayer(layer)
+        node = _node(layer, item)
+        target.addChildNode(node)
+        return node
 
     def _unique_name(self, root, previous) -> str:
         taken = {g.name() for g in groups_of(root) if g not in previous}
@@ -185,6 +189,16 @@ class RunLoader(QgsProcessingLayerPostProcessorInterface):
         if name in taken:
             name = f"{self.run.group} ({time.strftime('%H:%M:%S')})"
         return name
+
+
+def _node(layer, item: LayerToLoad) -> QgsLayerTreeLayer:
+    """The layer's node, set up (shown or not, expanded or not, its legend tidied) before it enters the tree:
+    the layer panel builds a node's legend when the node arrives, and would not see later legend settings."""
+    node = QgsLayerTreeLayer(layer)
+    node.setItemVisibilityChecked(item.visible)
+    node.setExpanded(item.expanded)
+    tidy_legend(node)
+    return node
 
 
 def _ancestors(node):

@@ -167,6 +167,9 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             return
         try:
             self.styler(layer)
+            project = layer.project() or (context.project() if context is not None else None)
+            if project is not None:
+                tidy_legend(project.layerTreeRoot().findLayer(layer.id()))
         except Exception as exc:  # a style must never turn a finished run into a failure
             if feedback is not None:
                 feedback.reportError(f"could not style {layer.name()}: {exc}", fatalError=False)
@@ -193,6 +196,37 @@ def load_styled(context: QgsProcessingContext, path_or_layer_id: str, name: str,
     processor = StylePostProcessor.create(styler)
     details.setPostProcessor(processor)
     return processor
+
+
+def tidy_legend(node) -> None:
+    """The legend of a styled raster says what it shows, not "Band 1: cluster (Gray)".
+
+    QGIS heads a single-band raster's legend with the band's name and colour interpretation; the layer name
+    already says what it is, so that line is left out, with the transparent "no landslide" class; a true
+    colour stack's three lines read "red: B04", "green: B03", "blue: B02". Done through the layer-tree
+    node's legend properties (``QgsMapLayerLegendUtils``), which QGIS applies whenever it builds the legend.
+    """
+    from qgis.core import QgsMapLayerLegendUtils
+
+    layer = node.layer() if node is not None else None
+    renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
+    if renderer is None:
+        return
+    kind = renderer.type()
+    if kind == "paletted":
+        order = [i + 1 for i, c in enumerate(renderer.classes()) if c.color.alpha() > 0]
+        QgsMapLayerLegendUtils.setLegendNodeOrder(node, order)
+    elif kind == "singlebandpseudocolor":
+        QgsMapLayerLegendUtils.setLegendNodeOrder(node, [1])
+    elif kind == "multibandcolor":
+        bands = (("red", renderer.redBand()), ("green", renderer.greenBand()), ("blue", renderer.blueBand()))
+        for index, (colour, band) in enumerate(bands):
+            name = layer.dataProvider().generateBandName(band).split(":", 1)[-1].strip()
+            QgsMapLayerLegendUtils.setLegendNodeUserLabel(node, index, f"{colour}: {name}")
+    else:
+        return
+    if layer.legend() is not None:  # a layer panel that built this legend already builds it again
+        layer.legend().itemsChanged.emit()
 
 
 def clusters_styler(n_clusters: int, landslide_cluster: int) -> Callable[[QgsRasterLayer], None]:

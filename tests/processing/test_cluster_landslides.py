@@ -167,3 +167,26 @@ def test_outputs_loaded_on_completion_are_styled(run_alg, pair):
         layer = QgsRasterLayer(paths[key], name)
         processor.postProcessLayer(layer, context, QgsProcessingFeedback())
         assert layer.renderer().type() in ("paletted", "singlebandpseudocolor")
+
+
+def test_a_loaded_output_s_legend_says_what_it_shows(run_alg, pair):
+    """In a layer panel that already shows the layer (QGIS adds it before styling it): no "Band 1: cluster (Gray)"."""
+    from qgis.core import QgsLayerTreeModel, QgsProcessingContext, QgsProject, QgsRasterLayer
+
+    out = pair["dir"]
+    context = QgsProcessingContext()
+    project = QgsProject()
+    context.setProject(project)
+    path = str(out / "legend_clusters.tif")
+    context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("x", project, "x"))
+    run_alg("cluster_landslides", {"PRE": pair["pre"], "POST": pair["post"], "OUTPUT_CLUSTERS": path,
+                                   "OUTPUT_MASK": str(out / "legend_mask.tif")}, context=context)
+    layer = QgsRasterLayer(path, "x")
+    project.addMapLayer(layer)
+    model = QgsLayerTreeModel(project.layerTreeRoot())  # the panel, built before the style arrives
+    node = project.layerTreeRoot().findLayer(layer.id())
+    assert model.layerLegendNodes(node)[0].data(0).startswith("Band 1")
+    context.layerToLoadOnCompletionDetails(path).postProcessor().postProcessLayer(layer, context,
+                                                                                  QgsProcessingFeedback())
+    texts = [n.data(0) for n in model.layerLegendNodes(node)]
+    assert texts and all(text.startswith("cluster ") for text in texts), texts

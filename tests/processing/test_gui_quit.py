@@ -142,7 +142,10 @@ def inspect_and_select():
                     "expanded": others.isExpanded(),
                     "tree": [[node.name(), node.itemVisibilityChecked()] for node in others.children()]},
                 "renderers": {node.layer().name(): node.layer().renderer().type() if node.layer().renderer() else None
-                              for node in group.findLayers()}}
+                              for node in group.findLayers()},
+                "legends": {node.layer().name(): [str(item.data(0)) for item in
+                                                  iface.layerTreeView().layerTreeModel().layerLegendNodes(node)]
+                            for node in group.findLayers()}}
         report["project_layers"] = len(QgsProject.instance().mapLayers())
         first = next((g for g in root.children() if g.customProperty(FOLDER) == CONFIG["folders"][0]), None)
         if first is not None and first.findLayers():
@@ -207,6 +210,11 @@ def test_qgis_quits_cleanly_after_the_one_step_algorithm_loaded_its_results(exam
         assert group["renderers"]["Landslide mask (GMM 3)"] == "paletted", group
         assert group["renderers"]["Landslide probability (GMM 3)"] == "singlebandpseudocolor", group
         assert group["renderers"]["Post-event true colour 2023-08-05 (co-registered)"] == "multibandcolor", group
+        # What the layer panel shows under each map: what it means, no "Band 1: landslide (Palette)".
+        assert group["legends"]["Landslide mask (GMM 3)"] == ["landslide"], group
+        assert group["legends"]["Post-event true colour 2023-08-05 (co-registered)"] == [
+            "red: B04", "green: B03", "blue: B02"], group
+        assert not [text for texts in group["legends"].values() for text in texts if text.startswith("Band ")]
     assert report["project_layers"] == 2 * len(LAYERS)
     assert report["style_dock_visible"] and report["active_layer"] in LAYERS, report
     # Then File > Exit: QGIS ends by itself, with status 0 and no crash.

@@ -185,6 +185,19 @@ def test_layers_load_in_one_group_per_run_primary_map_first(provider, example_pa
     assert (true_colour.redBand(), true_colour.greenBand(), true_colour.blueBand()) == (3, 2, 1)  # B04 B03 B02
     outline = layers["Landslide polygons (GMM 3)"].renderer().symbol().symbolLayer(0).strokeColor()
     assert outline.name() == "#ffd700"
+    # Legends say what they show: no "Band 1: cluster (Gray)" header, no transparent class.
+    from qgis.core import QgsLayerTreeModel
+
+    model = QgsLayerTreeModel(root)
+
+    def legend(name):
+        return [n.data(0) for n in model.layerLegendNodes(group.findLayer(layers[name].id()))]
+
+    assert legend("Landslide mask (GMM 3)") == ["landslide"]
+    clusters = legend("Clusters (GMM 3)")
+    assert len(clusters) == 3 and all(text.startswith("cluster ") for text in clusters)
+    assert len(legend("Landslide probability (GMM 3)")) == 1  # the colour ramp, 0 % to 100 %
+    assert legend("Post-event true colour 2023-08-05 (co-registered)") == ["red: B04", "green: B03", "blue: B02"]
 
 
 def test_a_rerun_into_the_same_folder_replaces_its_group(provider, example_pair, tmp_path):
