@@ -102,7 +102,11 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         "and flagged harvested fields and a reservoir.<br><br>"
         "All files go to the output folder with fixed names (a second run replaces the files the first wrote, "
         "and only those); the run is all-or-nothing: a failure or a cancel leaves the folder as it was. Inputs are "
-        "never moved or changed. Outputs load in a layer group named after the run, styled.")
+        "never moved or changed.<br><br>"
+        "Loaded results come in one layer group per run, named after the pair (tile and dates): the primary "
+        "method's polygons, mask and probability first, over the post-event image, the other methods switched "
+        "off in a collapsed sub-group; a re-run into the same folder replaces its group. With a reference, the "
+        "report and the last line of the log say which method matched it best.")
 
     PRE = "PRE"
     POST = "POST"
