@@ -58,7 +58,8 @@ HELP = {
         "individual algorithms, one box per step: prepare both products (reflectance stack and SCL), "
         "co-register the post image onto the pre image (ECC on the gradient of SWIR-1 B11, which changes less "
         "between seasons than NIR; clouds and water of both dates left out), cluster the change features "
-        "with a 3-component Gaussian mixture (clouds, water and, with a DEM, slopes under 15° masked), turn "
+        "with a 3-component Gaussian mixture (clouds, water and, with a DEM, slopes under 15° masked: the "
+        "settings of 'Map landslides (pre/post)' except its vegetated-before rule, off here), turn "
         "the landslide mask into polygons with their area, mean dNDVI, slope and probability, and score the "
         "mask against a reference raster (precision, recall, F1, IoU, MCC) in an HTML report.<br><br>"
         "Open it in the Graphical Modeler to change a step (e.g. K-means instead of the Gaussian mixture, "
@@ -92,6 +93,7 @@ def build_model():
     )
     from qgis.PyQt.QtCore import QPointF
 
+    from landslide_plugin.core import defaults
     from landslide_plugin.processing.compat import SOURCE_FILE
 
     model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP, MODEL_GROUP)
@@ -145,10 +147,10 @@ def build_model():
         "INPUT": child_output(PREPARE_POST, "OUTPUT"),
         "REFERENCE_SCL": child_output(PREPARE_PRE, "OUTPUT_SCL"),
         "INPUT_SCL": child_output(PREPARE_POST, "OUTPUT_SCL"),
-        "BAND": value("B11"),
-        "USE_GRADIENT": value(True),
+        "BAND": value(defaults.ALIGN_BAND),
+        "USE_GRADIENT": value(defaults.ALIGN_GRADIENT),
         "MOTION": value(0),  # translation
-        "MAX_SHIFT": value(5.0),
+        "MAX_SHIFT": value(defaults.MAX_SHIFT_PX),
     })
     add_child(CLUSTER, "landslide:cluster_landslides", "Cluster landslides (GMM 3)", 570, 480, {
         "PRE": child_output(PREPARE_PRE, "OUTPUT"),
@@ -157,9 +159,10 @@ def build_model():
         "POST_SCL": child_output(COREGISTER, "OUTPUT_SCL"),
         "DEM": model_input(DEM),
         "METHOD": value(1),  # Gaussian mixture
-        "CLUSTERS": value(3),
-        "MIN_SLOPE": value(15.0),
-        "SEED": value(0),
+        "CLUSTERS": value(defaults.CLUSTERS),
+        "CLUSTERING": value(0),  # the change clustering, as the one-step run
+        "MIN_SLOPE": value(defaults.MIN_SLOPE_DEG),
+        "SEED": value(defaults.SEED),
     })
     add_child(POLYGONS, "landslide:landslide_polygons", "Landslide polygons", 420, 620, {
         "INPUT": child_output(CLUSTER, "OUTPUT_MASK"),

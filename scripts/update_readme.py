@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -20,9 +19,8 @@ def algorithm_table() -> str:
     from landslide_plugin.processing.base import GROUPS
 
     rows = []
-    for cls in algorithm_classes():
-        summary = re.split(r"(?<=\.)\s", " ".join(cls.HELP.split()), maxsplit=1)[0]
-        rows.append((GROUPS[cls.GROUP], cls.DISPLAY_NAME, f"`landslide:{cls.NAME}`", summary))
+    for cls in algorithm_classes():  # the algorithm's shortDescription
+        rows.append((GROUPS[cls.GROUP], cls.DISPLAY_NAME, f"`landslide:{cls.NAME}`", cls.summary()))
     rows.sort()
     lines = ["| group | algorithm | id | what it does |", "| --- | --- | --- | --- |"]
     lines += [f"| {g} | {n} | {i} | {s} |" for g, n, i, s in rows]

@@ -461,7 +461,8 @@ class ClusterResult:
     under the first reason that removed it.
     """
 
-    model: ClusterModel
+    #: None when too few pixels lost vegetation to cluster (``note`` says so; nothing is mapped).
+    model: ClusterModel | None
     cluster_counts: list[int]
     landslide_pixels: int
     analysed_pixels: int
@@ -471,14 +472,18 @@ class ClusterResult:
     mask_path: str
     probability_path: str | None = None
     masks_description: str = ""
+    note: str = ""
 
     @property
     def landslide_cluster(self) -> int:
+        """The best landslide cluster; -1 when there is none."""
+        if self.model is None or not self.model.landslide_clusters:
+            return -1
         return self.model.landslide_cluster
 
     @property
     def warning(self) -> str | None:
-        return self.model.selection.warning
+        return self.note or (self.model.selection.warning if self.model is not None else None)
 
     def removed_summary(self) -> str:
         parts = [f"{n} {REASON_LABELS.get(r, r)}" for r, n in self.removed.items() if n]

@@ -27,7 +27,7 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,8 +293,9 @@ def detect(
 ) -> DetectionResult:
     """Run every method on the pair in one detection pass (see the module doc); ``outputs`` by method name.
 
-    ``on_method_ready`` is called (in the calling thread) as soon as a method's choice is known: right
-    after its fit, before the prediction pass. Raises ValueError when nothing is left to analyse.
+    ``on_method_ready`` is called (in the calling thread) as soon as a method's choice is known: a method
+    without a fit before the fits start, each fitted method right after its own fit (while the others may
+    still be fitting), all before the prediction pass. Raises ValueError when nothing is left to analyse.
     """
     methods = list(methods)
     if not methods:
@@ -396,22 +397,23 @@ def detect(
                     on_method_ready(result)
             return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
 
-        # -- fits, side by side; progress and cancel from this thread
+        # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
         sample_rows = sample.rows
         del sample
-        futures = {m.name: pool.submit(detectors[m.name].fit, sample_rows, features) for m in fitted}
-        for done, m in enumerate(fitted):
-            while True:
-                rasters.check_cancelled(is_cancelled)
-                try:
-                    futures[m.name].result(timeout=0.2)
-                    break
-                except TimeoutError:
-                    continue
-            rasters.report(progress, share1 + 10.0 * (done + 1) / len(fitted))
-        if on_method_ready:
-            for result in results.values():
-                on_method_ready(result)
+        if on_method_ready:  # methods without a fit (the threshold) are known already
+            for m in methods:
+                if not detectors[m.name].fitted:
+                    on_method_ready(results[m.name])
+        futures = {pool.submit(detectors[m.name].fit, sample_rows, features): m for m in fitted}
+        pending = set(futures)
+        while pending:
+            rasters.check_cancelled(is_cancelled)
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: fitted.index(futures[f])):
+                future.result()  # a fit's error surfaces here
+                rasters.report(progress, share1 + 10.0 * (len(fitted) - len(pending)) / len(fitted))
+                if on_method_ready:
+                    on_method_ready(results[futures[future].name])
 
         # -- pass 2: predict every block once for every method, write every output
         writers = _Writers(stack, results, outputs, pre.profile, description, dates)
@@ -592,6 +594,8 @@ def cluster_change(
     sample_size: int = 200_000,
     seed: int = 0,
     band_numbers: Mapping[str, int] | None = None,
+    candidates_below: float | None = None,
+    rule=None,
     progress=None,
     is_cancelled=None,
 ):
@@ -608,7 +612,7 @@ def cluster_change(
     method = str(method).lower()
     if method not in METHODS:
         raise ValueError(f"method '{method}' unknown; use one of {', '.join(METHODS)}")
-    spec = MethodSpec(method, int(n_clusters), seed=int(seed))
+    spec = MethodSpec(method, int(n_clusters), seed=int(seed), candidates_below=candidates_below, rule=rule)
     inputs = DetectionInputs(pre_stack_path, post_stack_path, scl_pre_path, scl_post_path, band_numbers,
                              mask_options, features=tuple(idx.FEATURES if features is None else features),
                              sample_size=int(sample_size), seed=int(seed))
@@ -616,7 +620,8 @@ def cluster_change(
     result = detect(inputs, [spec], outputs, progress=progress, is_cancelled=is_cancelled)
     found = result.methods[spec.name]
     return ClusterResult(
-        model=found.detector.model, cluster_counts=found.cluster_counts, landslide_pixels=found.landslide,
+        model=found.detector.model, note=found.detector.warning or "", cluster_counts=found.cluster_counts,
+        landslide_pixels=found.landslide,
         analysed_pixels=result.analysed_pixels, total_pixels=result.total_pixels, removed=result.removed,
         cluster_path=os.fspath(cluster_path), mask_path=os.fspath(mask_path),
         probability_path=os.fspath(probability_path) if (probability_path and method == "gmm") else None,

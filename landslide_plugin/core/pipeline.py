@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import clustering as clustering_module
+from . import defaults, rasters
 from . import masks as masks_module
-from . import rasters
 from .detection import MethodOutputs, MethodSpec
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -27,8 +27,9 @@ Method = MethodSpec
 
 #: The methods a one-step run maps with by default: the threshold baseline and the change clusterings
 #: that scored best on the scenario benchmark (bench/README.md: K-means 5 best mean and worst F1).
-DEFAULT_METHODS = (MethodSpec("threshold"), MethodSpec("kmeans", 5), MethodSpec("gmm", 5))
-DEFAULT_PRIMARY = "kmeans5"
+DEFAULT_METHODS = (MethodSpec("threshold"), *(MethodSpec("kmeans", k) for k in defaults.KMEANS_CLUSTERS),
+                   *(MethodSpec("gmm", k) for k in defaults.GMM_CLUSTERS))
+DEFAULT_PRIMARY = defaults.PRIMARY
 
 #: The reference study's four clusterings plus its threshold baseline.
 REFERENCE_STUDY_METHODS = (Method("threshold"), Method("kmeans", 2), Method("kmeans", 3),
@@ -46,8 +47,10 @@ def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) ->
 
 def default_masks() -> masks_module.MaskOptions:
     """The one-step run's mask rules: SCL, water (SCL and NDWI), slope with a DEM, vegetated before."""
-    return masks_module.MaskOptions(use_scl=True, exclude_dark=False, exclude_water=True,
-                                    min_slope_deg=masks_module.MIN_SLOPE_DEG, min_ndvi_pre=masks_module.VEGETATED_NDVI)
+    return masks_module.MaskOptions(use_scl=True, exclude_dark=defaults.EXCLUDE_DARK,
+                                    exclude_water=defaults.EXCLUDE_WATER,
+                                    ndwi_water_threshold=defaults.NDWI_WATER_THRESHOLD,
+                                    min_slope_deg=defaults.MIN_SLOPE_DEG, min_ndvi_pre=defaults.MIN_NDVI_PRE)
 
 
 @dataclass(frozen=True)
@@ -56,18 +59,18 @@ class AlignOptions:
 
     enabled: bool = True
     #: SWIR-1 changes less with the season than NIR, so it aligns cross-season pairs more reliably.
-    band: str = "B11"
-    gradient: bool = True
-    motion: str = "translation"
-    max_shift_px: float = 5.0
+    band: str = defaults.ALIGN_BAND
+    gradient: bool = defaults.ALIGN_GRADIENT
+    motion: str = defaults.ALIGN_MOTION
+    max_shift_px: float = defaults.MAX_SHIFT_PX
 
 
 @dataclass(frozen=True)
 class PolygonOptions:
     """Cleaning before polygons: opening radius and minimum mapping unit."""
 
-    opening_px: int = 1
-    min_area_m2: float = 1600.0
+    opening_px: int = defaults.OPENING_PX
+    min_area_m2: float = defaults.MIN_AREA_M2
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,13 @@ class MappingOptions:
     #: Method whose mask becomes polygons (default: DEFAULT_PRIMARY if run, else the last clustering).
     primary: str | None = None
     clustering: ClusteringOptions = ClusteringOptions()
-    threshold: float = -0.2
+    threshold: float = defaults.THRESHOLD
     #: Mask rules (the DEM and land-cover paths come from the inputs); None: no mask at all.
     masks: masks_module.MaskOptions | None = field(default_factory=default_masks)
     align: AlignOptions = AlignOptions()
     polygons: PolygonOptions = PolygonOptions()
-    sample_size: int = 200_000
-    seed: int = 0
+    sample_size: int = defaults.SAMPLE_SIZE
+    seed: int = defaults.SEED
     #: Band numbers for stacks without band descriptions (B02, B03, B04, B8A, B11 -> 1-based number).
     band_numbers: dict[str, int] | None = None
     #: How products of several dates of a period are composited per pixel (``composite.METHODS``).
@@ -149,6 +152,8 @@ class MappingResult:
     warnings: list[str] = field(default_factory=list)
     #: method name -> share of the analysed pixels flagged as landslide
     flagged_share: dict[str, float] = field(default_factory=dict)
+    #: With a reference: the report's short answer (which map matched it best, and the primary method's place).
+    verdict: str | None = None
 
 
 def is_prepared_stack(path: str | os.PathLike) -> bool:
@@ -220,6 +225,7 @@ def map_landslides(
     reference_geometries: list | None = None,
     reference_crs=None,
     log: Callable[[str], None] | None = None,
+    step: Callable[[int, int, str], None] | None = None,
     progress=None,
     is_cancelled=None,
 ) -> MappingResult:
@@ -245,6 +251,10 @@ def map_landslides(
     Inputs are arguments (files, area, reference); every setting travels in ``options``
     (:class:`MappingOptions`). ``options.masks=None`` is the reference study's setup: no mask rule at all
     (SCL included); only pixels without data are left out.
+
+    ``log(text)`` receives each line of the run's log as soon as it is known (a line may carry a table on
+    the lines after its first); ``step(number, count, title)`` is called as each step starts ("Co-registering
+    the post-event image onto the pre-event image", step 4 of 8).
     """
     from . import alignment, detection, masks, output_folder, polygons, preflight, products
 
@@ -269,6 +279,23 @@ def map_landslides(
         lines.append(text)
         if log:
             log(text)
+
+    method_labels = ", ".join(m.label for m in methods)
+    plan = _Steps(step, [
+        ("check", "Checking the inputs and the output folder"),
+        ("pre", "Preparing the pre-event image"),
+        ("post", "Preparing the post-event image"),
+        ("align", f"Co-registering the post-event image onto the pre-event image ({align.band})"
+         if coregister else "Taking the post-event image as it is (co-registration off)"),
+        ("slope", "Computing the slope from the DEM") if dem and options.masks is not None else None,
+        ("detect", f"Detecting landslides: {method_labels}"),
+        ("maps", "Writing the landslide maps") if any(m.entry.fitted for m in methods) else None,
+        ("polygons", f"Turning the {_label_of(methods, primary)} mask into polygons"),
+        ("evaluate", "Scoring every method against the reference and writing the report")
+        if reference is not None or reference_geometries is not None else None,
+        ("commit", "Moving the results into the output folder"),
+    ])
+    plan.begin("check")
 
     # 0. the inputs, checked in seconds before anything is written
     pre_inputs, post_inputs = _as_paths(pre, "pre-event"), _as_paths(post, "post-event")
@@ -326,10 +353,12 @@ def map_landslides(
 
         # 1. reflectance stacks
         stage = stages.callback("prepare")
+        plan.begin("pre")
         pre_stack, pre_scl_path, pre_images = _prepare(
             products, pre_inputs, pre_scl, work / "pre_stack.tif", work / "pre_scl.tif", aoi, aoi_crs,
             lambda p: stage(p / 2), is_cancelled, say, "pre-event", dates=pre_dates, method=options.pre_composite,
             count_out=work / "pre_clear_count.tif", exclude_dark=exclude_dark)
+        plan.begin("post")
         post_stack, post_scl_path, post_images = _prepare(
             products, post_inputs, post_scl, work / "post_stack.tif", work / "post_scl.tif", aoi, aoi_crs,
             lambda p: stage(50 + p / 2), is_cancelled, say, "post-event", dates=post_dates,
@@ -347,6 +376,7 @@ def map_landslides(
 
         # 2. co-registration of the post image onto the pre grid
         stage = stages.callback("align")
+        plan.begin("align")
         shift = correlation = None
         aligned, aligned_scl = work / "post_aligned.tif", (work / "post_aligned_scl.tif" if post_scl_path else None)
         if coregister:
@@ -361,8 +391,10 @@ def map_landslides(
                 say(message)
             shift, correlation = tuple(result.shift_px), float(result.correlation)
             how = f"{motion}, {align_band}{' gradient' if align_gradient else ''}"
-            say(f"co-registration ({how}): shift x {shift[0]:+.3f} px, y {shift[1]:+.3f} px, "
-                f"correlation {correlation:.3f}")
+            pixel_x, pixel_y = rasters.Grid.from_path(pre_stack).pixel_size
+            say(f"co-registration ({how}): the post-event image was shifted by x {shift[0]:+.2f} px "
+                f"({shift[0] * pixel_x:+.1f} m), y {shift[1]:+.2f} px ({shift[1] * pixel_y:+.1f} m); correlation "
+                f"{correlation:.2f}")
         else:
             shutil.copyfile(post_stack, aligned)  # a copy: the input itself is never an output
             if aligned_scl:
@@ -380,6 +412,7 @@ def map_landslides(
 
         # 3. the slope, once for every method and the polygons
         if mask_options.dem_path:
+            plan.begin("slope")
             slope_path = work / "slope.tif"
             masks.write_slope(mask_options.dem_path, str(pre_stack), str(slope_path), is_cancelled=is_cancelled)
             mask_options = dataclasses.replace(mask_options, slope_path=str(slope_path))
@@ -403,14 +436,19 @@ def map_landslides(
                 work / f"clusters_{spec.name}.tif" if entry.takes_clusters else None,
                 work / f"probability_{spec.name}.tif" if entry.gives_probability else None)
 
+        ready: list[str] = []
+
         def method_ready(found) -> None:
             """Said as soon as a method's choice is known (after its fit), from this thread."""
-            text = found.detector.describe()
-            say(f"{found.spec.label}: {text}" if text else found.spec.label)
+            say(_method_news(found))
             warning = getattr(found.detector, "warning", None)
             if warning:
                 say(f"WARNING {found.spec.label}: {warning}")
+            ready.append(found.spec.name)
+            if len(ready) == len(specs) and any(spec.entry.fitted for spec in specs):
+                plan.begin("maps")  # every choice made: the prediction pass writes every map now
 
+        plan.begin("detect")
         detected = detection.detect(
             detection.DetectionInputs(pre_stack, aligned, pre_scl_path, aligned_scl, band_numbers, mask_options,
                                       features=tuple(cluster_options.features), sample_size=sample_size, seed=seed),
@@ -418,7 +456,9 @@ def map_landslides(
             is_cancelled=is_cancelled)
         removed = ", ".join(f"{masks.REASON_LABELS[r]} {n:,}" for r, n in detected.removed.items() if n)
         say(f"analysed {detected.analysed_pixels:,} of {detected.total_pixels:,} pixels "
-            f"({detected.masks_description}); removed: {removed or 'none'}")
+            f"({_percent(detected.analysed_pixels, detected.total_pixels)}; masks: {detected.masks_description}); "
+            f"left out: {removed or 'none'}")
+        hectares_per_pixel = _pixel_area_m2(pre_stack) / 10_000
         for spec in specs:
             found = detected.methods[spec.name]
             written = detection_outputs[spec.name]
@@ -433,7 +473,9 @@ def map_landslides(
                 mapped.probabilities[spec.name] = folder / Path(written.probability).name
             share = found.landslide / detected.analysed_pixels if detected.analysed_pixels else 0.0
             mapped.flagged_share[spec.name] = share
-            say(f"{spec.label}: {found.landslide:,} landslide pixels ({100 * share:.2f} % of the analysed pixels)")
+            area = f", {found.landslide * hectares_per_pixel:,.1f} ha" if hectares_per_pixel else ""
+            of_analysed = _percent(found.landslide, detected.analysed_pixels)
+            say(f"{spec.label}: {found.landslide:,} landslide pixels{area} ({of_analysed} of the analysed pixels)")
             if share > IMPLAUSIBLE_SHARE:
                 warnings.append(
                     f"{spec.label} flags {100 * share:.0f} % of the analysed pixels as landslides, far more than "
@@ -445,6 +487,7 @@ def map_landslides(
 
         # 5. polygons of the primary method
         stages.callback("polygons")(0)
+        plan.begin("polygons")
         shapes = polygons.mask_to_polygons(
             str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
             dem_path=str(dem) if dem and not mask_options.slope_path else None,
@@ -455,11 +498,14 @@ def map_landslides(
         polygons.write_polygons_geojson(shapes, str(poly_path), _crs_of(pre_stack))
         outputs[poly_path.name] = poly_path
         mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
-        say(f"{len(shapes)} landslide polygons from {primary} (opening {opening_px} px, minimum {min_area_m2:g} m²)")
+        total_ha = sum(shape.area_m2 for shape in shapes) / 10_000
+        say(f"{len(shapes):,} landslide polygons of {_label_of(methods, primary)}, {total_ha:,.1f} ha in all "
+            f"(opening {opening_px} px, smallest kept {min_area_m2:,.0f} m²)")
 
         # 6. evaluation and report
         stage = stages.callback("evaluate")
         if with_reference:
+            plan.begin("evaluate")
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
                       stage, is_cancelled, say, warnings, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
@@ -478,6 +524,7 @@ def map_landslides(
         # 7. all done: the new set of files replaces the previous run's, all at once; maps of a previous
         #    run's methods that this run did not repeat are removed, so the folder never mixes two runs.
         rasters.check_cancelled(is_cancelled)
+        plan.begin("commit")
         out.commit(outputs, remove_stale=True)
         for note in out.notes:
             say(f"output folder: {note}")
@@ -602,8 +649,10 @@ def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, 
     prepared = products.prepare_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), aoi=aoi,
                                     aoi_crs=aoi_crs, progress=progress, is_cancelled=is_cancelled)
     for info in prepared.infos:
-        say(f"{label}: {info.product_name} (baseline {info.baseline}, offset {info.offsets.get('B04', 0)}, "
-            f"quantification {info.quantification})")
+        offset = info.offsets.get("B04", 0)
+        dn = f"(DN {offset:+g})" if offset else "DN"
+        say(f"{label}: {info.product_name} (processing baseline {info.baseline}: reflectance = {dn} / "
+            f"{info.quantification:g})")
     tiles = len(prepared.infos)
     return stack_out, scl_out, _Images(
         f"one date, {prepared.sensing_date}" + (f", mosaic of {tiles} tiles" if tiles > 1 else "") + ": "
@@ -619,6 +668,86 @@ def _tag(path, name: str) -> str:
 
     with rasterio.open(path) as src:
         return src.tags().get(name, "")
+
+
+class _Steps:
+    """The run's named steps, numbered as the user sees them ("step 4 of 8"); steps that do not apply are None."""
+
+    def __init__(self, callback, steps):
+        self.callback = callback
+        self.steps = [s for s in steps if s is not None]
+        self.keys = [key for key, _ in self.steps]
+
+    def begin(self, key: str) -> None:
+        if self.callback is not None and key in self.keys:
+            index = self.keys.index(key)
+            self.callback(index + 1, len(self.steps), self.steps[index][1])
+
+
+def _label_of(methods, name: str) -> str:
+    return next((m.label for m in methods if m.name == name), name)
+
+
+def _percent(part: float, whole: float) -> str:
+    """A share for people: '21.0 %', '0.42 %', '< 0.01 %'."""
+    if not whole:
+        return "0 %"
+    value = 100.0 * part / whole
+    if 0 < value < 0.01:
+        return "< 0.01 %"
+    return f"{value:.2f} %" if value < 1 else f"{value:.1f} %"
+
+
+def _pixel_area_m2(path) -> float | None:
+    try:
+        return rasters.Grid.from_path(path).pixel_area_m2()
+    except ValueError:  # a geographic grid has no fixed pixel area (preflight refuses those anyway)
+        return None
+
+
+def _method_news(found) -> str:
+    """A method's line as soon as its choice is known; a clustering adds its cluster table on the next lines."""
+    label = found.spec.label
+    model = getattr(found.detector, "model", None)
+    selection = getattr(model, "selection", None)
+    if selection is None:
+        text = found.detector.describe()
+        if found.spec.kind == "threshold":
+            threshold = found.detector.threshold
+            text = f"landslide where NDVI fell by more than {abs(threshold):g} (dNDVI < {threshold:g})"
+        return f"{label}: {text}" if text else label
+    chosen = list(model.landslide_clusters)
+    scope = ("" if model.candidates_below is None
+             else f", clustering the pixels whose NDVI fell below {model.candidates_below:g}")
+    if not chosen:
+        return f"{label}: no landslide cluster{scope}\n{selection.format()}"
+    parts = []
+    for k in chosen:
+        share = f"{100 * selection.fractions[k]:.0f} % of the sample, " if selection.fractions is not None else ""
+        parts.append(f"{k} ({share}centre dNDVI {selection.dndvi[k]:+.2f}, dBSI {selection.dbsi[k]:+.2f})")
+    noun = "cluster" if len(chosen) == 1 else "clusters"
+    return (f"{label}: landslide {noun} {', '.join(parts)} of {len(selection.score)}{scope}\n"
+            f"{selection.format()}")
+
+
+def pair_title(pre_stack, post_stack) -> str | None:
+    """'T37SCB 2023-01-05 → 2023-08-05' from the stacks' SENSING_DATE and TILE tags (None without dates)."""
+    import rasterio
+
+    tags = []
+    for path in (pre_stack, post_stack):
+        try:
+            with rasterio.open(path) as src:
+                tags.append(src.tags())
+        except (OSError, rasterio.errors.RasterioError):
+            return None
+    dates = [t.get("SENSING_DATE", "").strip() for t in tags]
+    if not all(dates):
+        return None
+    tiles = list(dict.fromkeys(tile.strip() for t in tags for tile in t.get("TILE", "").replace(",", "-").split("-")
+                               if tile.strip()))
+    where = f"{', '.join(tiles)} " if 0 < len(tiles) <= 2 else ""
+    return f"{where}{dates[0]} → {dates[1]}"
 
 
 def _crs_of(path):
@@ -651,15 +780,25 @@ def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_c
     csv_path, json_path, html_path = work / "metrics.csv", work / "metrics.json", work / "report.html"
     reports.write_metrics_csv(result, str(csv_path))
     reports.write_metrics_json(result, str(json_path), parameters=locals_for_report)
+    primary = next(m.label for m in methods if m.name == mapped.primary)
+    answer = reports.verdict(result, primary)
+    mapped.verdict = answer.text
+    say(f"Short answer: {answer.text}")
+    titles = {}
+    for item in result.predictions:
+        scores = f"F1 {evaluation.format_score(item.scores.f1, 2)}, MCC {evaluation.format_score(item.scores.mcc, 2)}"
+        titles[item.name] = f"{item.name}{' (primary)' if item.name == primary else ''}: {scores}"
     figures = {
-        "confusion": reports.confusion_figure(result, str(work / "confusion.png")),
-        "overlay": reports.overlay_figure(str(true_colour_stack), {m.label: p for m, p in zip(methods, paths)},
-                                          str(work / "overlay.png"),
-                                          reference=str(reference) if reference else geometries,
-                                          reference_crs=None if reference else reference_crs),
+        "Maps over the post-event image": (
+            reports.overlay_figure(str(true_colour_stack), {m.label: p for m, p in zip(methods, paths)},
+                                   str(work / "overlay.png"), reference=str(reference) if reference else geometries,
+                                   reference_crs=None if reference else reference_crs, titles=titles),
+            reports.OVERLAY_CAPTION),
+        "Confusion matrices": (reports.confusion_figure(result, str(work / "confusion.png")),
+                               reports.CONFUSION_CAPTION),
     }
     reports.write_html_report(result, str(html_path), figures=figures, parameters=locals_for_report,
-                              title="Landslide mapping report")
+                              title="Landslide mapping report", primary=primary)
     for path in (csv_path, json_path, html_path, work / "confusion.png", work / "overlay.png"):
         if path.exists():
             outputs[path.name] = path

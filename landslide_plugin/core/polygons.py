@@ -42,9 +42,17 @@ class LandslidePolygon:
     mean_slope: float | None = None
     mean_probability: float | None = None
 
-    def properties(self) -> dict:
-        return {"id": self.id, "area_m2": self.area_m2, "n_pixels": self.n_pixels,
-                "mean_dndvi": self.mean_dndvi, "mean_slope": self.mean_slope, "mean_prob": self.mean_probability}
+    def properties(self, rounded: bool = False) -> dict:
+        """The attributes; ``rounded``: to what the numbers mean (``DECIMALS``), for files people open."""
+        values = {"id": self.id, "area_m2": self.area_m2, "n_pixels": self.n_pixels,
+                  "mean_dndvi": self.mean_dndvi, "mean_slope": self.mean_slope, "mean_prob": self.mean_probability}
+        if rounded:
+            values = {k: round(v, DECIMALS[k]) if k in DECIMALS and v is not None else v for k, v in values.items()}
+        return values
+
+
+#: Decimals the polygon attributes mean something to (area in m² of 20 m pixels, index changes, degrees).
+DECIMALS = {"area_m2": 1, "mean_dndvi": 3, "mean_slope": 1, "mean_prob": 3}
 
 
 def minimum_pixels(min_pixels: int | None = None, min_area_m2: float | None = None,
@@ -335,13 +343,15 @@ def crs_name(crs) -> str | None:
 
 
 def write_polygons_geojson(polygons: Sequence[LandslidePolygon], path: str | os.PathLike, crs) -> str:
-    """Write ``polygons`` as a GeoJSON FeatureCollection in ``crs`` (named by EPSG code); atomic."""
+    """Write ``polygons`` as a GeoJSON FeatureCollection in ``crs`` (named by EPSG code), attributes rounded to
+    what they mean (``DECIMALS``); atomic."""
     collection = {"type": "FeatureCollection"}
     name = crs_name(crs)
     if name:
         collection["crs"] = {"type": "name", "properties": {"name": name}}
     collection["features"] = [
-        {"type": "Feature", "id": p.id, "properties": p.properties(), "geometry": p.geometry} for p in polygons]
+        {"type": "Feature", "id": p.id, "properties": p.properties(rounded=True), "geometry": p.geometry}
+        for p in polygons]
     path = os.fspath(path)
     with rasters.atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         json.dump(collection, out)

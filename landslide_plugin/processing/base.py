@@ -20,14 +20,24 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
+from ..core import defaults
 from .compat import FLAG_ADVANCED, GEOMETRY_SUCCESS, NUMBER_DOUBLE, NUMBER_INTEGER, WKT_PREFERRED
 
 ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "landslide.svg"
 
-#: Mask defaults shared by every algorithm (and the one-step run): one set, held by a test.
-DEFAULT_MIN_SLOPE = 15.0
-DEFAULT_MIN_NDVI_PRE = 0.3
-DEFAULT_EXCLUSION_CLASSES = "40,50"
+#: Mask defaults shared by every algorithm (and the one-step run): one set (``core.defaults``), held by a test.
+DEFAULT_MIN_SLOPE = defaults.MIN_SLOPE_DEG
+DEFAULT_MIN_NDVI_PRE = defaults.MIN_NDVI_PRE
+DEFAULT_EXCLUSION_CLASSES = defaults.EXCLUSION_CLASSES
+
+#: Where the plugin's documentation lives (metadata.txt's homepage; a test keeps them the same).
+HOMEPAGE = "https://github.com/landslide-plugin/landslide_plugin"
+#: Help page per group (the one-step workflow and the Copernicus algorithms have their own user-guide section).
+HELP_PAGES = {
+    "workflow": "docs/USER_GUIDE.md#1-map-landslides-prepost",
+    "data": "docs/USER_GUIDE.md#copernicus-data-space-search-and-download",
+}
+DEFAULT_HELP_PAGE = "README.md#algorithms"
 
 GROUPS = {
     "data": "1 · Sentinel-2 data",
@@ -45,6 +55,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     DISPLAY_NAME = ""
     GROUP = "detection"
     HELP = ""
+    #: One sentence for the Toolbox tooltip and lists (empty: the first sentence of HELP).
+    SHORT = ""
+    #: Help page under HOMEPAGE (None: the group's, see HELP_PAGES).
+    HELP_PAGE: str | None = None
     REQUIRES: tuple = dependencies.CORE
 
     # -- identity -------------------------------------------------------------------------
@@ -62,6 +76,18 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):  # noqa: N802
         return self.HELP
+
+    @classmethod
+    def summary(cls) -> str:
+        """One sentence: SHORT, or the first sentence of the help."""
+        return cls.SHORT or first_sentence(cls.HELP)
+
+    def shortDescription(self):  # noqa: N802
+        """One sentence for the Toolbox tooltip and the algorithm lists (``summary``)."""
+        return self.summary()
+
+    def helpUrl(self):  # noqa: N802
+        return f"{HOMEPAGE}/blob/main/{self.HELP_PAGE or HELP_PAGES.get(self.GROUP, DEFAULT_HELP_PAGE)}"
 
     def icon(self):
         return QIcon(str(ICON))
@@ -84,11 +110,17 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{self.displayName()} cannot run: {message}")
 
     # -- parameters -------------------------------------------------------------------------
-    def add(self, param, help_text: str, advanced: bool = False):
-        """addParameter with its help text (shown in the dialog's tooltip and in qgis_process help)."""
+    def add(self, param, help_text: str, advanced: bool = False, decimals: int | None = None):
+        """addParameter with its help text (shown in the dialog's tooltip and in qgis_process help).
+
+        A decimal number parameter gets a spin box with ``decimals`` decimals (2 unless given), not QGIS's
+        six (``15.000000``).
+        """
         param.setHelp(help_text)
         if advanced:
             param.setFlags(param.flags() | FLAG_ADVANCED)
+        if isinstance(param, QgsProcessingParameterNumber) and param.dataType() == NUMBER_DOUBLE:
+            set_decimals(param, 2 if decimals is None else decimals)
         if not self.addParameter(param):  # QGIS refuses a second parameter of the same name
             raise QgsProcessingException(f"{type(self).__name__}: parameter {param.name()} could not be added; "
                                          "is its name used twice?")
@@ -127,12 +159,13 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             return None
         return self.raster_path(parameters, name, context)
 
-    def add_mask_parameters(self, *, water: bool = True, min_ndvi_pre: float | None = None) -> None:
+    def add_mask_parameters(self, *, water: bool = True,
+                            min_ndvi_pre: float | None = defaults.MIN_NDVI_PRE_SINGLE_STEPS) -> None:
         """The mask parameters every detection algorithm shares, declared once (names, defaults, help).
 
         EXCLUDE_WATER (when ``water``), EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and
-        MIN_NDVI_PRE (default ``min_ndvi_pre``; None: the rule is off unless set); ``mask_options`` reads
-        them back.
+        MIN_NDVI_PRE (default ``min_ndvi_pre``; not set: the rule is off); the defaults are ``core.defaults``'s;
+        ``mask_options`` reads them back.
         """
         from qgis.core import (
             QgsProcessingParameterBoolean,
@@ -141,10 +174,12 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         )
 
         if water:
-            self.add(QgsProcessingParameterBoolean("EXCLUDE_WATER", "Exclude water", defaultValue=True),
+            self.add(QgsProcessingParameterBoolean("EXCLUDE_WATER", "Exclude water",
+                                                   defaultValue=defaults.EXCLUDE_WATER),
                      "Rule out water on either date (SCL class 6, and NDWI above 0): reservoir level changes look "
                      "like vegetation loss.")
-        self.add(QgsProcessingParameterBoolean("EXCLUDE_DARK", "Exclude SCL dark areas", defaultValue=False),
+        self.add(QgsProcessingParameterBoolean("EXCLUDE_DARK", "Exclude SCL dark areas",
+                                               defaultValue=defaults.EXCLUDE_DARK),
                  "Also treat SCL class 2 (dark area / topographic shadow) as not observed. Off by default: steep "
                  "shaded slopes are where landslides are.", advanced=True)
         self.add(QgsProcessingParameterRasterLayer("DEM", "Digital elevation model", optional=True),
@@ -154,7 +189,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterNumber("MIN_SLOPE", "Minimum slope (degrees)",
                                               type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_SLOPE, minValue=0.0, maxValue=89.0),
-                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).")
+                 "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).", decimals=1)
         self.add(QgsProcessingParameterRasterLayer("EXCLUSION", "Land-cover raster to exclude classes from",
                                                    optional=True),
                  "A class raster such as ESA WorldCover (any grid; nearest neighbour); pixels of the classes "
@@ -166,10 +201,11 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterNumber("MIN_NDVI_PRE", "Minimum pre-event NDVI (vegetated before)",
                                               type=NUMBER_DOUBLE, optional=True,
                                               defaultValue=min_ndvi_pre, minValue=-1.0, maxValue=1.0),
-                 f"Pixels less green than this before the event are ruled out: a scar removes vegetation (e.g. "
-                 f"{DEFAULT_MIN_NDVI_PRE:g}). Empty: keep every pixel.", advanced=min_ndvi_pre is not None)
+                 f"Pixels less green than this before the event are ruled out: a scar removes vegetation, so "
+                 f"ground that was bare, built-up or water before cannot become one (e.g. {DEFAULT_MIN_NDVI_PRE:g}). "
+                 f"Not set: keep every pixel.", advanced=min_ndvi_pre is not None)
 
-    def mask_options(self, parameters, context, *, ndwi_water_threshold: float = 0.0):
+    def mask_options(self, parameters, context, *, ndwi_water_threshold: float = defaults.NDWI_WATER_THRESHOLD):
         """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
 
         Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
@@ -212,6 +248,34 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         if ":" in authority and not authority.upper().startswith("USER:"):
             return QgsGeometry.fromRect(rectangle).asWkt(), authority
         return QgsGeometry.fromRect(rectangle).asWkt(), crs.toWkt(WKT_PREFERRED)
+
+
+def set_decimals(param: QgsProcessingParameterNumber, decimals: int) -> None:
+    """The dialog's spin box of ``param`` shows ``decimals`` decimals (QGIS's own number widget reads this)."""
+    metadata = param.metadata()
+    wrapper = dict(metadata.get("widget_wrapper") or {})
+    wrapper["decimals"] = int(decimals)
+    metadata["widget_wrapper"] = wrapper
+    param.setMetadata(metadata)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a help text: tags dropped, whitespace collapsed, not cut inside parentheses or
+    after "e.g." and the like."""
+    import re
+
+    plain = " ".join(re.sub(r"<[^>]+>", " ", text or "").split())
+    plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    depth = 0
+    for index, char in enumerate(plain):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif char == "." and depth == 0 and (index + 1 == len(plain) or plain[index + 1] == " "):
+            if not re.search(r"\b(e\.g|i\.e|etc|vs)$", plain[:index]):
+                return plain[:index + 1]
+    return plain
 
 
 def transform_geometry(geometry: QgsGeometry, transform: QgsCoordinateTransform, what: str) -> QgsGeometry:

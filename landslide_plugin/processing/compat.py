@@ -67,6 +67,26 @@ FLAG_ADVANCED = _first(lambda: Qgis.ProcessingParameterFlag.Advanced,
 #: Sink flag for bulk writes (scoped; the same on every version).
 FAST_INSERT = QgsFeatureSink.Flag.FastInsert
 
+
+def processing_modes() -> dict[str, object]:
+    """Dialog types of the Processing widgets, {'standard': ..., 'batch': ..., 'modeler': ...}, as the running QGIS
+    spells them (``Qgis.ProcessingMode`` since 3.36, ``QgsProcessingGui.WidgetType`` before). qgis.gui is
+    imported only when a dialog asks (qgis_process never does)."""
+    from qgis.gui import QgsProcessingGui
+
+    def modes(owner):
+        return {"standard": owner.Standard, "batch": owner.Batch, "modeler": owner.Modeler}
+
+    return _first(lambda: modes(Qgis.ProcessingMode), lambda: modes(QgsProcessingGui.WidgetType))
+
+
+def file_widget_multiple_files():
+    """Storage mode of a file widget that holds several files (scoped; the same on every version)."""
+    from qgis.gui import QgsFileWidget
+
+    return QgsFileWidget.StorageMode.GetMultipleFiles
+
+
 # -- geometry and CRS ---------------------------------------------------------------------------------
 #: Geometry types of sinks (``Qgis.WkbType`` since 3.30).
 WKB_MULTIPOLYGON = _first(lambda: Qgis.WkbType.MultiPolygon, lambda: QgsWkbTypes.Type.MultiPolygon)

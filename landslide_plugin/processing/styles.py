@@ -8,7 +8,8 @@ the style through a ``QgsProcessingLayerPostProcessorInterface`` in the main thr
 loaded. QGIS takes the C++ object but not the Python one: if the Python wrapper is garbage collected
 before the run finishes, the style is silently dropped. Every post-processor is therefore kept in the
 class-level list ``StylePostProcessor.alive`` (one small object per styled output, never reused because
-QGIS may delete it after use; a session makes a few hundred at most).
+QGIS may delete it after use; a session makes a few hundred at most). The one-step algorithm loads its
+results in one group per run through ``loading.RunLoader``, with these styles.
 """
 from __future__ import annotations
 
@@ -79,16 +80,19 @@ def _paletted(layer: QgsRasterLayer, classes: list[tuple[int, QColor, str]]) -> 
     layer.triggerRepaint()
 
 
-def _ramp(layer: QgsRasterLayer, band: int, stops) -> None:
+def _ramp(layer: QgsRasterLayer, band: int, stops, labels=None, legend=None) -> None:
     minimum, maximum = stops[0][0], stops[-1][0]
     ramp = QgsColorRampShader(minimum, maximum)
     ramp.setColorRampType(RAMP_INTERPOLATED)
     items = []
-    for value, colour in stops:
+    for index, (value, colour) in enumerate(stops):
         qcolour = QColor(colour) if isinstance(colour, str) else colour
-        items.append(QgsColorRampShader.ColorRampItem(value, qcolour, f"{value:g}"))
+        label = labels[index] if labels is not None else f"{value:g}"
+        items.append(QgsColorRampShader.ColorRampItem(value, qcolour, label))
     ramp.setColorRampItemList(items)
     ramp.setClip(False)
+    if legend is not None:
+        ramp.setLegendSettings(legend)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
@@ -117,11 +121,23 @@ def style_clusters(layer: QgsRasterLayer, n_clusters: int, landslide_cluster: in
     _paletted(layer, classes)
 
 
+#: Landslide probability: clear below 10 % (the image shows through), then yellow (unlikely) to dark red
+#: (certain), more opaque as it rises, so that it reads over bright bare soil and dark forest alike.
+PROBABILITY_STOPS = ((0.0, QColor(254, 217, 118, 0), ""), (0.1, QColor(254, 217, 118, 0), "10 %"),
+                     (0.2, QColor(254, 217, 118, 170), "20 %"), (0.5, QColor(253, 141, 60, 215), "50 %"),
+                     (0.8, QColor(227, 26, 28, 240), "80 %"), (1.0, QColor(189, 0, 38, 255), "100 %"))
+
+
 def style_probability(layer: QgsRasterLayer) -> None:
-    """Pseudocolour 0..1: transparent near 0, then yellow to red."""
-    stops = ((0.0, QColor(255, 255, 178, 0)), (0.05, QColor(255, 255, 178, 0)), (0.1, QColor("#ffffb2")),
-             (0.5, QColor("#fd8d3c")), (1.0, QColor("#bd0026")))
-    _ramp(layer, 1, stops)
+    """Pseudocolour 0..1 (``PROBABILITY_STOPS``), legend in per cent from "unlikely" to "certain"."""
+    from qgis.core import QgsColorRampLegendNodeSettings
+
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setUseContinuousLegend(True)
+    legend.setMinimumLabel("0 % (not a landslide)")
+    legend.setMaximumLabel("100 % (landslide)")
+    _ramp(layer, 1, [(value, colour) for value, colour, _ in PROBABILITY_STOPS],
+          labels=[label for _, _, label in PROBABILITY_STOPS], legend=legend)
 
 
 def style_index(layer: QgsRasterLayer, name: str) -> None:
@@ -151,6 +167,9 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             return
         try:
             self.styler(layer)
+            project = layer.project() or (context.project() if context is not None else None)
+            if project is not None:
+                tidy_legend(project.layerTreeRoot().findLayer(layer.id()))
         except Exception as exc:  # a style must never turn a finished run into a failure
             if feedback is not None:
                 feedback.reportError(f"could not style {layer.name()}: {exc}", fatalError=False)
@@ -179,6 +198,37 @@ def load_styled(context: QgsProcessingContext, path_or_layer_id: str, name: str,
     return processor
 
 
+def tidy_legend(node) -> None:
+    """The legend of a styled raster says what it shows, not "Band 1: cluster (Gray)".
+
+    QGIS heads a single-band raster's legend with the band's name and colour interpretation; the layer name
+    already says what it is, so that line is left out, with the transparent "no landslide" class; a true
+    colour stack's three lines read "red: B04", "green: B03", "blue: B02". Done through the layer-tree
+    node's legend properties (``QgsMapLayerLegendUtils``), which QGIS applies whenever it builds the legend.
+    """
+    from qgis.core import QgsMapLayerLegendUtils
+
+    layer = node.layer() if node is not None else None
+    renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
+    if renderer is None:
+        return
+    kind = renderer.type()
+    if kind == "paletted":
+        order = [i + 1 for i, c in enumerate(renderer.classes()) if c.color.alpha() > 0]
+        QgsMapLayerLegendUtils.setLegendNodeOrder(node, order)
+    elif kind == "singlebandpseudocolor":
+        QgsMapLayerLegendUtils.setLegendNodeOrder(node, [1])
+    elif kind == "multibandcolor":
+        bands = (("red", renderer.redBand()), ("green", renderer.greenBand()), ("blue", renderer.blueBand()))
+        for index, (colour, band) in enumerate(bands):
+            name = layer.dataProvider().generateBandName(band).split(":", 1)[-1].strip()
+            QgsMapLayerLegendUtils.setLegendNodeUserLabel(node, index, f"{colour}: {name}")
+    else:
+        return
+    if layer.legend() is not None:  # a layer panel that built this legend already builds it again
+        layer.legend().itemsChanged.emit()
+
+
 def clusters_styler(n_clusters: int, landslide_cluster: int) -> Callable[[QgsRasterLayer], None]:
     return functools.partial(style_clusters, n_clusters=n_clusters, landslide_cluster=landslide_cluster)
 
@@ -187,46 +237,20 @@ def index_styler(name: str) -> Callable[[QgsRasterLayer], None]:
     return functools.partial(style_index, name=name)
 
 
+#: Outline of the landslide polygons: gold, so it stands out over the red mask and over the image.
+POLYGON_OUTLINE = "#ffd700"
+
+
 def style_polygons(layer) -> None:
-    """Landslide polygons: red outline over a light translucent red fill."""
+    """Landslide polygons: a gold outline, no fill (the mask and the image below stay visible)."""
     from qgis.core import QgsFillSymbol
 
     if layer.renderer() is None or not hasattr(layer.renderer(), "setSymbol"):
         return  # an empty GeoJSON (the method mapped nothing) has no geometry type and nothing to draw
-    symbol = QgsFillSymbol.createSimple({"color": "227,26,28,70", "outline_color": "227,26,28,255",
-                                         "outline_width": "0.4"})
+    symbol = QgsFillSymbol.createSimple({"color": "0,0,0,0", "style": "no", "outline_color": "255,215,0,255",
+                                         "outline_width": "0.5"})
     layer.renderer().setSymbol(symbol)
     layer.triggerRepaint()
-
-
-class GroupedStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Styles an output (raster or vector) and moves it into a layer-tree group named after the run."""
-
-    alive: list = []
-
-    def __init__(self, styler, group: str):
-        super().__init__()
-        self.styler, self.group = styler, group
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        try:
-            if self.styler is not None and layer.isValid():
-                self.styler(layer)
-            root = context.project().layerTreeRoot() if context.project() else None
-            node = root.findLayer(layer.id()) if root else None
-            if node is not None and self.group:
-                group = root.findGroup(self.group) or root.insertGroup(0, self.group)
-                group.addLayer(layer)
-                node.parent().removeChildNode(node)
-        except Exception as exc:  # a style must never turn a finished run into a failure
-            if feedback is not None:
-                feedback.reportError(f"could not style {layer.name()}: {exc}", fatalError=False)
-
-    @classmethod
-    def create(cls, styler, group: str) -> GroupedStylePostProcessor:
-        processor = cls(styler, group)
-        cls.alive.append(processor)
-        return processor
 
 
 #: Sen2Cor's own SCL legend (classes and colours as in ESA's L2A product documentation).

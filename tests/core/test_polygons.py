@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,12 @@ def test_mean_slope_from_a_dem(scene, tmp_path):
     result = mask_to_polygons(paths["mask"], dem_path=dem, opening_px=0, min_pixels=2)
     assert [p.mean_slope for p in result] == pytest.approx([26.565, 26.565], abs=0.01)
     assert sorted(tmp_path.iterdir()) == before   # the slope raster was temporary
+
+
+def test_geojson_attributes_are_rounded_to_what_they_mean(scene, tmp_path):
+    _, _, _, _, paths = scene
+    result = mask_to_polygons(paths["mask"], dndvi_path=paths["dndvi"], opening_px=0, min_pixels=2)
+    out = write_polygons_geojson(result, tmp_path / "scars.geojson", CRS)
+    props = json.loads(Path(out).read_text())["features"][0]["properties"]
+    assert props["mean_dndvi"] == round(result[0].mean_dndvi, 3) != result[0].mean_dndvi
+    assert result[0].properties()["mean_dndvi"] == result[0].mean_dndvi  # the data keep full precision

@@ -183,7 +183,9 @@ def test_overlay_figure_six_panels_on_the_true_colour_stack(scene, tmp_path):
                                   reference=scene["reference"], dpi=60)
     image = read_png(path)
     aspect = SIZE[0] / SIZE[1]
-    assert image.shape[:2] == (round((2 * 4.0 * aspect + 1.2 + 0.5) * 60), round(3 * 4.0 * 60))
+    # two large panels a row (image, reference, four maps: three rows), the legend above them
+    assert image.shape[1] == round(2 * 5.5 * 60)
+    assert 3 * 5.5 * aspect * 60 < image.shape[0] < (3 * (5.5 * aspect + 0.4) + 1.0) * 60
     # false alarms (red), agreement (green) and reference (yellow) are all drawn
     assert colour_share(image, "red") > 0.005
     assert colour_share(image, "green") > 0.001
@@ -196,7 +198,7 @@ def test_overlay_decimates_big_rasters_and_keeps_single_landslide_pixels(tmp_pat
     mask = write(tmp_path / "big.tif", big)
     path = reports.overlay_figure(None, {"one pixel": mask}, tmp_path / "big.png", max_pixels=100 * 100, dpi=50)
     image = read_png(path)
-    assert image.shape[1] == round(2 * 4.0 * 50)
+    assert image.shape[1] == round(2 * 5.5 * 50)
     assert colour_share(image, "red") > 0
 
 
@@ -208,7 +210,7 @@ def test_overlay_with_arrays_and_inventory_polygons(scene, tmp_path):
         reports.overlay_figure(rgb, {"wrong": np.zeros((5, 5), np.uint8)}, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
     reports.overlay_figure(rgb, {"array": mask}, tmp_path / "arrays.png", dpi=40)
-    assert read_png(tmp_path / "arrays.png").shape[1] == round(2 * 4.0 * 40)
+    assert read_png(tmp_path / "arrays.png").shape[1] == round(2 * 5.5 * 40)
     x0, y0 = TRANSFORM.c, TRANSFORM.f
     polygon = {"type": "Polygon", "coordinates": [[(x0 + 400, y0 - 200), (x0 + 800, y0 - 200),
                                                    (x0 + 800, y0 - 600), (x0 + 400, y0 - 600),
@@ -216,7 +218,7 @@ def test_overlay_with_arrays_and_inventory_polygons(scene, tmp_path):
     path = reports.overlay_figure(scene["stack"], {"map": scene["maps"]["gmm_3"]}, tmp_path / "poly.png",
                                   reference=[polygon], reference_crs="EPSG:32632", dpi=40)
     image = read_png(path)
-    assert image.shape[1] == round(3 * 4.0 * 40)
+    assert image.shape[1] == round(2 * 5.5 * 40)
     assert colour_share(image, "yellow") > 0.001
 
 
@@ -287,5 +289,86 @@ def test_report_on_the_example_scene(example_pair, tmp_path):
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert f"{p.scores.f1:.4f}" in text and text.count("data:image/png;base64,") == 2
     image = read_png(figures["maps"])
-    assert image.shape[1] == round(3 * 4.0 * 100)
+    assert image.shape[1] == round(2 * 5.5 * 100)
     assert colour_share(image, "green") > 0 and colour_share(image, "yellow") > 0
+
+
+# -- what a person reads first -------------------------------------------------------------------------------------
+def test_the_short_answer_names_the_best_map_by_f1_and_mcc_and_judges_the_primary(scene):
+    result = scene["evaluation"]
+    f1 = {p.name: p.scores.f1 for p in result.predictions}
+    mcc = {p.name: p.scores.mcc for p in result.predictions}
+    best_f1, best_mcc = max(f1, key=f1.get), max(mcc, key=mcc.get)
+    answer = reports.verdict(result, primary="kmeans_2")
+    assert answer.best_f1 == (best_f1,) == ("gmm_2",) and answer.best_mcc == (best_mcc,) == ("gmm_3",)
+    assert not answer.primary_is_best
+    assert answer.text.startswith(f"Best against the reference: by F1, gmm_2 ({f1['gmm_2']:.2f}); by MCC, gmm_3 "
+                                  f"({mcc['gmm_3']:.2f}).")
+    judged = f"The primary method, kmeans_2, whose mask became the polygons, scored F1 {f1['kmeans_2']:.2f}"
+    assert judged in answer.text
+    assert "the map of gmm_2 (gmm_2.tif) is the one to trust" in answer.text
+    assert "The primary method, gmm_3, is best by MCC" in reports.verdict(result, primary="gmm_3").text
+    # One map best by both: said once, and whether it is the primary method.
+    two = evaluation.Evaluation(result.reference_kind, result.reference_description, False, False,
+                                [p for p in result.predictions if p.name in ("gmm_3", "kmeans_2")])
+    assert reports.verdict(two, primary="gmm_3").text == (
+        f"gmm_3 matched the reference best: F1 {f1['gmm_3']:.2f}, MCC {mcc['gmm_3']:.2f}. That is the primary "
+        "method, gmm_3, whose mask became the polygons.")
+    assert reports.verdict(two, primary="gmm_3").primary_is_best
+    baseline = evaluation.evaluate(scene["reference"], [scene["maps"]["gmm_2"]], reference_is_baseline=True)
+    assert "agreement with a baseline, not accuracy" in reports.verdict(baseline).text
+
+
+def test_the_report_starts_with_the_answer_and_highlights_the_best(scene, tmp_path):
+    result = scene["evaluation"]
+    figures = {"Maps": (reports.overlay_figure(scene["stack"], scene["maps"], tmp_path / "o.png",
+                                               reference=scene["reference"], dpi=40), reports.OVERLAY_CAPTION),
+               "Confusion": (reports.confusion_figure(result, tmp_path / "c.png", dpi=40), reports.CONFUSION_CAPTION)}
+    text = Path(reports.write_html_report(result, tmp_path / "r.html", figures=figures, primary="gmm_3")).read_text()
+    answer = reports.verdict(result, primary="gmm_3")
+    assert text.index("Short answer.") < text.index("<h2>Scores") < text.index("<h2>Figures")
+    assert html.escape(answer.text) in text
+    best_f1 = max(p.scores.f1 for p in result.predictions)
+    assert f"<td class='best' bgcolor='{reports.BEST}'><b>{best_f1:.4f}</b></td>" in text
+    assert "<b>gmm_2</b> (best)" in text and "<b>gmm_3</b> (best, primary)" in text  # by F1, by MCC
+    assert html.escape(reports.OVERLAY_CAPTION) in text and html.escape(reports.CONFUSION_CAPTION) in text
+    assert 'width="440"' in text  # the overlay at its own width (Qt's HTML viewer has no max-width)
+    assert text.index("<h3>Maps</h3>") < text.index("<h3>Confusion</h3>")
+
+
+def test_the_confusion_figure_does_not_flatter_a_map_drowning_in_false_alarms(scene, tmp_path):
+    """Not normalised per row: the false-alarm cell of a map that flags 40 % of the ground is deep red, that
+    of a careful map pale; per row both would read about 60 % and 99 % "right"."""
+    result = scene["evaluation"]
+
+    def deep_red_share(name):
+        one = evaluation.Evaluation(result.reference_kind, result.reference_description, False, False,
+                                    [p for p in result.predictions if p.name == name])
+        image = read_png(reports.confusion_figure(one, tmp_path / f"{name}.png", dpi=60))
+        r, g, b = image[:, :, 0], image[:, :, 1], image[:, :, 2]
+        return float(np.mean((r > 0.9) & (g < 0.3) & (b < 0.3)))
+
+    careful, reckless = deep_red_share("gmm_3"), deep_red_share("kmeans_2")
+    assert reckless > 0.1 and careful < 0.01
+    assert reports._strength("fp", 9.0) > 0.9 > 0.5 > reports._strength("fp", 1.0) - 0.01 > reports._strength(
+        "fp", 0.2)
+
+
+def test_the_reference_shows_over_clouds_and_the_land_is_not_darkened_by_them(tmp_path):
+    rows, cols = np.indices(SIZE)
+    land = (0.03 + 0.06 * np.random.default_rng(1).random(SIZE)).astype(np.float32)
+    cloud = (rows < 48) & (cols < 64)
+    stack = np.stack([land, land * 1.2, land * 0.8]).astype(np.float32)
+    stack[:, cloud] = 0.8  # a bright cloud over a quarter of the image
+    stack_path = write(tmp_path / "stack.tif", stack, "float32", np.nan, ["B04", "B03", "B02"])
+    reference = np.zeros(SIZE, np.uint8)
+    reference[20:26, 30:36] = 1  # under the cloud
+    reference_path = write(tmp_path / "ref.tif", reference)
+    mask = np.where(cloud, 255, 0).astype(np.uint8)
+    path = reports.overlay_figure(stack_path, {"map": write(tmp_path / "m.tif", mask)}, tmp_path / "o.png",
+                                  reference=reference_path, dpi=50)
+    image = read_png(path)
+    assert colour_share(image, "yellow") > 0.001  # the reference under the cloud is drawn
+    stretched = reports._stretch(stack.transpose(1, 2, 0))
+    assert np.nanmedian(stretched[~cloud]) > 0.3  # the land fills the range; the cloud saturates
+    assert np.nanmin(stretched[cloud]) > 1.0

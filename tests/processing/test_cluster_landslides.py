@@ -86,8 +86,10 @@ def test_every_parameter_has_help_and_features_match_the_core(provider):
     for param in alg.parameterDefinitions():
         assert param.help(), f"{param.name()} has no help text"
     assert cluster_landslides.FEATURE_OPTIONS == indices.ALL_FEATURES
+    from landslide_plugin.core import pipeline
+
     assert [cluster_landslides.FEATURE_OPTIONS[i] for i in cluster_landslides.DEFAULT_FEATURES] == list(
-        indices.FEATURES)
+        pipeline.ClusteringOptions().features)  # the one-step run's change clustering
     assert {o.name() for o in alg.outputDefinitions()} >= {"LANDSLIDE_CLUSTER", "LANDSLIDE_PIXELS", "OUTPUT_MASK"}
 
 
@@ -96,8 +98,9 @@ def test_gmm_maps_the_scar_rules_out_the_shore_and_logs_the_rule(run_alg, pair):
     feedback = Recorder()
     result = run_alg("cluster_landslides", {
         "PRE": pair["pre"], "POST": pair["post"], "PRE_SCL": pair["scl"], "POST_SCL": pair["scl"],
-        "METHOD": 1, "CLUSTERS": 3, "OUTPUT_CLUSTERS": str(out / "clusters.tif"),
-        "OUTPUT_MASK": str(out / "mask.tif"), "OUTPUT_PROBABILITY": str(out / "prob.tif")}, feedback=feedback)
+        "METHOD": 1, "CLUSTERS": 3, "CLUSTERING": 1, "FEATURES": [0, 1, 2, 3, 4, 5],  # the reference study's way
+        "OUTPUT_CLUSTERS": str(out / "clusters.tif"), "OUTPUT_MASK": str(out / "mask.tif"),
+        "OUTPUT_PROBABILITY": str(out / "prob.tif")}, feedback=feedback)
     mask = read(out / "mask.tif")
     assert np.array_equal(mask == 1, pair["slide"])
     assert (mask[pair["shore"]] == 0).all()
@@ -158,8 +161,8 @@ def test_outputs_loaded_on_completion_are_styled(run_alg, pair):
         context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("x", project, "x"))
     run_alg("cluster_landslides", {"PRE": pair["pre"], "POST": pair["post"], "METHOD": 1, **paths},
             context=context)
-    for key, name in (("OUTPUT_CLUSTERS", "Clusters"), ("OUTPUT_MASK", "Landslide mask"),
-                      ("OUTPUT_PROBABILITY", "Landslide probability")):
+    for key, name in (("OUTPUT_CLUSTERS", "Clusters (GMM 3)"), ("OUTPUT_MASK", "Landslide mask (GMM 3)"),
+                      ("OUTPUT_PROBABILITY", "Landslide probability (GMM 3)")):
         details = context.layerToLoadOnCompletionDetails(paths[key])
         assert details.name == name
         processor = details.postProcessor()
@@ -167,3 +170,26 @@ def test_outputs_loaded_on_completion_are_styled(run_alg, pair):
         layer = QgsRasterLayer(paths[key], name)
         processor.postProcessLayer(layer, context, QgsProcessingFeedback())
         assert layer.renderer().type() in ("paletted", "singlebandpseudocolor")
+
+
+def test_a_loaded_output_s_legend_says_what_it_shows(run_alg, pair):
+    """In a layer panel that already shows the layer (QGIS adds it before styling it): no "Band 1: cluster (Gray)"."""
+    from qgis.core import QgsLayerTreeModel, QgsProcessingContext, QgsProject, QgsRasterLayer
+
+    out = pair["dir"]
+    context = QgsProcessingContext()
+    project = QgsProject()
+    context.setProject(project)
+    path = str(out / "legend_clusters.tif")
+    context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("x", project, "x"))
+    run_alg("cluster_landslides", {"PRE": pair["pre"], "POST": pair["post"], "OUTPUT_CLUSTERS": path,
+                                   "OUTPUT_MASK": str(out / "legend_mask.tif")}, context=context)
+    layer = QgsRasterLayer(path, "x")
+    project.addMapLayer(layer)
+    model = QgsLayerTreeModel(project.layerTreeRoot())  # the panel, built before the style arrives
+    node = project.layerTreeRoot().findLayer(layer.id())
+    assert model.layerLegendNodes(node)[0].data(0).startswith("Band 1")
+    context.layerToLoadOnCompletionDetails(path).postProcessor().postProcessLayer(layer, context,
+                                                                                  QgsProcessingFeedback())
+    texts = [n.data(0) for n in model.layerLegendNodes(node)]
+    assert texts and all(text.startswith("cluster ") for text in texts), texts

@@ -170,3 +170,16 @@ def test_field_types_make_the_fields_they_did(kind, type_name):
 
         names = {"String": "QString", "DateTime": "QDateTime"}
         assert field.type() == getattr(QMetaType.Type, names.get(type_name, type_name))
+
+
+def test_processing_modes_are_the_dialog_types_qgis_passes():
+    from qgis.gui import QgsProcessingGui
+
+    modes = compat.processing_modes()
+    if _has(Qgis, "ProcessingMode"):
+        assert modes == {"standard": Qgis.ProcessingMode.Standard, "batch": Qgis.ProcessingMode.Batch,
+                         "modeler": Qgis.ProcessingMode.Modeler}
+    else:  # QGIS 3.22: the values the Processing dialogs give QgsAbstractProcessingParameterWidgetWrapper
+        assert modes == {"standard": QgsProcessingGui.WidgetType.Standard, "batch": QgsProcessingGui.WidgetType.Batch,
+                         "modeler": QgsProcessingGui.WidgetType.Modeler}
+    assert compat.file_widget_multiple_files() == compat.file_widget_multiple_files()  # importable, stable

@@ -105,10 +105,10 @@ def test_band_number_fallback_and_clear_errors(run_alg, pair, tmp_path):
         write_stack(bare_pre, src.read(), descriptions=())
     with rasterio.open(paths["post"]) as src:
         write_stack(bare_post, src.read(), descriptions=())
-    with pytest.raises(QgsProcessingException, match="band B8A not found"):
+    with pytest.raises(QgsProcessingException, match="band B11 not found"):
         run_alg("coregister_ecc", {"REFERENCE": str(bare_pre), "INPUT": str(bare_post),
                                    "OUTPUT": str(tmp_path / "a.tif")})
-    result = run_alg("coregister_ecc", {"REFERENCE": str(bare_pre), "INPUT": str(bare_post), "BAND_NUMBER": 4,
+    result = run_alg("coregister_ecc", {"REFERENCE": str(bare_pre), "INPUT": str(bare_post), "BAND_NUMBER": 5,
                                         "OUTPUT": str(tmp_path / "a.tif")})
     assert result["SHIFT_X"] == pytest.approx(dx, abs=0.05)
     with pytest.raises(QgsProcessingException, match="beyond the maximum of 1 px"):

@@ -1,11 +1,13 @@
-"""Issue 13, item 9: QGIS must exit cleanly after 'Map landslides (pre/post)' loaded its results.
+"""The one-step algorithm's results in a real QGIS window: one group per run, the primary map first, a re-run
+replacing its group, and QGIS exiting cleanly afterwards (issues 13 and 16).
 
 The report: QGIS crashed (signal 11) on quit in every session where the one-step algorithm had loaded its
 styled, grouped results (backtrace ~QgsProject -> QgsLayerTreeView::currentLayerChanged ->
 QgisApp::setMapStyleDockLayer). Only the real desktop has the layer tree view and the Layer Styling dock,
 so this test starts /usr/bin/qgis.bin under Xvfb, loads results the two ways the GUI does (the Toolbox
-dialog's background task, and processing.runAndLoadResults), selects a loaded layer with the Layer Styling
-dock open, quits through File > Exit and checks QGIS ended with status 0 and no crash.
+dialog's background task, and processing.runAndLoadResults), runs again into the first folder, checks the
+layer panel (group names, order, what is switched on, the collapsed "Other methods"), selects a loaded layer
+with the Layer Styling dock open, quits through File > Exit and checks QGIS ended with status 0 and no crash.
 """
 from __future__ import annotations
 
@@ -20,8 +22,12 @@ from gui_helpers import gui_unavailable, run_qgis_gui  # noqa: E402
 
 UNAVAILABLE = gui_unavailable()
 
-LAYERS = {"dNDVI threshold landslides", "GMM 3 landslides", "GMM 3 clusters", "GMM 3 probability",
-          "Landslide polygons (gmm3)", "Post-event true colour (co-registered)", "Pre-event true colour"}
+GROUP = "Landslides T37SCB 2023-01-05 → 2023-08-05"
+#: The group of a run, top to bottom: (name, switched on); "Other methods" is a collapsed sub-group.
+TREE = [["Landslide polygons (GMM 3)", True], ["Landslide mask (GMM 3)", True],
+        ["Landslide probability (GMM 3)", True], ["Clusters (GMM 3)", False], ["Other methods", False],
+        ["Post-event true colour 2023-08-05 (co-registered)", True], ["Pre-event true colour 2023-01-05", False]]
+LAYERS = {name for name, _ in TREE if name != "Other methods"} | {"Landslide mask (dNDVI threshold)"}
 
 #: Runs inside QGIS (--code). Reads its settings from the JSON file named by LANDSLIDE_GUI_TEST and writes
 #: what it saw to config["report"] before quitting.
@@ -35,6 +41,7 @@ from qgis.utils import iface
 with open(os.environ["LANDSLIDE_GUI_TEST"], encoding="utf-8") as f:
     CONFIG = json.load(f)
 ALG = "landslide:map_landslides"
+FOLDER = "landslide_plugin/output_folder"
 report = {"errors": [], "feedback_errors": [], "groups": {}, "top_level": [], "quitting": False}
 state = {}
 
@@ -85,7 +92,7 @@ def run_as_the_dialog_does():
                 handleAlgorithmResults(alg, state["context"], feedback, True, results)
                 state["context"] = None
                 gc.collect()
-                QTimer.singleShot(200, run_and_load_results)
+                QTimer.singleShot(200, lambda: run_and_load_results(CONFIG["folders"][1], run_again))
             except Exception:
                 fail()
 
@@ -96,13 +103,25 @@ def run_as_the_dialog_does():
         fail()
 
 
-def run_and_load_results():
+def run_and_load_results(folder, then):
     try:
         import processing
 
-        processing.runAndLoadResults(ALG, parameters(CONFIG["folders"][1]), feedback=Feedback())
+        processing.runAndLoadResults(ALG, parameters(folder), feedback=Feedback())
         gc.collect()
-        QTimer.singleShot(500, inspect_and_select)
+        QTimer.singleShot(500, then)
+    except Exception:
+        fail()
+
+
+def run_again():
+    """A second run into the first folder (a History re-run, say) with the first group's mask selected."""
+    try:
+        root = QgsProject.instance().layerTreeRoot()
+        report["before_rerun"] = [child.name() for child in root.children()]
+        group = next(g for g in root.children() if g.customProperty(FOLDER) == CONFIG["folders"][0])
+        iface.setActiveLayer(group.findLayers()[1].layer())
+        run_and_load_results(CONFIG["folders"][0], inspect_and_select)
     except Exception:
         fail()
 
@@ -112,13 +131,23 @@ def inspect_and_select():
         root = QgsProject.instance().layerTreeRoot()
         report["top_level"] = [child.name() for child in root.children()]
         for folder in CONFIG["folders"]:
-            name = "Landslides " + os.path.basename(folder)
-            group = root.findGroup(name)
-            report["groups"][name] = None if group is None else {
-                node.layer().name(): node.layer().renderer().type() if node.layer().renderer() else None
-                for node in group.findLayers()}
+            group = next((g for g in root.children() if g.customProperty(FOLDER) == folder), None)
+            if group is None:
+                continue
+            others = group.findGroup("Other methods")
+            report["groups"][folder] = {
+                "name": group.name(),
+                "tree": [[node.name(), node.itemVisibilityChecked()] for node in group.children()],
+                "others": None if others is None else {
+                    "expanded": others.isExpanded(),
+                    "tree": [[node.name(), node.itemVisibilityChecked()] for node in others.children()]},
+                "renderers": {node.layer().name(): node.layer().renderer().type() if node.layer().renderer() else None
+                              for node in group.findLayers()},
+                "legends": {node.layer().name(): [str(item.data(0)) for item in
+                                                  iface.layerTreeView().layerTreeModel().layerLegendNodes(node)]
+                            for node in group.findLayers()}}
         report["project_layers"] = len(QgsProject.instance().mapLayers())
-        first = root.findGroup("Landslides " + os.path.basename(CONFIG["folders"][0]))
+        first = next((g for g in root.children() if g.customProperty(FOLDER) == CONFIG["folders"][0]), None)
         if first is not None and first.findLayers():
             iface.setActiveLayer(first.findLayers()[0].layer())
         report["active_layer"] = iface.activeLayer().name() if iface.activeLayer() else None
@@ -167,13 +196,25 @@ def test_qgis_quits_cleanly_after_the_one_step_algorithm_loaded_its_results(exam
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert not report["errors"], "\n".join(report["errors"]) + "\n" + run.tail()
     assert not [e for e in report["feedback_errors"] if "could not style" in e], report["feedback_errors"]
-    # Both runs loaded their seven layers, styled, each into its own group, and nothing outside the groups.
-    assert sorted(report["top_level"]) == sorted(f"Landslides {Path(f).name}" for f in folders), report
+    # Two folders, two groups named after the pair (the second told apart by its folder), newest on top, and
+    # nothing outside them; the re-run into the first folder replaced its group where it was.
+    named = {folders[0]: GROUP, folders[1]: f"{GROUP} (python_run)"}
+    assert report["before_rerun"] == [named[folders[1]], named[folders[0]]], report
+    assert report["top_level"] == report["before_rerun"], report
     for folder in folders:
-        layers = report["groups"][f"Landslides {Path(folder).name}"]
-        assert layers is not None and set(layers) == LAYERS, report
-        assert layers["GMM 3 landslides"] == "paletted", layers
-        assert layers["Post-event true colour (co-registered)"] == "multibandcolor", layers
+        group = report["groups"][folder]
+        assert group["name"] == named[folder], group
+        assert group["tree"] == TREE, group  # primary map first and on, the rest below or off
+        assert group["others"] == {"expanded": False, "tree": [["Landslide mask (dNDVI threshold)", False]]}, group
+        assert set(group["renderers"]) == LAYERS, group
+        assert group["renderers"]["Landslide mask (GMM 3)"] == "paletted", group
+        assert group["renderers"]["Landslide probability (GMM 3)"] == "singlebandpseudocolor", group
+        assert group["renderers"]["Post-event true colour 2023-08-05 (co-registered)"] == "multibandcolor", group
+        # What the layer panel shows under each map: what it means, no "Band 1: landslide (Palette)".
+        assert group["legends"]["Landslide mask (GMM 3)"] == ["landslide"], group
+        assert group["legends"]["Post-event true colour 2023-08-05 (co-registered)"] == [
+            "red: B04", "green: B03", "blue: B02"], group
+        assert not [text for texts in group["legends"].values() for text in texts if text.startswith("Band ")]
     assert report["project_layers"] == 2 * len(LAYERS)
     assert report["style_dock_visible"] and report["active_layer"] in LAYERS, report
     # Then File > Exit: QGIS ends by itself, with status 0 and no crash.

@@ -235,8 +235,9 @@ def test_two_runs_at_the_same_time_one_refuses_and_the_others_paths_stay_valid(p
     started, results, errors = threading.Event(), [], []
 
     class Slow(Recorder):
-        def pushInfo(self, info):  # noqa: N802 - called from the run's own thread once the work has begun
-            started.set()
+        def pushInfo(self, info):  # noqa: N802 - called from the run's own thread
+            if info.startswith("Step 2 of"):  # the inputs are checked and the folder claimed: the work has begun
+                started.set()
             super().pushInfo(info)
 
     def first():

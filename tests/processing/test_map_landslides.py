@@ -84,6 +84,7 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert set(by_name) == {"dNDVI threshold", "K-means 5", "GMM 5"}
     report = Path(result["REPORT"]).read_text(encoding="utf-8")
     assert "F1" in report and "K-means 5" in report and "<img" in report
+    assert report.index("Short answer.") < report.index("<h2>Scores")
     # The mask and the polygons agree, and the mask finds true scars.
     with rasterio.open(result["PRIMARY_MASK"]) as src:
         mask = src.read(1)
@@ -97,7 +98,7 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     with rasterio.open(folder / "probability_gmm5.tif") as src, rasterio.open(folder / "mask_gmm5.tif") as gmm:
         probability, gmm_mask = src.read(1), gmm.read(1)
     assert np.nanmax(probability) <= 1 and np.nanmean(probability[gmm_mask == 1]) > 0.5
-    assert "co-registration" in result["LOG"] and "K-means 5: precision" in result["LOG"]
+    assert "LOG" not in result  # the log is printed once, as it happens (test_progress_names_each_step)
 
 
 def test_vector_inventory_reference_scores_like_the_raster(full_run, example_pair, tmp_path):
@@ -121,38 +122,109 @@ def test_vector_inventory_reference_scores_like_the_raster(full_run, example_pai
     assert (folder / "report.html").is_file() and "F1" in (folder / "report.html").read_text(encoding="utf-8")
 
 
-def test_layers_load_styled_in_a_group_named_after_the_run(provider, example_pair, tmp_path):
+#: The group of a QUICK run, top to bottom: (name, switched on); "Other methods" holds its layers.
+QUICK_GROUP = [
+    ("Landslide polygons (GMM 3)", True), ("Landslide mask (GMM 3)", True), ("Landslide probability (GMM 3)", True),
+    ("Clusters (GMM 3)", False), ("Other methods", False),
+    ("Post-event true colour 2023-08-05 (co-registered)", True), ("Pre-event true colour 2023-01-05", False)]
+GROUP_NAME = "Landslides T37SCB 2023-01-05 → 2023-08-05"
+
+
+def load_run(project, parameters):
+    """A run whose results are loaded into ``project`` as the dialog loads them (handleAlgorithmResults)."""
     from processing.gui.Postprocessing import handleAlgorithmResults
 
-    project = QgsProject()
     context = QgsProcessingContext()
     context.setProject(project)
 
     def finish(alg, ctx, fb):
-        gc.collect()  # the post-processors must survive garbage collection
+        gc.collect()  # the post-processor must survive garbage collection
         handleAlgorithmResults(alg, ctx, fb)
 
-    folder = tmp_path / "kahramanmaras_2023"
-    run(inputs(example_pair, OUTPUT_FOLDER=str(folder), **QUICK), context=context, onFinish=finish)
+    return run(parameters, context=context, onFinish=finish)
 
-    group = project.layerTreeRoot().findGroup("Landslides kahramanmaras_2023")
-    assert group is not None, [c.name() for c in project.layerTreeRoot().children()]
+
+def tree(group):
+    return [(node.name(), node.itemVisibilityChecked()) for node in group.children()]
+
+
+def test_layers_load_in_one_group_per_run_primary_map_first(provider, example_pair, tmp_path):
+    from qgis.core import QgsLayerTreeGroup
+
+    from landslide_plugin.processing.loading import RunLoader
+
+    project = QgsProject()
+    folder = tmp_path / "kahramanmaras_2023"
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(folder), **dict(QUICK, KMEANS_CLUSTERS="2")))
+
+    root = project.layerTreeRoot()
+    assert [node.name() for node in root.children()] == [GROUP_NAME]  # nothing outside the group
+    group = root.findGroup(GROUP_NAME)
+    assert group.isExpanded() and group.itemVisibilityChecked()
+    assert tree(group) == QUICK_GROUP
+    others = group.findGroup("Other methods")
+    assert isinstance(others, QgsLayerTreeGroup) and not others.isExpanded()
+    assert tree(others) == [("Landslide mask (dNDVI threshold)", False), ("Landslide mask (K-means 2)", False),
+                            ("Clusters (K-means 2)", False)]
+    assert RunLoader.alive[-1].removed_nodes == 1  # the node QGIS made; every other layer made in place
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert set(layers) == {"dNDVI threshold landslides", "GMM 3 landslides", "GMM 3 clusters",
-                           "GMM 3 probability", "Landslide polygons (gmm3)",
-                           "Post-event true colour (co-registered)", "Pre-event true colour"}
-    assert not [n for n in project.layerTreeRoot().children() if n is not group]  # nothing outside the group
-    mask = layers["GMM 3 landslides"]
+    assert len(layers) == len(project.mapLayers()) == 9
+    mask = layers["Landslide mask (GMM 3)"]
     assert isinstance(mask.renderer(), QgsPalettedRasterRenderer)
     classes = {c.value: c for c in mask.renderer().classes()}
     assert classes[1].label == "landslide" and classes[1].color.name() == "#e31a1c"
-    clusters = layers["GMM 3 clusters"].renderer().classes()
+    clusters = layers["Clusters (GMM 3)"].renderer().classes()
     assert len(clusters) == 3 and sum("(landslide)" in c.label for c in clusters) == 1
-    true_colour = layers["Post-event true colour (co-registered)"].renderer()
+    probability = layers["Landslide probability (GMM 3)"].renderer()
+    assert probability.type() == "singlebandpseudocolor"
+    items = probability.shader().rasterShaderFunction().colorRampItemList()
+    assert [item.label for item in items][1:] == ["10 %", "20 %", "50 %", "80 %", "100 %"]
+    assert items[0].color.alpha() == 0 and items[-1].color.alpha() == 255  # clear when unlikely, solid when certain
+    true_colour = layers["Post-event true colour 2023-08-05 (co-registered)"].renderer()
     assert true_colour.type() == "multibandcolor"
     assert (true_colour.redBand(), true_colour.greenBand(), true_colour.blueBand()) == (3, 2, 1)  # B04 B03 B02
-    fill = layers["Landslide polygons (gmm3)"].renderer().symbol().color()
-    assert (fill.red(), fill.green(), fill.blue()) == (227, 26, 28)
+    outline = layers["Landslide polygons (GMM 3)"].renderer().symbol().symbolLayer(0).strokeColor()
+    assert outline.name() == "#ffd700"
+    # Legends say what they show: no "Band 1: cluster (Gray)" header, no transparent class.
+    from qgis.core import QgsLayerTreeModel
+
+    model = QgsLayerTreeModel(root)
+
+    def legend(name):
+        return [n.data(0) for n in model.layerLegendNodes(group.findLayer(layers[name].id()))]
+
+    assert legend("Landslide mask (GMM 3)") == ["landslide"]
+    clusters = legend("Clusters (GMM 3)")
+    assert len(clusters) == 3 and all(text.startswith("cluster ") for text in clusters)
+    assert len(legend("Landslide probability (GMM 3)")) == 1  # the colour ramp, 0 % to 100 %
+    assert legend("Post-event true colour 2023-08-05 (co-registered)") == ["red: B04", "green: B03", "blue: B02"]
+
+
+def test_a_rerun_into_the_same_folder_replaces_its_group(provider, example_pair, tmp_path):
+    project = QgsProject()
+    root = project.layerTreeRoot()
+    first, other = tmp_path / "first", tmp_path / "other"
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(first), **QUICK))
+    # The desktop inserts new layers above the selected one: say a layer of the first group was selected.
+    from qgis.core import QgsLayerTreeRegistryBridge
+
+    project.layerTreeRegistryBridge().setLayerInsertionPoint(
+        QgsLayerTreeRegistryBridge.InsertionPoint(root.findGroup(GROUP_NAME), 1))
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(other), **QUICK))
+    names = [node.name() for node in root.children()]
+    assert names == [f"{GROUP_NAME} (other)", GROUP_NAME]  # same pair, another folder: told apart; newest first,
+    assert tree(root.findGroup(GROUP_NAME)) == QUICK_GROUP  # and not inside the first group
+    replaced = [layer.id() for layer in project.mapLayers().values()
+                if Path(layer.source().split("|")[0]).parent == first]
+    load_run(project, inputs(example_pair, OUTPUT_FOLDER=str(first), **dict(QUICK, THRESHOLD_BASELINE=False)))
+    assert [node.name() for node in root.children()] == names  # in place, not a third group
+    assert len(project.mapLayers()) == 2 * 7 - 1  # the re-run has no threshold mask
+    # The first run's layers are gone from the project, but for its mask: QGIS loads an output by finding a layer
+    # of that source in the project first, so the mask layer is kept, moved into the new group and read again.
+    left = set(replaced) & set(project.mapLayers())
+    assert [project.mapLayer(i).name() for i in left] == ["Landslide mask (GMM 3)"]
+    assert root.findGroup(GROUP_NAME).findLayer(left.pop()) is not None
+    assert tree(root.findGroup(GROUP_NAME))[4] == ("Post-event true colour 2023-08-05 (co-registered)", True)
 
 
 def test_batch_over_three_pairs_as_the_batch_dialog_runs_them(provider, qgis_new_project, tmp_path):
@@ -191,8 +263,10 @@ def test_batch_over_three_pairs_as_the_batch_dialog_runs_them(provider, qgis_new
     assert len(masks) == 3 and len(reports) == 3  # each row mapped its own pair
     root = QgsProject.instance().layerTreeRoot()
     for seed in (1, 2, 3):
-        group = root.findGroup(f"Landslides row_{seed}")
-        assert group is not None and len(group.findLayers()) == 7  # 2 masks, clusters, probability, polygons, 2 RGB
+        group = next(g for g in root.children() if g.customProperty("landslide_plugin/output_folder") ==
+                     str(tmp_path / f"row_{seed}"))
+        assert group.name().startswith("Landslides T37SCB")
+        assert len(group.findLayers()) == 7  # 2 masks, clusters, probability, polygons, 2 RGB
         assert all(Path(node.layer().source().split("|")[0]).parent == tmp_path / f"row_{seed}"
                    for node in group.findLayers())
 
@@ -286,3 +360,82 @@ def test_level_1c_product_is_refused_with_the_reason(provider, example_pair, tmp
     with pytest.raises(QgsProcessingException, match="Level-1C.*Level-2A"):
         run({"PRE": [str(example_pair.pre)], "POST": [str(l1c / "MTD_MSIL1C.xml")], "OUTPUT_FOLDER": str(folder)})
     assert not folder.exists() or leftovers(folder) == [] and list(folder.iterdir()) == []
+
+
+class Recorder(QgsProcessingFeedback):
+    """What a dialog's log and progress bar receive, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def setProgressText(self, text):  # noqa: N802
+        self.events.append(("progress text", text))
+        super().setProgressText(text)
+
+    def pushInfo(self, info):  # noqa: N802
+        self.events.append(("info", info))
+
+    def pushConsoleInfo(self, info):  # noqa: N802
+        self.events.append(("console", info))
+
+    def pushWarning(self, warning):  # noqa: N802
+        self.events.append(("warning", warning))
+
+
+def test_progress_names_each_step_and_says_each_line_once(provider, example_pair, tmp_path):
+    import re
+
+    feedback = Recorder()
+    result = run(inputs(example_pair, REFERENCE_RASTER=str(example_pair.truth), OUTPUT_FOLDER=str(tmp_path / "o"),
+                        **QUICK), feedback=feedback)
+    assert "LOG" not in result
+    texts = [text for kind, text in feedback.events if kind == "progress text"]
+    assert texts[0] == "Step 1 of 10: Checking the inputs and the output folder"
+    assert texts[-1] == "Step 10 of 10: Moving the results into the output folder"
+    assert "Step 6 of 10: Detecting landslides: dNDVI threshold, GMM 3" in texts
+    # Each step is also a line of the log, as it starts.
+    infos = [text for kind, text in feedback.events if kind == "info"]
+    assert [t for t in infos if t.startswith("Step ")] == [f"{t}…" for t in texts]
+    # The cluster table comes as fixed-width console lines right after its method's line.
+    position = next(i for i, (k, t) in enumerate(feedback.events) if t.startswith("GMM 3: landslide cluster"))
+    assert feedback.events[position + 1][0] == "console" and "dNDVI" in feedback.events[position + 1][1]
+    # Nothing twice, numbers for people (no 0.40031982942430705 in the plugin's lines; "Results: {...}" is
+    # what processing.run itself prints of the outputs).
+    lines = [text for kind, text in feedback.events if kind in ("info", "warning") and not text.startswith("Results:")]
+    assert len(lines) == len(set(lines))
+    assert not [t for t in lines if re.search(r"\d\.\d{4,}", t)]
+    assert any(re.fullmatch(r"GMM 3: precision 0\.\d{3}, recall 0\.\d{3}, F1 0\.\d{3}, IoU 0\.\d{3}, MCC 0\.\d{3}", t)
+               for t in lines)
+
+
+def test_the_report_reads_in_qgis_own_html_viewer(full_run, qgis_app):
+    """Qt's rich-text viewer (what QTextBrowser-based panels show) gets the figures and fits a 1200 px panel."""
+    from qgis.PyQt.QtCore import QUrl
+    from qgis.PyQt.QtGui import QTextDocument
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    _, result = full_run
+    browser = QTextBrowser()
+    browser.resize(1200, 800)
+    browser.setHtml(Path(result["REPORT"]).read_text(encoding="utf-8"))
+    document = browser.document()
+    document.setTextWidth(browser.viewport().width())
+    images = []
+    block = document.begin()
+    while block.isValid():
+        iterator = block.begin()
+        while not iterator.atEnd():
+            fragment = iterator.fragment()
+            if fragment.charFormat().isImageFormat():
+                images.append(fragment.charFormat().toImageFormat())
+            iterator += 1
+        block = block.next()
+    assert len(images) == 2
+    for image in images:
+        loaded = document.resource(QTextDocument.ResourceType.ImageResource, QUrl(image.name()))
+        assert loaded is not None and not loaded.isNull()  # the embedded PNG decodes
+        assert 0 < image.width() <= 1100
+    assert document.idealWidth() <= 1200  # no sideways scrolling
+    text = document.toPlainText()
+    assert text.index("Short answer.") < text.index("Scores of the landslide class") < text.index("Figures")

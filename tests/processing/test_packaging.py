@@ -100,6 +100,10 @@ def test_metadata_declares_qgis_3_and_4():
     assert general["qgisMaximumVersion"] == "4.99"
     assert general["supportsQt6"] == "True"
     assert general["license"] == "GPL-2.0-or-later"
+    # A changelog the plugin repository shows: the current version first, then the earlier ones.
+    changelog = general["changelog"].strip().splitlines()
+    assert changelog[0].strip() == general["version"] and len(changelog) > 5
+    assert any(line.strip().startswith("0.1.0 ") for line in changelog)
     assert "SPDX-License-Identifier: GPL-2.0-or-later" in (ROOT / "LICENSE").read_text()
 
 

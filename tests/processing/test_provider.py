@@ -49,3 +49,37 @@ def test_mask_and_band_parameters_are_declared_once_for_every_algorithm(provider
         assert algorithm.parameterDefinition("BAND_NUMBERS") is None  # one way to give band numbers
     polygons = registry.algorithmById("landslide:landslide_polygons")
     assert polygons.parameterDefinition("BAND_RED").defaultValue() == 3
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_algorithm_has_a_short_description_and_a_help_page_that_exists(provider):
+    import configparser
+    import re
+    from pathlib import Path
+
+    from landslide_plugin.processing.base import HOMEPAGE
+
+    root = Path(__file__).resolve().parents[2]
+    metadata = configparser.ConfigParser(interpolation=None)
+    metadata.read(root / "metadata.txt", encoding="utf-8")
+    assert metadata["general"]["homepage"] == HOMEPAGE
+    for alg in provider.algorithms():
+        short = alg.shortDescription()
+        assert short and short.endswith(".") and not re.search(r"<[a-z/]", short) and len(short) < 400, short
+        assert short.split(" ")[:3] == alg.shortHelpString().split(" ")[:3], alg.id()  # it says what the help does
+        url = alg.helpUrl()
+        assert url.startswith(f"{HOMEPAGE}/blob/main/"), url
+        page, anchor = url[len(f"{HOMEPAGE}/blob/main/"):].split("#")
+        headings = [line.lstrip("#") for line in (root / page).read_text(encoding="utf-8").splitlines()
+                    if line.startswith("#")]
+        assert anchor in {_github_anchor(h) for h in headings}, (alg.id(), url)
+    registry = QgsApplication.processingRegistry()
+    assert registry.algorithmById("landslide:landslide_polygons").shortDescription() == (
+        "Turns a landslide mask (1 landslide, 0 not, 255 no data; e.g. the output of Cluster landslides) into "
+        "landslide polygons.")

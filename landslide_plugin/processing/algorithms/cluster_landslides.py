@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ...core import defaults
 from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 from ..compat import NUMBER_INTEGER
@@ -19,7 +20,11 @@ from ..compat import NUMBER_INTEGER
 FEATURE_OPTIONS = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI",
                    "NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS",
                    "SWIR_pre", "SWIR_post", "dSWIR")
-DEFAULT_FEATURES = (0, 1, 2, 3, 4, 5)
+#: The change clustering's features (``pipeline.ClusteringOptions``): dNDVI, dBSI, dVIS, NDVI_pre, BSI_post.
+DEFAULT_FEATURES = (4, 5, 12, 0, 3)
+#: How the clusters are formed and chosen (the one-step run's way first).
+CLUSTERINGS = ("Change clustering: only pixels that lost vegetation; every landslide-like cluster",
+               "Reference study: every analysed pixel; the one cluster with the largest NDVI loss and BSI gain")
 METHODS = (("kmeans", "K-means"), ("gmm", "Gaussian mixture"))
 
 
@@ -53,6 +58,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
     METHOD = "METHOD"
     CLUSTERS = "CLUSTERS"
     FEATURES = "FEATURES"
+    CLUSTERING = "CLUSTERING"
     EXCLUDE_WATER = "EXCLUDE_WATER"
     EXCLUDE_DARK = "EXCLUDE_DARK"
     DEM = "DEM"
@@ -87,22 +93,29 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "K-means: fast, hard clusters. Gaussian mixture: clusters of any shape and orientation, and a "
                  "probability layer for the landslide cluster.")
         self.add(QgsProcessingParameterNumber(self.CLUSTERS, "Number of clusters",
-                                              type=NUMBER_INTEGER, defaultValue=3,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.CLUSTERS,
                                               minValue=2, maxValue=254),
                  "How many clusters to form (at least 2). With 2 the landslide cluster takes in every change; "
                  "3 to 6 separate scars from other changes better.")
+        self.add(QgsProcessingParameterEnum(self.CLUSTERING, "Clustering", options=list(CLUSTERINGS),
+                                            defaultValue=0),
+                 "Change clustering (the one-step run's, chosen on the scenario benchmark): only the pixels whose "
+                 "NDVI fell at all are clustered, every cluster whose centre lost at least 0.15 NDVI, gained bare "
+                 "soil and brightened is a landslide cluster, and in it the pixels whose NDVI fell by more than "
+                 "0.2. Reference study: every analysed pixel is clustered and the one cluster with the largest NDVI "
+                 "loss and BSI gain is the landslide cluster.", advanced=True)
         self.add(QgsProcessingParameterEnum(self.FEATURES, "Features", options=list(FEATURE_OPTIONS),
                                             allowMultiple=True, defaultValue=list(DEFAULT_FEATURES)),
                  "Change features the clustering uses (standardised). They must include dNDVI and dBSI, or NDVI "
                  "and BSI of both dates, because the landslide cluster is chosen from them.")
         self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Sample size (pixels)",
-                                              type=NUMBER_INTEGER, defaultValue=200000,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.SAMPLE_SIZE,
                                               minValue=100),
                  "Number of randomly sampled valid pixels the model is fitted on; every pixel is then classified.",
                  advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                              type=NUMBER_INTEGER, defaultValue=0,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.SEED,
                                               minValue=0),
                  "Seed of the sample and of the model's initialisation: the same seed gives the same result.",
                  advanced=True)
@@ -141,6 +154,10 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                               "for K-means.")
             probability_path = None
 
+        from ...core import pipeline
+
+        clustering = (pipeline.REFERENCE_STUDY_CLUSTERING if self.parameterAsEnum(parameters, self.CLUSTERING, context)
+                      else pipeline.ClusteringOptions())
         numbers = band_numbers(self, parameters, context)
         try:
             from ...core import indices
@@ -159,19 +176,20 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                 scl_pre_path=scl_pre, scl_post_path=scl_post,
                 sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
-                band_numbers=numbers,
+                band_numbers=numbers, candidates_below=clustering.candidates_below, rule=clustering.rule,
                 progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; no output was written.") from None
         except (ValueError, FileNotFoundError) as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-        feedback.pushInfo(result.model.summary())
-        feedback.pushInfo(f"Pixels: {result.total_pixels} in total, {result.analysed_pixels} analysed; removed: "
+        if result.model is not None:
+            feedback.pushInfo(result.model.summary())
+        feedback.pushInfo(f"Pixels: {result.total_pixels:,} in total, {result.analysed_pixels:,} analysed; removed: "
                           f"{result.removed_summary()}")
         feedback.pushInfo("Pixels per cluster: " + ", ".join(
-            f"{k}: {n}" for k, n in enumerate(result.cluster_counts)))
-        feedback.pushInfo(f"Landslide cluster {result.landslide_cluster}: {result.landslide_pixels} pixels")
+            f"{k}: {n:,}" for k, n in enumerate(result.cluster_counts)))
+        feedback.pushInfo(f"Landslide cluster {result.landslide_cluster}: {result.landslide_pixels:,} pixels")
         if result.warning:
             feedback.pushWarning(f"Warning: {result.warning}. Check the cluster table above; try more clusters, "
                                  "the masks, or a pre-event image from the same season.")
@@ -184,9 +202,13 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         return outputs
 
     def _style_outputs(self, context, cluster_path, mask_path, result) -> None:
-        """Outputs loaded on completion get the plugin's styles (landslide cluster in red)."""
-        styles.load_styled(context, cluster_path, "Clusters",
-                           styles.clusters_styler(result.model.n_clusters, result.landslide_cluster))
-        styles.load_styled(context, mask_path, "Landslide mask", styles.style_landslide_mask)
+        """Outputs loaded on completion get the plugin's styles (landslide cluster in red) and say their method."""
+        n_clusters = len(result.cluster_counts)
+        kind = "GMM" if result.probability_path or (result.model and result.model.method == "gmm") else "K-means"
+        method = f"{kind} {n_clusters}"
+        styles.load_styled(context, cluster_path, f"Clusters ({method})",
+                           styles.clusters_styler(n_clusters, result.landslide_cluster))
+        styles.load_styled(context, mask_path, f"Landslide mask ({method})", styles.style_landslide_mask)
         if result.probability_path:
-            styles.load_styled(context, result.probability_path, "Landslide probability", styles.style_probability)
+            styles.load_styled(context, result.probability_path, f"Landslide probability ({method})",
+                               styles.style_probability)

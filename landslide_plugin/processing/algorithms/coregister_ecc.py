@@ -9,9 +9,9 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
+from ...core import defaults
 from ..base import LandslideAlgorithm
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER
 
@@ -24,9 +24,10 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
     GROUP = "alignment"
     HELP = (
         "Aligns the post-event image to the pre-event image before any per-pixel comparison. The shift is "
-        "estimated with OpenCV's enhanced correlation coefficient (ECC) on one band (narrow NIR B8A by "
-        "default), standardised or as its gradient magnitude, coarse to fine over an image pyramid, with "
-        "clouds, shadows, water, snow and no data (from both dates' SCL) and an optional mask left out. "
+        "estimated with OpenCV's enhanced correlation coefficient (ECC) on one band (SWIR-1 B11 by "
+        "default: it changes less with the season than NIR), standardised or as its gradient magnitude, "
+        "coarse to fine over an image pyramid, with clouds, shadows, water, snow and no data (from both "
+        "dates' SCL) and an optional mask left out. "
         "Every band of the post image, and its SCL (nearest neighbour), is then resampled onto the pre "
         "image's grid; pixels that come from outside the image or from no data are no data (NaN).\n\n"
         "Shift sign: a feature at pre pixel (x, y) was found at post pixel (x + SHIFT_X, y + SHIFT_Y). "
@@ -67,18 +68,21 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                                                    optional=True),
                  "Sentinel-2 SCL of the date to align: masks the estimate like the reference SCL, and is "
                  "itself aligned (nearest neighbour) when an aligned SCL output is set.")
-        self.add(QgsProcessingParameterString(self.BAND, "Band to match", defaultValue="B8A"),
-                 "Band description used for the estimate, the same in both images (B8A narrow NIR by "
-                 "default; SWIR B11 or B12 often match better between a winter and a summer date).")
+        self.add(QgsProcessingParameterEnum(self.BAND, "Band to match", options=list(defaults.STACK_BANDS),
+                                            defaultValue=defaults.ALIGN_BAND, usesStaticStrings=True),
+                 "Band description used for the estimate, the same in both images (SWIR-1 B11 by default: it "
+                 "changes less between a winter and a summer date than the narrow NIR B8A).")
         band_number = QgsProcessingParameterNumber(
             self.BAND_NUMBER, "Band number (when the rasters have no band descriptions)",
             type=NUMBER_INTEGER, defaultValue=0, minValue=0)
         self.add(band_number, "1-based band number used when the band cannot be found by description; "
                               "0 = find the band by its description only.", advanced=True)
-        self.add(QgsProcessingParameterEnum(self.MOTION, "Motion model", options=list(MOTIONS), defaultValue=0),
+        self.add(QgsProcessingParameterEnum(self.MOTION, "Motion model", options=list(MOTIONS),
+                                            defaultValue=MOTIONS.index(defaults.ALIGN_MOTION)),
                  "Translation (recommended within one tile), Euclidean (adds a rotation) or affine "
                  "(adds scale and shear; tends to over-fit).")
-        self.add(QgsProcessingParameterBoolean(self.USE_GRADIENT, "Match gradient magnitude", defaultValue=True),
+        self.add(QgsProcessingParameterBoolean(self.USE_GRADIENT, "Match gradient magnitude",
+                                               defaultValue=defaults.ALIGN_GRADIENT),
                  "Match the band's gradient magnitude (edges) rather than its standardised brightness: robust "
                  "when the two dates are from different seasons. Turn off for same-season pairs or very small "
                  "images with many masked pixels.")
@@ -86,12 +90,12 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                  "Optional raster on the reference area: pixels with a value other than 0 (and not no data) "
                  "are left out of the estimate, for example large changes such as the landslides themselves.")
         self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum shift (pixels)",
-                                              type=NUMBER_DOUBLE, defaultValue=5.0,
+                                              type=NUMBER_DOUBLE, defaultValue=defaults.MAX_SHIFT_PX,
                                               minValue=0.1, maxValue=200.0),
                  "Largest plausible displacement in pixels; a larger estimate is rejected as a false match. "
-                 "It also sets the number of pyramid levels (larger shifts need coarser levels).")
+                 "It also sets the number of pyramid levels (larger shifts need coarser levels).", decimals=1)
         self.add(QgsProcessingParameterNumber(self.MIN_CORRELATION, "Minimum correlation",
-                                              type=NUMBER_DOUBLE, defaultValue=0.3,
+                                              type=NUMBER_DOUBLE, defaultValue=defaults.MIN_CORRELATION,
                                               minValue=-1.0, maxValue=1.0),
                  "Estimates whose enhanced correlation coefficient is below this value are rejected.",
                  advanced=True)
@@ -114,7 +118,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
         reference_scl = self.optional_raster_path(parameters, self.REFERENCE_SCL, context)
         moving_scl = self.optional_raster_path(parameters, self.INPUT_SCL, context)
         mask = self.optional_raster_path(parameters, self.MASK, context)
-        band = self.parameterAsString(parameters, self.BAND, context).strip() or "B8A"
+        band = self.parameterAsEnumString(parameters, self.BAND, context) or defaults.ALIGN_BAND
         band_number = self.parameterAsInt(parameters, self.BAND_NUMBER, context) or None
         motion = MOTIONS[self.parameterAsEnum(parameters, self.MOTION, context)]
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

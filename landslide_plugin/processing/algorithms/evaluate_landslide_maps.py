@@ -121,7 +121,7 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterNumber(self.REFERENCE_VALUE, "Landslide value in the reference raster",
                                               type=NUMBER_DOUBLE, optional=True),
                  "Only for a reference raster with class codes: the value that means landslide. Empty: every "
-                 "value greater than 0 is landslide.", advanced=True)
+                 "value greater than 0 is landslide.", advanced=True, decimals=0)
         self.add(QgsProcessingParameterBoolean(self.BASELINE_REFERENCE,
                                                "The reference is a threshold mask (a baseline, not ground truth)",
                                                defaultValue=False),
@@ -216,6 +216,8 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
                                   f"FP {item.confusion.fp}, FN {item.confusion.fn})")
             for message in result.warnings:
                 feedback.pushWarning(message)
+            if len(result.predictions) > 1:
+                feedback.pushInfo(f"Short answer: {reports.verdict(result).text}")
             if result.reference_is_baseline:
                 feedback.reportError("The reference looks like a threshold mask: the NDVI-threshold mask is a "
                                      "baseline, not ground truth.", fatalError=False)
@@ -227,12 +229,12 @@ class EvaluateLandslideMapsAlgorithm(LandslideAlgorithm):
                                   f"MCC {evaluation.format_score(p.scores.mcc, 2)})"
                           for p in result.predictions}
                 figures = {
-                    "Confusion matrices of the landslide class":
-                        reports.confusion_figure(result, os.path.join(work, "confusion.png")),
-                    "Maps over the post-event image (green: found, red: false alarm, blue: missed)":
+                    "Maps over the post-event image": (
                         reports.overlay_figure(true_colour, dict(zip(names, paths)), os.path.join(work, "maps.png"),
                                                reference=figure_reference, reference_crs=figure_reference_crs,
-                                               titles=titles),
+                                               titles=titles), reports.OVERLAY_CAPTION),
+                    "Confusion matrices": (reports.confusion_figure(result, os.path.join(work, "confusion.png")),
+                                           reports.CONFUSION_CAPTION),
                 }
                 feedback.setProgress(90)
                 if feedback.isCanceled():

@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ...core import defaults
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers
 from ..compat import (
     FAST_INSERT,
@@ -28,7 +29,7 @@ from ..compat import (
 #: Default minimum mapping unit: 1600 m² = 4 pixels at 20 m (16 at 10 m). Smaller groups are single
 #: mixed pixels at field or shadow edges more often than scars; the smallest slides that 10-20 m
 #: change detection finds reliably are about 0.1-0.2 ha.
-DEFAULT_MIN_AREA_M2 = 1600.0
+DEFAULT_MIN_AREA_M2 = defaults.MIN_AREA_M2
 
 
 def _geometry(geojson: dict) -> QgsGeometry:
@@ -88,7 +89,7 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
                                                    optional=True),
                  "The Gaussian-mixture probability layer of Cluster landslides: each polygon gets its mean.")
         self.add(QgsProcessingParameterNumber(self.OPENING, "Opening radius (pixels)",
-                                              type=NUMBER_INTEGER, defaultValue=1,
+                                              type=NUMBER_INTEGER, defaultValue=defaults.OPENING_PX,
                                               minValue=0, maxValue=10),
                  "Radius of the morphological opening (elliptical element). 1 removes lines one pixel wide; "
                  "0 disables the opening.")
@@ -96,7 +97,7 @@ class LandslidePolygonsAlgorithm(LandslideAlgorithm):
                                               type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0),
                  "Minimum mapping unit: groups of pixels smaller than this are dropped. 1600 m² is 4 pixels at "
-                 "20 m; below that a change is usually a mixed edge pixel rather than a scar.")
+                 "20 m; below that a change is usually a mixed edge pixel rather than a scar.", decimals=0)
         add_band_parameters(self, "the stacks")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, "Landslide polygons",
                                                    type=SOURCE_VECTOR_POLYGON),

@@ -11,12 +11,10 @@ from qgis.core import (
     QgsGeometry,
     QgsProcessingContext,
     QgsProcessingException,
-    QgsProcessingMultiStepFeedback,
     QgsProcessingOutputHtml,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
-    QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -30,10 +28,11 @@ from qgis.core import (
 )
 
 from ... import dependencies
-from ..base import DEFAULT_MIN_NDVI_PRE, LandslideAlgorithm, add_band_parameters, band_numbers, transform_geometry
+from ...core import defaults
+from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, transform_geometry
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_FILE, SOURCE_VECTOR_POLYGON
+from ..loading import LayerToLoad, RunLayers, RunLoader, folder_key
 from ..styles import (
-    GroupedStylePostProcessor,
     clusters_styler,
     style_landslide_mask,
     style_polygons,
@@ -41,6 +40,9 @@ from ..styles import (
     style_true_colour,
 )
 from .composite_products import METHOD_LABELS, METHOD_OPTIONS
+
+#: Import path of the dialog widgets (processing/widgets.py), given by name: only the dialogs import them.
+WIDGETS = f"{__package__.rsplit('.', 1)[0]}.widgets"
 
 
 def _counts(text: str, name: str) -> list[int]:
@@ -53,7 +55,12 @@ def _counts(text: str, name: str) -> list[int]:
         raise QgsProcessingException(f"{name}: '{text}' is not a list of cluster counts; write e.g. 2,3") from None
     if any(v < 2 for v in values):
         raise QgsProcessingException(f"{name}: every cluster count must be 2 or more (got '{text}')")
-    return values
+    return list(dict.fromkeys(values))
+
+
+def normalise_method(value) -> str:
+    """'GMM 3', 'gmm3 ', 'K-means 2' -> 'gmm3', 'kmeans2' (how methods and their files are named)."""
+    return re.sub(r"[\s_-]+", "", str(value or "")).lower()
 
 
 def user_message(error: Exception, folder: str) -> str:
@@ -79,6 +86,9 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
     DISPLAY_NAME = "Map landslides (pre/post)"
     GROUP = "workflow"
     REQUIRES = dependencies.CORE + ("matplotlib",)
+    SHORT = ("Maps landslide scars from a pre-event and a post-event Sentinel-2 L2A image in one step: every "
+             "method's mask, the primary method's polygons and, with a reference, a report that says which "
+             "method to trust.")
     HELP = (
         "Maps landslide scars from a pre-event and a post-event Sentinel-2 L2A image in one step: prepares the "
         "products (reflectance with the right offset, SCL, area of interest, mosaic), co-registers the post image "
@@ -102,7 +112,11 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         "(and, given a pair summary, why these images were chosen).<br><br>"
         "All files go to the output folder with fixed names (a second run replaces the files the first wrote, "
         "and only those); the run is all-or-nothing: a failure or a cancel leaves the folder as it was. Inputs are "
-        "never moved or changed. Outputs load in a layer group named after the run, styled.")
+        "never moved or changed.<br><br>"
+        "Loaded results come in one layer group per run, named after the pair (tile and dates): the primary "
+        "method's polygons, mask and probability first, over the post-event image, the other methods switched "
+        "off in a collapsed sub-group; a re-run into the same folder replaces its group. With a reference, the "
+        "report and the last line of the log say which method matched it best.")
 
     PRE = "PRE"
     POST = "POST"
@@ -148,13 +162,18 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         files = SOURCE_FILE
-        self.add(QgsProcessingParameterMultipleLayers(self.PRE, "Pre-event image", files),
+        for name, label, text in (
+                (self.PRE, "Pre-event image",
                  "Sentinel-2 L2A product(s) of the pre-event date (.zip, .SAFE folder or MTD_MSIL2A.xml; several "
                  "adjacent tiles of one date are mosaicked, products of several dates are composited per pixel), "
-                 "or one reflectance stack GeoTIFF with bands described B02, B03, B04, B8A, B11 (as written by "
-                 "'Prepare Sentinel-2 L2A product').")
-        self.add(QgsProcessingParameterMultipleLayers(self.POST, "Post-event image", files),
-                 "The same for the post-event date (or dates).")
+                 "or one reflectance stack GeoTIFF with bands described "
+                 "B02, B03, B04, B8A, B11 (as written by 'Prepare Sentinel-2 L2A product')."),
+                (self.POST, "Post-event image", "The same for the post-event date (or dates).")):
+            products = QgsProcessingParameterMultipleLayers(name, label, files)
+            # QGIS 3.22's own widget drops paths that are not map layers (product ZIPs) when a dialog is
+            # pre-filled (History, pasted commands): the plugin's keeps them, with a product file filter.
+            products.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.ProductFilesWidgetWrapper"}})
+            self.add(products, text)
         self.add(QgsProcessingParameterRasterLayer(self.PRE_SCL, "Pre-event SCL (for a stack input)", optional=True),
                  "Scene classification of the pre-event stack when PRE is a GeoTIFF; products carry their own.",
                  advanced=True)
@@ -184,20 +203,28 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                                                defaultValue=True),
                  "The reference study's baseline: NDVI dropped by more than |threshold|.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
-                                              NUMBER_DOUBLE, -0.2, minValue=-1.99,
-                                              maxValue=-0.001),
-                 "dNDVI below this is a landslide for the baseline.")
-        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts", defaultValue="5",
+                                              NUMBER_DOUBLE, defaults.THRESHOLD, minValue=-1.99,
+                                              maxValue=-0.01),
+                 "dNDVI below this is a landslide for the baseline.", decimals=2)
+        self.add(QgsProcessingParameterString(self.KMEANS_CLUSTERS, "K-means cluster counts",
+                                              defaultValue=",".join(map(str, defaults.KMEANS_CLUSTERS)),
                                               optional=True),
-                 "One K-means run per count, e.g. '4,5'. Empty: no K-means.")
+                 "One K-means run per count (2 or more), e.g. '4,5'. Empty: no K-means.")
         self.add(QgsProcessingParameterString(self.GMM_CLUSTERS, "Gaussian mixture cluster counts",
-                                              defaultValue="5", optional=True),
+                                              defaultValue=",".join(map(str, defaults.GMM_CLUSTERS)),
+                                              optional=True),
                  "One Gaussian-mixture run per count; each also writes the posterior probability of its "
                  "landslide cluster. Empty: no mixture.")
-        self.add(QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue="kmeans5"),
-                 "The method whose mask becomes polygons and the PRIMARY_MASK output: threshold, kmeansK or gmmK "
-                 "(K a count given above).")
-        self.add_mask_parameters(min_ndvi_pre=DEFAULT_MIN_NDVI_PRE)
+        primary = QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue=defaults.PRIMARY)
+        # A drop-down of the methods the counts above make (they vary, so not a fixed enum); the value stays
+        # the method's name, checked before the run (checkParameterValues).
+        primary.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.MethodChoiceWidgetWrapper"}})
+        self.add(primary,
+                 "The method whose mask becomes polygons, the PRIMARY_MASK output and the first map on screen: "
+                 "threshold, kmeansK or gmmK with K one of the counts above (kmeans5: K-means with 5 clusters, "
+                 "the default, best on the scenario benchmark). The report says which method scored best against "
+                 "the reference.")
+        self.add_mask_parameters(min_ndvi_pre=defaults.MIN_NDVI_PRE)
         self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
                  "Remove clouds/shadow/snow/water (SCL, NDWI), flat ground (with a DEM), excluded land cover and "
                  "pixels not vegetated before. Off: the unmasked reference-study setup, no mask rule at all (SCL "
@@ -206,23 +233,26 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.COREGISTER, "Co-register the post image", defaultValue=True),
                  "ECC co-registration of the post image onto the pre image (translation, coarse-to-fine). Off "
                  "only for images already aligned.", advanced=True)
-        self.add(QgsProcessingParameterString(self.ALIGN_BAND, "Band for co-registration", defaultValue="B11"),
+        self.add(QgsProcessingParameterEnum(self.ALIGN_BAND, "Band for co-registration",
+                                            options=list(defaults.STACK_BANDS), defaultValue=defaults.ALIGN_BAND,
+                                            usesStaticStrings=True),
                  "Band whose gradient drives ECC. SWIR-1 (B11) changes less with the season than NIR (B8A), so it "
                  "aligns pre/post pairs from different seasons more reliably.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MAX_SHIFT, "Maximum plausible shift (pixels)",
-                                              NUMBER_DOUBLE, 5.0, minValue=0.5),
-                 "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True)
+                                              NUMBER_DOUBLE, defaults.MAX_SHIFT_PX, minValue=0.5),
+                 "A larger estimated shift stops the run instead of passing a misaligned image on.", advanced=True,
+                 decimals=1)
         self.add(QgsProcessingParameterNumber(self.OPENING, "Morphological opening (pixels)",
-                                              NUMBER_INTEGER, 1, minValue=0, maxValue=10),
+                                              NUMBER_INTEGER, defaults.OPENING_PX, minValue=0, maxValue=10),
                  "Radius of the opening applied before polygons (0: none).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit (m²)",
-                                              NUMBER_DOUBLE, 1600.0, minValue=0),
-                 "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True)
+                                              NUMBER_DOUBLE, defaults.MIN_AREA_M2, minValue=0),
+                 "Polygons smaller than this are dropped (1600 m² = 4 pixels at 20 m).", advanced=True, decimals=0)
         self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, "Clustering sample size",
-                                              NUMBER_INTEGER, 200000, minValue=1000),
+                                              NUMBER_INTEGER, defaults.SAMPLE_SIZE, minValue=1000),
                  "Pixels the clusterings are fitted on (a random sample of the valid pixels).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, "Random seed", NUMBER_INTEGER,
-                                              0, minValue=0),
+                                              defaults.SEED, minValue=0),
                  "Same seed, same sample, same clusters.", advanced=True)
         add_band_parameters(self, "a stack given as PRE or POST")
         self.add(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
@@ -244,7 +274,32 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                             (self.PRECISION, "Precision of the primary method"), (self.RECALL, "Recall"),
                             (self.F1, "F1"), (self.IOU, "IoU"), (self.MCC, "MCC")):
             self.add_output(QgsProcessingOutputNumber(name, label))
-        self.add_output(QgsProcessingOutputString("LOG", "Run log"))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Checked before the run (the dialog shows the message and keeps its values): the counts, the primary
+        method among the methods the run makes, both images."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            self._method_plan(parameters, context)
+        except QgsProcessingException as exc:
+            return False, str(exc)
+        return True, ""
+
+    def _method_plan(self, parameters, context) -> tuple[list[str], str]:
+        """(method names in run order, primary method); a clear error for counts or a primary that do not fit."""
+        names = ["threshold"] if self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context) else []
+        for kind, name in (("kmeans", self.KMEANS_CLUSTERS), ("gmm", self.GMM_CLUSTERS)):
+            names += [f"{kind}{k}" for k in _counts(self.parameterAsString(parameters, name, context), name)]
+        if not names:
+            raise QgsProcessingException("No method chosen: tick the dNDVI threshold baseline or give cluster counts "
+                                         "for K-means or the Gaussian mixture.")
+        primary = normalise_method(self.parameterAsString(parameters, self.PRIMARY, context))
+        if primary not in names:
+            raise QgsProcessingException(
+                f"PRIMARY: '{primary}' is not among the methods run ({', '.join(names)}); pick one of those.")
+        return names, primary
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self.require_dependencies()
@@ -255,18 +310,11 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         post = self.parameterAsFileList(parameters, self.POST, context)
         if not pre or not post:
             raise QgsProcessingException("Give both a pre-event and a post-event image (PRE and POST).")
+        names, primary = self._method_plan(parameters, context)
         try:
-            methods = pipeline.parse_methods(
-                self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context),
-                _counts(self.parameterAsString(parameters, self.KMEANS_CLUSTERS, context), self.KMEANS_CLUSTERS),
-                _counts(self.parameterAsString(parameters, self.GMM_CLUSTERS, context), self.GMM_CLUSTERS))
+            methods = [pipeline.Method.from_name(name) for name in names]
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        primary = self.parameterAsString(parameters, self.PRIMARY, context).strip().lower().replace(" ", "")
-        names = [m.name for m in methods]
-        if primary not in names:
-            raise QgsProcessingException(
-                f"PRIMARY: '{primary}' is not among the methods run ({', '.join(names)}); pick one of those.")
 
         geometries = None
         reference = self.optional_raster_path(parameters, self.REFERENCE_RASTER, context)
@@ -286,7 +334,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             masks=self.mask_options(parameters, context) if use_masks else None,
             align=pipeline.AlignOptions(
                 enabled=self.parameterAsBool(parameters, self.COREGISTER, context),
-                band=self.parameterAsString(parameters, self.ALIGN_BAND, context).strip() or "B11",
+                band=self.parameterAsEnumString(parameters, self.ALIGN_BAND, context) or defaults.ALIGN_BAND,
                 max_shift_px=self.parameterAsDouble(parameters, self.MAX_SHIFT, context)),
             polygons=pipeline.PolygonOptions(
                 opening_px=self.parameterAsInt(parameters, self.OPENING, context),
@@ -298,13 +346,18 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             post_composite=METHOD_OPTIONS[self.parameterAsEnum(parameters, self.POST_COMPOSITE, context)],
             pair_summary=self.parameterAsString(parameters, self.PAIR_SUMMARY, context) or "")
 
-        steps = QgsProcessingMultiStepFeedback(1, feedback)
-
         def log(text: str) -> None:
-            if text.startswith("WARNING"):
-                feedback.pushWarning(text)
+            first, *table = text.split("\n")
+            if first.startswith("WARNING"):
+                feedback.pushWarning(first)
             else:
-                feedback.pushInfo(text)
+                feedback.pushInfo(first)
+            for line in table:  # a table (cluster centres): fixed width, spaces kept in the dialog's HTML log
+                feedback.pushConsoleInfo(line.replace(" ", "\u00a0"))
+
+        def step(number: int, count: int, title: str) -> None:
+            feedback.setProgressText(f"Step {number} of {count}: {title}")
+            feedback.pushInfo(f"Step {number} of {count}: {title}…")
 
         try:
             result = pipeline.map_landslides(
@@ -312,7 +365,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                 post_scl=optional_raster[self.POST_SCL], aoi=aoi, aoi_crs=aoi_crs or "EPSG:4326",
                 dem=optional_raster[self.DEM], exclusion=optional_raster[self.EXCLUSION], reference=reference,
                 reference_geometries=geometries, reference_crs="EPSG:4326" if geometries is not None else None,
-                log=log, progress=steps.setProgress, is_cancelled=feedback.isCanceled)
+                log=log, step=step, progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
         except Cancelled:
             raise QgsProcessingException("Cancelled by the user; the output folder was left as it was.") from None
         except Exception as exc:  # every failure is one sentence for the user, never a traceback
@@ -329,7 +382,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
             self.REPORT: str(result.report) if result.report else None,
             self.SHIFT_X: shift[0], self.SHIFT_Y: shift[1], self.POLYGON_COUNT: result.polygon_count,
             self.PRECISION: scores.get("precision"), self.RECALL: scores.get("recall"), self.F1: scores.get("f1"),
-            self.IOU: scores.get("iou"), self.MCC: scores.get("mcc"), "LOG": "\n".join(result.log),
+            self.IOU: scores.get("iou"), self.MCC: scores.get("mcc"),
         }
 
     # -- helpers --------------------------------------------------------------------------------------
@@ -348,21 +401,57 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         return geometries
 
     def _load_outputs(self, result, context, methods) -> None:
-        """Load every map into a group named after the run, styled (the post-processors are kept alive)."""
-        group = f"Landslides {os.path.basename(os.path.normpath(str(result.folder)))}"
-        items = []
+        """The run's layers, in one group per output folder, the primary map first (processing/loading.py).
+
+        QGIS is handed one layer to load, the primary mask; its post-processor builds the group around it in
+        the main thread. Nothing is loaded when the caller does not load results (processing.run, models).
+        """
+        from ...core import pipeline
+
+        by_name = {m.name: m for m in methods}
+        primary = by_name[result.primary]
+        title = pipeline.pair_title(result.pre_stack, result.post_aligned)
+        dates = _dates(title)
+        layers = [LayerToLoad(str(result.polygons), f"Landslide polygons ({primary.label})", style_polygons,
+                              vector=True),
+                  LayerToLoad(str(result.masks[primary.name]), f"Landslide mask ({primary.label})",
+                              style_landslide_mask, expanded=True)]
+        anchor = len(layers) - 1
+        if primary.name in result.probabilities:
+            layers.append(LayerToLoad(str(result.probabilities[primary.name]),
+                                      f"Landslide probability ({primary.label})", style_probability, expanded=True))
+        if primary.name in result.clusters:
+            n, k = result.landslide_clusters[primary.name]
+            layers.append(LayerToLoad(str(result.clusters[primary.name]), f"Clusters ({primary.label})",
+                                      clusters_styler(n, k), visible=False))
         for method in methods:
-            items.append((result.masks[method.name], f"{method.label} landslides", style_landslide_mask))
+            if method.name == primary.name:
+                continue
+            layers.append(LayerToLoad(str(result.masks[method.name]), f"Landslide mask ({method.label})",
+                                      style_landslide_mask, visible=False, other=True))
+            if method.name in result.probabilities:
+                layers.append(LayerToLoad(str(result.probabilities[method.name]),
+                                          f"Landslide probability ({method.label})", style_probability,
+                                          visible=False, other=True))
             if method.name in result.clusters:
                 n, k = result.landslide_clusters[method.name]
-                items.append((result.clusters[method.name], f"{method.label} clusters", clusters_styler(n, k)))
-            if method.name in result.probabilities:
-                items.append((result.probabilities[method.name], f"{method.label} probability", style_probability))
-        items.append((result.polygons, f"Landslide polygons ({result.primary})", style_polygons))
-        items.append((result.post_aligned, "Post-event true colour (co-registered)", style_true_colour))
-        items.append((result.pre_stack, "Pre-event true colour", style_true_colour))
-        for path, name, styler in reversed(items):
-            path = str(path)
-            details = QgsProcessingContext.LayerDetails(name, context.project(), name)
-            details.setPostProcessor(GroupedStylePostProcessor.create(styler, group))
-            context.addLayerToLoadOnCompletion(path, details)
+                layers.append(LayerToLoad(str(result.clusters[method.name]), f"Clusters ({method.label})",
+                                          clusters_styler(n, k), visible=False, other=True))
+        layers.append(LayerToLoad(str(result.post_aligned), f"Post-event true colour{dates[1]} (co-registered)",
+                                  style_true_colour))
+        layers.append(LayerToLoad(str(result.pre_stack), f"Pre-event true colour{dates[0]}", style_true_colour,
+                                  visible=False))
+        folder = os.path.normpath(str(result.folder))
+        run = RunLayers(f"Landslides {title}" if title else f"Landslides {os.path.basename(folder)}",
+                        folder_key(folder), layers, anchor)
+        details = QgsProcessingContext.LayerDetails(layers[anchor].name, context.project(), layers[anchor].name)
+        details.setPostProcessor(RunLoader.create(run))
+        context.addLayerToLoadOnCompletion(layers[anchor].path, details)
+
+
+def _dates(title: str | None) -> tuple[str, str]:
+    """(' 2023-01-05', ' 2023-08-05') from a pair title, for the layer names; blanks without dates."""
+    if not title or "→" not in title:
+        return "", ""
+    pre, post = title.split("→")
+    return f" {pre.split()[-1]}", f" {post.strip()}"

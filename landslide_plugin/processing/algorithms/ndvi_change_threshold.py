@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ...core import defaults
 from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 from ..compat import NUMBER_DOUBLE
@@ -57,7 +58,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Sentinel-2 L2A reflectance after the event, co-registered to and on the same grid as the "
                  "pre-event stack.")
         self.add(QgsProcessingParameterNumber(self.THRESHOLD, "dNDVI threshold",
-                                              type=NUMBER_DOUBLE, defaultValue=-0.2,
+                                              type=NUMBER_DOUBLE, defaultValue=defaults.THRESHOLD,
                                               minValue=-1.99, maxValue=-0.01),
                  "Pixels whose NDVI change (post − pre) is below this negative value are flagged: −0.2 means NDVI "
                  "fell by more than 0.2.")
@@ -70,7 +71,7 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
                  "Sentinel-2 SCL of the post-event date, co-registered with the post-event stack.")
         self.add_mask_parameters()
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, "NDWI water threshold",
-                                              type=NUMBER_DOUBLE, defaultValue=0.0,
+                                              type=NUMBER_DOUBLE, defaultValue=defaults.NDWI_WATER_THRESHOLD,
                                               minValue=-1.0, maxValue=1.0),
                  "NDWI (McFeeters) above which a pixel counts as water on either date (0 is the usual limit).",
                  advanced=True)
@@ -113,10 +114,10 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         except (ValueError, FileNotFoundError) as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-        removed = ", ".join(f"{reason.replace('_', ' ')} {counts['removed_' + reason]} px"
+        removed = ", ".join(f"{reason.replace('_', ' ')} {counts['removed_' + reason]:,} px"
                             for reason in masks.REASONS if counts["removed_" + reason])
-        feedback.pushInfo(f"Pixels: {counts['total']} in total; removed: {removed or 'none'}")
-        feedback.pushInfo(f"Landslide: {counts['landslide']} px ({area / 1e6:.3f} km²); not landslide: "
-                          f"{counts['not_landslide']} px; no data: {counts['no_data']} px")
-        styles.load_styled(context, out_path, "Landslide mask (NDVI change)", styles.style_landslide_mask)
+        feedback.pushInfo(f"Pixels: {counts['total']:,} in total; removed: {removed or 'none'}")
+        feedback.pushInfo(f"Landslide: {counts['landslide']:,} px ({area / 10_000:,.1f} ha); not landslide: "
+                          f"{counts['not_landslide']:,} px; no data: {counts['no_data']:,} px")
+        styles.load_styled(context, out_path, f"Landslide mask (dNDVI < {threshold:g})", styles.style_landslide_mask)
         return {self.OUTPUT: out_path, self.LANDSLIDE_PIXELS: counts["landslide"], self.LANDSLIDE_AREA_M2: area}

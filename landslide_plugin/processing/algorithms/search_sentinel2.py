@@ -115,7 +115,7 @@ class SearchSentinel2Algorithm(LandslideAlgorithm):
                                               type=NUMBER_DOUBLE, defaultValue=30.0,
                                               minValue=0.0, maxValue=100.0),
                  "Products with a larger cloud cover over the whole tile (the catalogue's cloudCover) are left "
-                 "out. 100 lists everything.")
+                 "out. 100 lists everything.", decimals=0)
         self.add(QgsProcessingParameterString(self.TILE, "MGRS tile", optional=True),
                  "Only this Sentinel-2 tile, e.g. 37SCB or T37SCB. Empty: every tile intersecting the area.")
         self.add(QgsProcessingParameterNumber(self.RELATIVE_ORBIT, "Relative orbit", optional=True,
