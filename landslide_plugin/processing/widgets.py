@@ -91,8 +91,9 @@ class ProductFilesWidgetWrapper(_Wrapper):
         return paths or None
 
 
-#: (name, label) of a method, e.g. ("gmm3", "GMM, 3 clusters"); the names are those of the output files.
 def method_choices(threshold: bool, kmeans: str, gmm: str) -> list[tuple[str, str]]:
+    """(name, label) of each method a run with these settings makes, e.g. ("gmm3", "Gaussian mixture (GMM),
+    3 clusters"); the names are those of the output files and of the PRIMARY value."""
     choices = [("threshold", "dNDVI threshold")] if threshold else []
     for kind, label, text in (("kmeans", "K-means", kmeans), ("gmm", "Gaussian mixture (GMM)", gmm)):
         for count in _counts(text):
@@ -101,6 +102,8 @@ def method_choices(threshold: bool, kmeans: str, gmm: str) -> list[tuple[str, st
 
 
 def _counts(text) -> list[int]:
+    """The counts in what the user is typing, leniently ("2,3," or "2, x" give what is readable so far); the
+    algorithm checks the value itself before the run (``map_landslides._counts``)."""
     counts = []
     for token in re.split(r"[,\s;]+", str(text or "")):
         if token.isdigit() and int(token) >= 2 and int(token) not in counts:
