@@ -34,7 +34,8 @@ When a target is missed, the detect stage (``--profile``) is re-run under cProfi
 (the fits and predictions run in a thread pool) and its top functions are saved.
 
 Usage: bench/bench_pipeline.py [--size 5490] [--sweep 1000,2000] [--no-baseline] [--repeat 1]
-                               [--sixth kmeans4] [--profile detect]
+                               [--detect-repeat 3] [--methods threshold,kmeans2,...|default]
+                               [--sixth kmeans4] [--profile detect] [--try-cache-mb 256,512] [--snapshot]
        bench/run.py --only pipeline [--size 2048]
 """
 from __future__ import annotations
@@ -140,17 +141,80 @@ class _Monitor:
                 "gdal_cache_peak_mb": max(cache, default=None), "gdal_cache_max_mb": _gdal_cache_max_mb()}
 
     def phases(self) -> list[dict]:
-        """Peak RSS and GDAL cache between consecutive events (each phase named by the event ending it)."""
-        out, start = [], 0.0
-        for at, text in [*self.events, (float("inf"), "(end)")]:
-            inside = [(r, c) for t, r, c in self.samples if start <= t <= at]
-            if inside:
-                out.append({"until": text[:90], "start_s": round(start, 1),
-                            "seconds": round(min(at, self.samples[-1][0]) - start, 1),
-                            "peak_rss_mb": round(max(r for r, _ in inside)),
-                            "peak_gdal_cache_mb": round(max(c for _, c in inside))})
-            start = at
-        return out
+        """Seconds, peak RSS and peak GDAL cache of each phase (a mark starts a phase; see _instrument);
+        a phase met several times is one row (its seconds summed)."""
+        if not self.samples:
+            return []
+        out = []
+        marks = [(0.0, "(start)"), *self.events, (self.samples[-1][0], "(end)")]
+        for (begin, phase), (end, _) in zip(marks, marks[1:]):
+            if end <= begin:
+                continue
+            inside = [(r, c) for t, r, c in self.samples if begin <= t <= end]
+            if not inside:  # shorter than the sampling interval: the nearest sample
+                inside = [min(self.samples, key=lambda s: abs(s[0] - end))[1:]]
+            row = {"phase": phase, "start_s": round(begin, 1), "seconds": round(end - begin, 2),
+                   "peak_rss_mb": round(max(r for r, _ in inside)),
+                   "peak_gdal_cache_mb": round(max(c for _, c in inside))}
+            same = next((r for r in out if r["phase"] == phase), None)
+            if same:  # one row per phase, in the order of first appearance
+                same.update(seconds=round(same["seconds"] + row["seconds"], 2),
+                            peak_rss_mb=max(same["peak_rss_mb"], row["peak_rss_mb"]),
+                            peak_gdal_cache_mb=max(same["peak_gdal_cache_mb"], row["peak_gdal_cache_mb"]))
+            else:
+                out.append(row)
+        return [r for r in out if r["phase"] != "(start)"]
+
+
+def _instrument(monitor: _Monitor) -> None:
+    """Mark the phases of map_landslides by wrapping the stage functions it calls (module attributes it
+    looks up at call time), so the phases do not depend on its log messages. Time outside every wrapped
+    call (preflight, the pair correlation, the output folder's commit) is "(other)"."""
+    from landslide_plugin.core import alignment, detection, evaluation, masks, polygons, products, reports
+
+    depth, prepared = [0], [0]
+
+    def wrap(module, name, label):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            if depth[0] == 1:
+                monitor.mark(label() if callable(label) else label)
+            try:
+                if name == "detect":  # its fits end when the first method is ready
+                    ready, done = kwargs.get("on_method_ready"), []
+
+                    def on_ready(found):
+                        if not done:
+                            done.append(True)
+                            monitor.mark("detect: pass 2 + writing")
+                        if ready:
+                            ready(found)
+
+                    kwargs["on_method_ready"] = on_ready
+                return original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    monitor.mark("(other)")
+
+        setattr(module, name, wrapper)
+
+    def prepare_label():
+        prepared[0] += 1
+        return "prepare_pre" if prepared[0] == 1 else "prepare_post"
+
+    wrap(products, "prepare_l2a", prepare_label)
+    wrap(alignment, "coregister_stack", "align")
+    wrap(masks, "write_slope", "detect: slope")
+    wrap(detection, "detect", "detect: pass 1 + fits")
+    wrap(polygons, "mask_to_polygons", "polygons")
+    wrap(polygons, "write_polygons_geojson", "polygons")
+    wrap(evaluation, "evaluate", "evaluate: scores")
+    for name in ("write_metrics_csv", "write_metrics_json", "confusion_figure", "overlay_figure", "write_html_report"):
+        if hasattr(reports, name):
+            wrap(reports, name, "evaluate: figures and report")
 
 
 def _rss_mb() -> float:
@@ -203,12 +267,31 @@ def _paths(work: Path) -> dict[str, Path]:
             "slope": work / "slope.tif"}
 
 
-def _run_stage(stage: str, pair, work: Path) -> dict:
-    """One stage of map_landslides with its default options, on the files earlier stages wrote."""
-    from landslide_plugin.core import alignment, pipeline, polygons, products
+def _options(names: list[str] | None):
+    """``pipeline.MappingOptions`` at its defaults, with these methods (None: its default methods)."""
+    from landslide_plugin.core import detection, pipeline
+
+    if not names:
+        return pipeline.MappingOptions()
+    return pipeline.MappingOptions(methods=tuple(detection.MethodSpec.from_name(n) for n in names))
+
+
+def _primary(options) -> str:
+    """The method map_landslides turns into polygons (its own rule)."""
+    from landslide_plugin.core import pipeline
+
+    names = [m.name for m in options.methods]
+    return options.primary or next((n for n in (getattr(pipeline, "DEFAULT_PRIMARY", None), "gmm3", "kmeans3")
+                                    if n in names), names[-1])
+
+
+def _run_stage(stage: str, pair, work: Path, names: list[str] | None, sixth: str = SIXTH) -> dict:
+    """One stage of map_landslides with its default options (and ``names`` methods), on the files earlier
+    stages wrote."""
+    from landslide_plugin.core import alignment, polygons, products
 
     p = _paths(work)
-    options = pipeline.MappingOptions()
+    options = _options(names)
     if stage in ("prepare_pre", "prepare_post"):
         product, stack, scl = ((pair.pre, p["pre_stack"], p["pre_scl"]) if stage == "prepare_pre"
                                else (pair.post, p["post_stack"], p["post_scl"]))
@@ -223,51 +306,68 @@ def _run_stage(stage: str, pair, work: Path) -> dict:
                                             max_shift_px=align.max_shift_px)
         return {"shift_px": list(result.shift_px), "correlation": float(result.correlation)}
     if stage == "detect":
-        return _detect(pair, work, [m.name for m in options.methods], work)
+        return _detect(pair, work, options, work)
     if stage == "detect_plus_one":
+        import dataclasses
+
+        from landslide_plugin.core import detection
+
         out = work / "plus_one"
         out.mkdir(exist_ok=True)
-        return _detect(pair, work, [*(m.name for m in options.methods), os.environ.get("BENCH_SIXTH", SIXTH)], out)
+        more = dataclasses.replace(options, methods=(*options.methods, detection.MethodSpec.from_name(sixth)),
+                                   primary=_primary(options))
+        return _detect(pair, work, more, out)
     if stage == "polygons":
-        primary, shapes_options = "gmm3", options.polygons
+        primary, shapes_options = _primary(options), options.polygons
+        probability = work / f"probability_{primary}.tif"
         shapes = polygons.mask_to_polygons(str(work / f"mask_{primary}.tif"), pre_stack_path=str(p["pre_stack"]),
                                            post_stack_path=str(p["aligned"]), slope_path=str(p["slope"]),
-                                           probability_path=str(work / f"probability_{primary}.tif"),
+                                           probability_path=str(probability) if probability.exists() else None,
                                            opening_px=shapes_options.opening_px,
                                            min_area_m2=shapes_options.min_area_m2)
         polygons.write_polygons_geojson(shapes, str(work / f"landslides_{primary}.geojson"), _crs(p["pre_stack"]))
-        return {"polygons": len(shapes)}
+        return {"polygons": len(shapes), "primary": primary}
     if stage == "evaluate":
-        return _evaluate_and_report(pair, work, p["aligned"])
+        return _evaluate_and_report(pair, work, p["aligned"], options)
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}, detect_plus_one")
 
 
-def _detect(pair, work: Path, names: list[str], out: Path) -> dict:
-    """What map_landslides does from the slope to the last method's maps: write_slope + one detect call."""
+def _detect(pair, work: Path, options, out: Path) -> dict:
+    """What map_landslides does from the slope to the last method's maps: write_slope + one detect call
+    with the specs and inputs it builds from ``options`` (pipeline.map_landslides, steps 3 and 4)."""
     import dataclasses
 
-    from landslide_plugin.core import detection, masks, pipeline
+    from landslide_plugin.core import detection, masks
 
     p = _paths(work)
-    options = pipeline.MappingOptions()
     start = time.perf_counter()
     slope = out / "slope.tif"
     masks.write_slope(str(pair.dem), str(p["pre_stack"]), str(slope))
     slope_s = time.perf_counter() - start
     mask_options = dataclasses.replace(options.masks, dem_path=str(pair.dem), slope_path=str(slope))
-    specs = [detection.MethodSpec.from_name(name, threshold=options.threshold, seed=options.seed) for name in names]
+    clustering = getattr(options, "clustering", None)
+    specs = []
+    for m in options.methods:
+        if not m.entry.takes_clusters:
+            specs.append(dataclasses.replace(m, threshold=options.threshold, seed=options.seed))
+        elif clustering is not None:
+            specs.append(dataclasses.replace(m, seed=options.seed, candidates_below=clustering.candidates_below,
+                                             rule=clustering.rule))
+        else:
+            specs.append(dataclasses.replace(m, seed=options.seed))
     outputs = {}
     for spec in specs:
         entry = spec.entry
         outputs[spec.name] = detection.MethodOutputs(
             out / f"mask_{spec.name}.tif", out / f"clusters_{spec.name}.tif" if entry.takes_clusters else None,
             out / f"probability_{spec.name}.tif" if entry.gives_probability else None)
+    features = {"features": tuple(clustering.features)} if clustering is not None else {}
     fitted_at = []
     result = detection.detect(
-        detection.DetectionInputs(p["pre_stack"], p["aligned"], p["pre_scl"], p["aligned_scl"], None, mask_options,
-                                  sample_size=options.sample_size, seed=options.seed),
+        detection.DetectionInputs(p["pre_stack"], p["aligned"], p["pre_scl"], p["aligned_scl"], options.band_numbers,
+                                  mask_options, sample_size=options.sample_size, seed=options.seed, **features),
         specs, outputs, on_method_ready=lambda found: fitted_at.append(time.perf_counter() - start))
-    return {"methods": names, "slope_seconds": slope_s,
+    return {"methods": [s.name for s in specs], "slope_seconds": slope_s,
             "fits_done_at_s": max(fitted_at, default=None),  # slope + pass 1 + fits; the rest is pass 2
             "reads": result.reads, "analysed_pixels": result.analysed_pixels, "sample_size": result.sample_size,
             "landslide_pixels": {n: r.landslide for n, r in result.methods.items()},
@@ -281,11 +381,11 @@ def _crs(path):
         return src.crs
 
 
-def _evaluate_and_report(pair, work: Path, aligned: Path) -> dict:
+def _evaluate_and_report(pair, work: Path, aligned: Path, options) -> dict:
     """What map_landslides does after the polygons: scores, CSV, JSON, two figures, the HTML report."""
-    from landslide_plugin.core import detection, evaluation, pipeline, reports
+    from landslide_plugin.core import evaluation, reports
 
-    specs = [detection.MethodSpec.from_name(m.name) for m in pipeline.MappingOptions().methods]
+    specs = list(options.methods)
     paths = [str(work / f"mask_{s.name}.tif") for s in specs]
     labels = [s.label for s in specs]
     result = evaluation.evaluate(str(pair.truth), paths, names=labels)
@@ -382,9 +482,12 @@ def _child(task: dict) -> dict:
         if profile:
             profile.start()
         if kind == "stage":
-            extra = _run_stage(task["stage"], pair, Path(task["work"]))
+            extra = _run_stage(task["stage"], pair, Path(task["work"]), task.get("methods"),
+                               task.get("sixth", SIXTH))
         elif kind == "pipeline":
-            extra = _run_pipeline(pair, Path(task["work"]), monitor)
+            if task.get("cache_mb"):  # what the plugin could do itself: bound GDAL's cache for the run
+                _set_gdal_cache_mb(float(task["cache_mb"]))
+            extra = _run_pipeline(pair, Path(task["work"]), monitor, task.get("methods"))
         elif kind == "baseline":
             from baseline_reference_study import run_reference_study
 
@@ -398,6 +501,8 @@ def _child(task: dict) -> dict:
         seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
         if profile:
             profile.stop()
+    if "timed" in extra:  # map_landslides alone, not the bench's own scoring after it
+        seconds, cpu = extra.pop("timed").values()
     extra.update(monitor.summary())
     if kind == "pipeline":
         extra["phases"] = monitor.phases()
@@ -412,12 +517,24 @@ def _trim_profile(text: str, n: int) -> list[str]:
     return [line.replace(str(ROOT) + "/", "") for line in lines[start:start + n + 1]]
 
 
-def _run_pipeline(pair, folder: Path, monitor: _Monitor) -> dict:
+def _set_gdal_cache_mb(megabytes: float) -> None:
+    import ctypes
+
+    lib = _gdal_library()
+    lib.GDALSetCacheMax64.argtypes = [ctypes.c_int64]
+    lib.GDALSetCacheMax64(int(megabytes * 2**20))
+
+
+def _run_pipeline(pair, folder: Path, monitor: _Monitor, names: list[str] | None) -> dict:
     from landslide_plugin.core import pipeline
 
-    result = pipeline.map_landslides([str(pair.pre)], [str(pair.post)], folder, options=pipeline.MappingOptions(),
-                                     dem=str(pair.dem), reference=str(pair.truth), log=monitor.mark)
-    monitor.mark("map_landslides returned")
+    _instrument(monitor)
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    monitor.mark("(other)")
+    result = pipeline.map_landslides([str(pair.pre)], [str(pair.post)], folder, options=_options(names),
+                                     dem=str(pair.dem), reference=str(pair.truth))
+    timed = {"seconds": time.perf_counter() - start, "cpu_seconds": _cpu_seconds() - cpu}
+    monitor.mark("(bench: scores against the truth)")
     outputs = sorted(p.name for p in folder.iterdir() if p.is_file())
     uniform = _uniform_scores(pair, {name: str(path) for name, path in result.masks.items()})
     return {"methods": list(result.masks), "f1": {name: metrics["f1"] for name, metrics in result.metrics.items()},
@@ -425,7 +542,8 @@ def _run_pipeline(pair, folder: Path, monitor: _Monitor) -> dict:
             "precision_uniform": {name: s["precision"] for name, s in uniform.items()},
             "recall_uniform": {name: s["recall"] for name, s in uniform.items()},
             "shift_px": list(result.shift_px or ()), "polygons": result.polygon_count, "outputs": outputs,
-            "output_mb": sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20}
+            "output_mb": sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20,
+            "timed": timed}
 
 
 # -- parent side --------------------------------------------------------------------------------------------
@@ -459,6 +577,21 @@ def measure(task: dict, *, env: dict | None = None, timeout: float = 3600.0) -> 
     return result
 
 
+def _code_state() -> dict:
+    """The commit measured and the files that differ from it (other work in the tree is measured too)."""
+    marker = ROOT / ".bench_commit"
+    if marker.exists():  # a --snapshot copy: exactly that commit's code
+        return {"commit": marker.read_text().strip(), "snapshot": str(ROOT), "changed_core_files": []}
+
+    def git(*args):
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
+               if line[3:].startswith("landslide_plugin/")]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "changed_core_files": changed}
+
+
 def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -477,41 +610,48 @@ def _best(runs: list[dict]) -> dict:
     return min(ok, key=lambda r: r["seconds"]) if ok else (runs[-1] if runs else {})
 
 
-def run_stages(size: int, work: Path, *, repeat: int = 1, sixth: str = SIXTH) -> tuple[dict, dict]:
+def run_stages(size: int, work: Path, methods: list[str] | None, *, repeat: int = 1,
+               sixth: str = SIXTH) -> tuple[dict, dict]:
     """Every stage in its own child, in order, in ``work``; the sixth-method detect right after detect
     (``repeat`` times each, alternating, the fastest kept). Returns (stages, runs of both detects)."""
     stages, detects = {}, {"detect": [], "detect_plus_one": []}
+    task = {"kind": "stage", "size": size, "work": str(work), "methods": methods, "sixth": sixth}
     for stage in STAGES:
         if stage == "detect":
             for _ in range(repeat):
                 for name in ("detect", "detect_plus_one"):
-                    detects[name].append(measure({"kind": "stage", "size": size, "stage": name, "work": str(work)},
-                                                 env={"BENCH_SIXTH": sixth}))
+                    detects[name].append(measure({**task, "stage": name}))
             stages["detect"], stages["detect_plus_one"] = _best(detects["detect"]), _best(detects["detect_plus_one"])
         else:
-            stages[stage] = measure({"kind": "stage", "size": size, "stage": stage, "work": str(work)})
+            stages[stage] = measure({**task, "stage": stage})
         if "error" in stages[stage]:
             break
     return stages, detects
 
 
-def run_pipeline(size: int, *, env: dict | None = None) -> dict:
+def run_pipeline(size: int, methods: list[str] | None = None, *, cache_mb: float | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"pipeline-{size}-", dir=CACHE))
     try:
-        return measure({"kind": "pipeline", "size": size, "work": str(work / "out")}, env=env)
+        return measure({"kind": "pipeline", "size": size, "work": str(work / "out"), "methods": methods,
+                        "cache_mb": cache_mb})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_floor_and_pipeline(size: int, repeat: int = 1) -> tuple[dict, dict, list[dict]]:
+def run_floor_and_pipeline(size: int, methods: list[str] | None, repeat: int = 1,
+                           cache_mb: float | None = None) -> tuple[dict, dict, list[dict]]:
     """The decode floor, then end to end, back to back (``repeat`` times): fastest of each, every pair."""
     pairs = []
     for _ in range(repeat):
         floor = measure({"kind": "floor", "size": size})
-        pipeline = run_pipeline(size)
+        pipeline = run_pipeline(size, methods, cache_mb=cache_mb)
         pairs.append({"floor_s": floor.get("seconds"), "pipeline_s": pipeline.get("seconds"),
                       "ratio": (pipeline["seconds"] / floor["seconds"]
                                 if floor.get("seconds") and pipeline.get("seconds") else None),
+                      "cpu_ratio": (pipeline["cpu_seconds"] / floor["cpu_seconds"]
+                                    if floor.get("cpu_seconds") and pipeline.get("cpu_seconds") else None),
+                      "peak_mb": pipeline.get("peak_mb"), "cache_mb": cache_mb,
+                      "error": floor.get("error") or pipeline.get("error"), "phases": pipeline.get("phases"),
                       "load_before_floor": floor.get("load_before"),
                       "load_before_pipeline": pipeline.get("load_before"), "floor": floor, "pipeline": pipeline})
     return (_best([p["floor"] for p in pairs]), _best([p["pipeline"] for p in pairs]),
@@ -567,17 +707,29 @@ def _group_seconds(stages: dict, names) -> float:
     return sum(stages[n].get("seconds", float("nan")) for n in names)
 
 
-def sixth_method_cost(stages: dict, pipeline: dict) -> dict:
-    """What the sixth method adds: seconds over the five-method detect, as shares of it and of end to end."""
+def sixth_method_cost(stages: dict, pipeline: dict, runs: dict | None = None) -> dict:
+    """What the sixth method adds: seconds over the five-method detect, as shares of it and of end to end.
+
+    Wall: the fastest six-method run minus the fastest five-method run (the least disturbed by other
+    work on the machine). CPU: the median of the paired differences (run i with six methods minus run i
+    with five), which the load disturbs far less than wall time; as a share of the end-to-end CPU."""
+    import statistics
+
     five, six = stages.get("detect", {}), stages.get("detect_plus_one", {})
     if "seconds" not in five or "seconds" not in six:
         return {}
+    pairs = [(a, b) for a, b in zip((runs or {}).get("detect", []), (runs or {}).get("detect_plus_one", []))
+             if "seconds" in a and "seconds" in b] or [(five, six)]
     extra = six["seconds"] - five["seconds"]
+    extra_cpu = statistics.median(b["cpu_seconds"] - a["cpu_seconds"] for a, b in pairs)
     out = {"method": (six.get("methods") or [SIXTH])[-1], "detect5_s": five["seconds"], "detect6_s": six["seconds"],
-           "extra_s": extra, "extra_cpu_s": six["cpu_seconds"] - five["cpu_seconds"],
+           "paired_extra_s": [round(b["seconds"] - a["seconds"], 2) for a, b in pairs],
+           "paired_extra_cpu_s": [round(b["cpu_seconds"] - a["cpu_seconds"], 2) for a, b in pairs],
+           "extra_s": extra, "extra_cpu_s": extra_cpu,
            "share_of_detect": extra / five["seconds"], "extra_peak_mb": six["peak_mb"] - five["peak_mb"]}
     if pipeline.get("seconds"):
         out["share_of_end_to_end"] = extra / pipeline["seconds"]
+        out["cpu_share_of_end_to_end"] = extra_cpu / pipeline["cpu_seconds"]
     return out
 
 
@@ -598,8 +750,9 @@ def _targets(size: int, pipeline: dict, baseline: dict, floor: dict, sixth: dict
     if sixth.get("share_of_end_to_end") is not None:
         rows.append({"target": f"a sixth method ({sixth['method']}) adds <= {100 * SIXTH_METHOD_SHARE:g} % "
                                "to end to end",
-                     "value": f"+{sixth['extra_s']:.1f} s = {100 * sixth['share_of_end_to_end']:+.1f} % "
-                              f"(detect {100 * sixth['share_of_detect']:+.1f} %)",
+                     "value": f"{sixth['extra_s']:+.1f} s = {100 * sixth['share_of_end_to_end']:+.1f} % "
+                              f"(of detect {100 * sixth['share_of_detect']:+.1f} %); CPU {sixth['extra_cpu_s']:+.1f} s "
+                              f"= {100 * sixth['cpu_share_of_end_to_end']:+.1f} %",
                      "met": sixth["share_of_end_to_end"] <= SIXTH_METHOD_SHARE})
     ref = baseline.get("result")
     if ref:
@@ -612,25 +765,32 @@ def _targets(size: int, pipeline: dict, baseline: dict, floor: dict, sixth: dict
     return rows
 
 
-def run(size: int = FULL_TILE, sweep=(1000, 2000), baseline: bool = True, *, repeat: int = 1, sixth: str = SIXTH,
-        profile_stages=("detect",)) -> dict:
-    """Everything above for a ``size`` x ``size`` pair; returns the figures and a table."""
+def run(size: int = FULL_TILE, sweep=(1000, 2000), baseline: bool = True, *, repeat: int = 1, detect_repeat: int = 3,
+        methods=METHODS, sixth: str = SIXTH, profile_stages=("detect",), cache_trials=()) -> dict:
+    """Everything above for a ``size`` x ``size`` pair; returns the figures and a table.
+
+    ``methods``: method names (None: map_landslides' own default methods); ``cache_trials``: GDAL
+    block-cache sizes (MB) set inside the end-to-end process, each measured after a decode floor."""
+    methods = list(methods) if methods else None
     CACHE.mkdir(exist_ok=True)
     sweep = sorted({int(s) for s in sweep if int(s) < size})
-    load_start = _load()
+    load_start, code = _load(), _code_state()
     generation_s = _ensure_pair(size)
 
     work = Path(tempfile.mkdtemp(prefix=f"stages-{size}-", dir=CACHE))
     try:
-        stages, detect_runs = run_stages(size, work, repeat=repeat, sixth=sixth)
-        floor, pipeline, floor_pairs = run_floor_and_pipeline(size, repeat)
+        stages, detect_runs = run_stages(size, work, methods, repeat=detect_repeat, sixth=sixth)
+        floor, pipeline, floor_pairs = run_floor_and_pipeline(size, methods, repeat)
+        cache_pairs = []
+        for cache_mb in cache_trials:
+            cache_pairs += run_floor_and_pipeline(size, methods, 1, cache_mb=float(cache_mb))[2]
         floor_one_thread = measure({"kind": "floor", "size": size, "threads": "1"})
         reference = run_baseline(size, sweep) if baseline else {"status": "skipped"}
 
         sweep_rows = []
         for small in sweep:
             _ensure_pair(small)
-            ours = run_pipeline(small)
+            ours = run_pipeline(small, methods)
             ref = reference.get("measured", {}).get(small, {})
             sweep_rows.append({"size": small, "megapixels": small * small / 1e6, "ours_s": ours.get("seconds"),
                                "ours_peak_mb": ours.get("peak_mb"), "reference_s": ref.get("seconds"),
@@ -642,14 +802,14 @@ def run(size: int = FULL_TILE, sweep=(1000, 2000), baseline: bool = True, *, rep
                            "reference_peak_mb": ref_full.get("peak_mb"),
                            "note": "reference " + reference.get("status", "")})
 
-        sixth_cost = sixth_method_cost(stages, pipeline)
+        sixth_cost = sixth_method_cost(stages, pipeline, detect_runs)
         targets = _targets(size, pipeline, reference, floor, sixth_cost) if "error" not in pipeline else []
         profiles = {}
         if any(not t["met"] for t in targets):
             for stage in profile_stages:
                 # The stage files of the run above are still in ``work``: the stage re-runs on them.
-                profiled = measure({"kind": "stage", "size": size, "stage": stage, "work": str(work), "profile": True},
-                                   env={"BENCH_SIXTH": sixth})
+                profiled = measure({"kind": "stage", "size": size, "stage": stage, "work": str(work), "profile": True,
+                                    "methods": methods, "sixth": sixth})
                 profiles[stage] = {"seconds": profiled.get("seconds"), "peak_mb": profiled.get("peak_mb"),
                                    **profiled.get("profile", {"error": profiled.get("error")})}
     finally:
@@ -657,7 +817,9 @@ def run(size: int = FULL_TILE, sweep=(1000, 2000), baseline: bool = True, *, rep
 
     table = _stage_table(stages, pipeline, reference, floor, sixth_cost)
     result = {"size": size, "load_before": load_start, "load_after": _load(), "generation_seconds": generation_s,
-              "gdal_cachemax_env": os.environ.get("GDAL_CACHEMAX"), "repeat": repeat,
+              "code": code, "code_after": _code_state(), "methods": pipeline.get("methods") or methods, "sixth": sixth,
+              "gdal_cachemax_env": os.environ.get("GDAL_CACHEMAX"), "repeat": repeat, "cache_trials": cache_pairs,
+              "detect_repeat": detect_repeat,
               "stages": stages, "detect_runs": detect_runs, "pipeline": pipeline, "sixth_method": sixth_cost,
               "baseline_reference_study": reference,
               "floor": {"threads_all_cpus": floor, "threads_1": floor_one_thread, "pairs_with_pipeline": floor_pairs},
@@ -678,6 +840,7 @@ def _stage_table(stages: dict, pipeline: dict, reference: dict, floor: dict, six
                "peak_mb": row.get("peak_mb"), "gdal_cache_mb": row.get("gdal_cache_peak_mb")}
         if floor_s and row.get("seconds"):
             out["x_floor"] = row["seconds"] / floor_s
+            out["x_floor_cpu"] = row["cpu_seconds"] / floor["cpu_seconds"]
         group = next((g for g, members in STAGE_GROUPS.items() if stage == members[-1]), None)
         if group and all("seconds" in stages.get(m, {}) for m in STAGE_GROUPS[group]):
             steps = REFERENCE_DETECT_STEPS if group == "detect" else (group,)
@@ -696,6 +859,7 @@ def _stage_table(stages: dict, pipeline: dict, reference: dict, floor: dict, six
                      "cpu_s": sixth["extra_cpu_s"], "peak_mb": six.get("peak_mb"),
                      "gdal_cache_mb": six.get("gdal_cache_peak_mb"),
                      "x_floor": sixth["extra_s"] / floor_s if floor_s else None,
+                     "x_floor_cpu": sixth["extra_cpu_s"] / floor["cpu_seconds"] if floor_s else None,
                      "note": f"detect {six['seconds']:.1f} s vs {sixth['detect5_s']:.1f} s: "
                              f"{100 * sixth['share_of_detect']:+.1f} % of detect, "
                              f"{100 * sixth.get('share_of_end_to_end', float('nan')):+.1f} % of end to end"})
@@ -708,12 +872,15 @@ def _stage_table(stages: dict, pipeline: dict, reference: dict, floor: dict, six
         total["ref/ours"] = reference["result"]["seconds"] / pipeline["seconds"]
     if floor_s and pipeline.get("seconds"):
         total["x_floor"] = pipeline["seconds"] / floor_s
+        total["x_floor_cpu"] = pipeline["cpu_seconds"] / floor["cpu_seconds"]
     stage_sum = sum(stages[s]["seconds"] for s in STAGES if "seconds" in stages.get(s, {}))
     total["note"] = f"sum of the stages {stage_sum:.1f} s"
     rows.append(total)
     rows.append({"stage": "decode floor (both products)", "seconds": floor_s, "cpu_s": floor.get("cpu_seconds"),
-                 "peak_mb": floor.get("peak_mb"), "gdal_cache_mb": floor.get("gdal_cache_peak_mb"), "x_floor": 1.0})
-    keys = ["stage", "seconds", "cpu_s", "peak_mb", "gdal_cache_mb", "x_floor", "ref_s" + mark, "ref_peak_mb",
+                 "peak_mb": floor.get("peak_mb"), "gdal_cache_mb": floor.get("gdal_cache_peak_mb"), "x_floor": 1.0,
+                 "x_floor_cpu": 1.0})
+    keys = ["stage", "seconds", "cpu_s", "peak_mb", "gdal_cache_mb", "x_floor", "x_floor_cpu", "ref_s" + mark,
+            "ref_peak_mb",
             "ref/ours", "note"]
     return [{key: row.get(key) for key in keys} for row in rows]  # run.py takes the columns from the first row
 
@@ -733,9 +900,13 @@ def _print_extras(result: dict) -> None:
           f"{result['gdal_cachemax_env'] or 'not set'} (cache max in the children: "
           f"{result['pipeline'].get('gdal_cache_max_mb') or float('nan'):.0f} MB)")
     print_table("decode floor and end to end, back to back",
-                [{k: v for k, v in p.items()} for p in result["floor"]["pairs_with_pipeline"]])
-    print_table("end to end, by phase (peak RSS / GDAL cache until each log message)",
+                [{k: v for k, v in p.items() if k != "phases"} for p in result["floor"]["pairs_with_pipeline"]])
+    print_table("end to end (the fastest run), by phase: seconds, peak RSS and GDAL block cache",
                 result["pipeline"].get("phases", []))
+    print_table("GDAL block cache bounded inside the end-to-end process (each after a decode floor)",
+                [{k: v for k, v in p.items() if k != "phases"} for p in result["cache_trials"]])
+    for trial in result["cache_trials"]:
+        print_table(f"... by phase, cache {trial['cache_mb']:g} MB", trial.get("phases") or [])
     print_table("methods (F1 against the truth)", result["methods_table"])
     print_table("size sweep", result["sweep"])
     print_table("targets", result["targets"])
@@ -747,25 +918,70 @@ def _print_extras(result: dict) -> None:
             print("\n".join(profile.get(key, [str(profile.get("error"))])))
 
 
+def snapshot() -> Path:
+    """A copy of the committed code (``git archive HEAD``) with this tree's bench scripts, sharing the
+    pair cache and the results folder: the bench then measures one commit while others edit the tree."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    target = Path(tempfile.gettempdir()) / f"landslide-bench-{sha}"
+    if not (target / ".bench_commit").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", "HEAD"], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(target)], stdin=archive.stdout, check=True)
+        if archive.wait() != 0:
+            raise RuntimeError("git archive HEAD failed")
+        (target / ".bench_commit").write_text(sha)
+    for script in HERE.glob("*.py"):
+        shutil.copy2(script, target / "bench" / script.name)
+    for name, real in (("cache", CACHE), ("results", HERE / "results")):
+        real.mkdir(exist_ok=True)
+        link = target / "bench" / name
+        if not link.is_symlink():
+            shutil.rmtree(link, ignore_errors=True)
+            link.symlink_to(real)
+    return target
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=FULL_TILE, help="tile size in pixels (default 5490)")
     parser.add_argument("--sweep", default="1000,2000", help="smaller sizes for the sweep (comma-separated)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the reference-study baseline")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="measure the decode floor + end to end pair, and the two detects, this many times "
-                             "(the fastest of each is kept; every pair's ratio is in the JSON)")
+                        help="measure the decode floor and end to end back to back this many times (the fastest "
+                             "of each is kept; every pair's ratio and load are in the JSON)")
+    parser.add_argument("--detect-repeat", type=int, default=3,
+                        help="measure the five- and six-method detect stages this many times each, alternating "
+                             "(the fastest of each kept; CPU: the median paired difference)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="methods of every detect and end-to-end run (comma-separated; 'default' = "
+                             f"map_landslides' own default methods; default {','.join(METHODS)}, issue 14's five)")
+    parser.add_argument("--try-cache-mb", default="",
+                        help="GDAL block-cache sizes (MB, comma-separated) to also try end to end, each set inside "
+                             "the process (GDALSetCacheMax) after a decode floor: what bounding the cache would do")
     parser.add_argument("--sixth", default=SIXTH, help=f"the method added for 'one more method' (default {SIXTH})")
     parser.add_argument("--profile", default="detect",
                         help="stages profiled when a target is missed (comma-separated; '' = none)")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="measure the committed code (HEAD, copied with git archive to a temporary folder, "
+                             "with this tree's bench scripts), not the working tree others may be editing")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.snapshot:
+        target = snapshot()
+        argv = [a for a in sys.argv[1:] if a != "--snapshot"]
+        print(f"measuring commit {(target / '.bench_commit').read_text().strip()} in {target}", flush=True)
+        return subprocess.run([sys.executable, str(target / "bench" / "bench_pipeline.py"), *argv]).returncode
     if args.child:
         result = _child(json.loads(args.child))
         print(RESULT_MARK + json.dumps(result, default=str), flush=True)
         return 0
     sweep = tuple(int(s) for s in args.sweep.split(",") if s.strip())
-    result = run(args.size, sweep, not args.no_baseline, repeat=max(1, args.repeat), sixth=args.sixth,
+    result = run(args.size, sweep, not args.no_baseline, repeat=max(1, args.repeat),
+                 detect_repeat=max(1, args.detect_repeat), sixth=args.sixth,
+                 methods=None if args.methods == "default" else [m for m in args.methods.split(",") if m.strip()],
+                 cache_trials=[float(c) for c in args.try_cache_mb.split(",") if c.strip()],
                  profile_stages=tuple(s.strip() for s in args.profile.split(",") if s.strip()))
     (HERE / "results").mkdir(exist_ok=True)
     name = "pipeline.json" if args.size == FULL_TILE else f"pipeline_{args.size}.json"
