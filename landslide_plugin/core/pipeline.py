@@ -731,7 +731,8 @@ def _method_news(found) -> str:
 
 
 def pair_title(pre_stack, post_stack) -> str | None:
-    """'T37SCB 2023-01-05 → 2023-08-05' from the stacks' SENSING_DATE and TILE tags (None without dates)."""
+    """'T37SCB 2023-01-05 → 2023-08-05' from the stacks' SENSING_DATE and TILE tags (None without dates); a
+    composite shows its period ('2023-08-20…2023-08-30')."""
     import rasterio
 
     tags = []
@@ -744,6 +745,10 @@ def pair_title(pre_stack, post_stack) -> str | None:
     dates = [t.get("SENSING_DATE", "").strip() for t in tags]
     if not all(dates):
         return None
+    for index, t in enumerate(tags):  # a composite of several dates shows its period
+        period = [d for d in t.get("COMPOSITE_DATES", "").split(",") if d.strip()]
+        if len(period) > 1:
+            dates[index] = f"{period[0].strip()}…{period[-1].strip()}"
     tiles = list(dict.fromkeys(tile.strip() for t in tags for tile in t.get("TILE", "").replace(",", "-").split("-")
                                if tile.strip()))
     where = f"{', '.join(tiles)} " if 0 < len(tiles) <= 2 else ""
