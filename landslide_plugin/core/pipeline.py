@@ -138,7 +138,7 @@ class MappingResult:
     masks: dict[str, Path] = field(default_factory=dict)
     clusters: dict[str, Path] = field(default_factory=dict)
     probabilities: dict[str, Path] = field(default_factory=dict)
-    #: method name -> (number of clusters, index of the landslide cluster)
+    #: method name -> (number of clusters, the landslide clusters' indexes; none when nothing was clustered)
     landslide_clusters: dict[str, tuple[int, int]] = field(default_factory=dict)
     primary: str = ""
     polygons: Path | None = None
@@ -468,7 +468,9 @@ def map_landslides(
             mapped.masks[spec.name] = folder / Path(written.mask).name
             if written.clusters is not None:
                 mapped.clusters[spec.name] = folder / Path(written.clusters).name
-                mapped.landslide_clusters[spec.name] = (spec.n_clusters, found.detector.landslide_cluster)
+                model = getattr(found.detector, "model", None)
+                mapped.landslide_clusters[spec.name] = (
+                    spec.n_clusters, tuple(model.landslide_clusters) if model is not None else ())
             if written.probability is not None:
                 mapped.probabilities[spec.name] = folder / Path(written.probability).name
             share = found.landslide / detected.analysed_pixels if detected.analysed_pixels else 0.0
