@@ -138,7 +138,7 @@ class MappingResult:
     masks: dict[str, Path] = field(default_factory=dict)
     clusters: dict[str, Path] = field(default_factory=dict)
     probabilities: dict[str, Path] = field(default_factory=dict)
-    #: method name -> (number of clusters, index of the landslide cluster)
+    #: method name -> (number of clusters, the landslide clusters' indexes; none when nothing was clustered)
     landslide_clusters: dict[str, tuple[int, int]] = field(default_factory=dict)
     primary: str = ""
     polygons: Path | None = None
@@ -468,7 +468,9 @@ def map_landslides(
             mapped.masks[spec.name] = folder / Path(written.mask).name
             if written.clusters is not None:
                 mapped.clusters[spec.name] = folder / Path(written.clusters).name
-                mapped.landslide_clusters[spec.name] = (spec.n_clusters, found.detector.landslide_cluster)
+                model = getattr(found.detector, "model", None)
+                mapped.landslide_clusters[spec.name] = (
+                    spec.n_clusters, tuple(model.landslide_clusters) if model is not None else ())
             if written.probability is not None:
                 mapped.probabilities[spec.name] = folder / Path(written.probability).name
             share = found.landslide / detected.analysed_pixels if detected.analysed_pixels else 0.0
@@ -731,7 +733,8 @@ def _method_news(found) -> str:
 
 
 def pair_title(pre_stack, post_stack) -> str | None:
-    """'T37SCB 2023-01-05 → 2023-08-05' from the stacks' SENSING_DATE and TILE tags (None without dates)."""
+    """'T37SCB 2023-01-05 → 2023-08-05' from the stacks' SENSING_DATE and TILE tags (None without dates); a
+    composite shows its period ('2023-08-20…2023-08-30')."""
     import rasterio
 
     tags = []
@@ -744,6 +747,10 @@ def pair_title(pre_stack, post_stack) -> str | None:
     dates = [t.get("SENSING_DATE", "").strip() for t in tags]
     if not all(dates):
         return None
+    for index, t in enumerate(tags):  # a composite of several dates shows its period
+        period = [d for d in t.get("COMPOSITE_DATES", "").split(",") if d.strip()]
+        if len(period) > 1:
+            dates[index] = f"{period[0].strip()}…{period[-1].strip()}"
     tiles = list(dict.fromkeys(tile.strip() for t in tags for tile in t.get("TILE", "").replace(",", "-").split("-")
                                if tile.strip()))
     where = f"{', '.join(tiles)} " if 0 < len(tiles) <= 2 else ""

@@ -592,6 +592,11 @@ def _best(evaluation: Evaluation, key: str) -> tuple[tuple[str, ...], float | No
     return tuple(name for v, name in defined if v >= top - 1e-12), top
 
 
+def _close(value: float | None, best: float | None) -> bool:
+    """Equal to two decimals (within 0.005): no map is worth trusting more for that."""
+    return value is not None and best is not None and math.isfinite(value) and abs(best - value) < 0.005
+
+
 def _names(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -621,6 +626,9 @@ def verdict(evaluation: Evaluation, primary: str | None = None) -> Verdict:
         scores = by_name[primary].scores
         if primary in best_f1 and primary in best_mcc:
             sentences.append(f"That is the primary method, {primary}, whose mask became the polygons.")
+        elif _close(scores.f1, f1) and _close(scores.mcc, mcc):
+            sentences.append(f"The primary method, {primary}, whose mask became the polygons, scored as well to two "
+                             f"decimals (F1 {format_score(scores.f1, 2)}, MCC {format_score(scores.mcc, 2)}).")
         elif primary in best_f1 or primary in best_mcc:
             which = "F1" if primary in best_f1 else "MCC"
             sentences.append(f"The primary method, {primary}, is best by {which} (F1 "

@@ -108,13 +108,19 @@ def style_landslide_mask(layer: QgsRasterLayer) -> None:
     _paletted(layer, [(0, QColor(TRANSPARENT), "no landslide"), (1, QColor(LANDSLIDE_RED), "landslide")])
 
 
-def style_clusters(layer: QgsRasterLayer, n_clusters: int, landslide_cluster: int) -> None:
-    """Paletted: the landslide cluster red, "cluster k (landslide)"; the others muted, "cluster k"."""
+def style_clusters(layer: QgsRasterLayer, n_clusters: int, landslide_cluster) -> None:
+    """Paletted: the landslide cluster red, "cluster k (landslide)"; the others muted, "cluster k".
+
+    ``landslide_cluster``: one cluster index, or several (the change clustering's rule may call more than one
+    cluster landslide: every one of them is red, as every one of them reaches the mask).
+    """
     n_clusters = int(n_clusters)
+    chosen = ({int(k) for k in landslide_cluster} if isinstance(landslide_cluster, (tuple, list, set, frozenset))
+              else {int(landslide_cluster)})
     classes = []
     muted = iter(CLUSTER_COLOURS * (n_clusters // len(CLUSTER_COLOURS) + 1))
     for k in range(n_clusters):
-        if k == int(landslide_cluster):
+        if k in chosen:
             classes.append((k, QColor(LANDSLIDE_RED), f"cluster {k} (landslide)"))
         else:
             classes.append((k, QColor(next(muted)), f"cluster {k}"))
@@ -229,7 +235,7 @@ def tidy_legend(node) -> None:
         layer.legend().itemsChanged.emit()
 
 
-def clusters_styler(n_clusters: int, landslide_cluster: int) -> Callable[[QgsRasterLayer], None]:
+def clusters_styler(n_clusters: int, landslide_cluster) -> Callable[[QgsRasterLayer], None]:
     return functools.partial(style_clusters, n_clusters=n_clusters, landslide_cluster=landslide_cluster)
 
 

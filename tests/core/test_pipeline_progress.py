@@ -50,3 +50,23 @@ def test_each_method_is_told_as_soon_as_its_fit_ends_and_steps_are_named_in_orde
     assert gmm < kmeans  # told in the order the fits ended, not in the order of the methods
     lines = [value for kind, value in events if kind == "log"]
     assert len(lines) == len(set(lines))  # nothing is said twice
+
+
+def test_a_run_is_titled_by_its_tile_and_dates(tmp_path):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    def stack(name, **tags):
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32",
+                           crs="EPSG:32637", transform=from_origin(0, 80, 20, 20)) as dst:
+            dst.write(np.zeros((1, 4, 4), np.float32))
+            dst.update_tags(**tags)
+        return path
+
+    pre = stack("pre.tif", SENSING_DATE="2023-01-05", TILE="T37SCB")
+    post = stack("post.tif", SENSING_DATE="2023-08-30", TILE="T37SCB",
+                 COMPOSITE_DATES="2023-08-20,2023-08-25,2023-08-30")
+    assert pipeline.pair_title(pre, post) == "T37SCB 2023-01-05 → 2023-08-20…2023-08-30"
+    assert pipeline.pair_title(pre, stack("bare.tif")) is None  # no dates: the folder names the group instead

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import math
@@ -315,6 +316,13 @@ def test_the_short_answer_names_the_best_map_by_f1_and_mcc_and_judges_the_primar
         f"gmm_3 matched the reference best: F1 {f1['gmm_3']:.2f}, MCC {mcc['gmm_3']:.2f}. That is the primary "
         "method, gmm_3, whose mask became the polygons.")
     assert reports.verdict(two, primary="gmm_3").primary_is_best
+    # A primary method as good to two decimals is not pushed aside for a difference nobody could see.
+    close = evaluation.Evaluation(result.reference_kind, result.reference_description, False, False, [
+        p for p in result.predictions if p.name == "gmm_3"] + [dataclasses.replace(
+            next(p for p in result.predictions if p.name == "gmm_3"), name="copy", path="copy.tif",
+            scores=dataclasses.replace(next(p for p in result.predictions if p.name == "gmm_3").scores,
+                                       f1=f1["gmm_3"] + 0.001, mcc=mcc["gmm_3"] + 0.001))])
+    assert "scored as well to two decimals" in reports.verdict(close, primary="gmm_3").text
     baseline = evaluation.evaluate(scene["reference"], [scene["maps"]["gmm_2"]], reference_is_baseline=True)
     assert "agreement with a baseline, not accuracy" in reports.verdict(baseline).text
 

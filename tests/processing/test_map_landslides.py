@@ -174,7 +174,11 @@ def test_layers_load_in_one_group_per_run_primary_map_first(provider, example_pa
     classes = {c.value: c for c in mask.renderer().classes()}
     assert classes[1].label == "landslide" and classes[1].color.name() == "#e31a1c"
     clusters = layers["Clusters (GMM 3)"].renderer().classes()
-    assert len(clusters) == 3 and sum("(landslide)" in c.label for c in clusters) == 1
+    with rasterio.open(layers["Clusters (GMM 3)"].source()) as src:  # every cluster that reaches the mask is red
+        chosen = {int(k) for k in src.tags()["LANDSLIDE_CLUSTERS"].split(",")}
+    assert len(clusters) == 3 and chosen
+    assert {c.value for c in clusters if "(landslide)" in c.label} == chosen
+    assert all(c.color.name() == "#e31a1c" for c in clusters if c.value in chosen)
     probability = layers["Landslide probability (GMM 3)"].renderer()
     assert probability.type() == "singlebandpseudocolor"
     items = probability.shader().rasterShaderFunction().colorRampItemList()

@@ -206,8 +206,8 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         n_clusters = len(result.cluster_counts)
         kind = "GMM" if result.probability_path or (result.model and result.model.method == "gmm") else "K-means"
         method = f"{kind} {n_clusters}"
-        styles.load_styled(context, cluster_path, f"Clusters ({method})",
-                           styles.clusters_styler(n_clusters, result.landslide_cluster))
+        chosen = tuple(result.model.landslide_clusters) if result.model is not None else ()
+        styles.load_styled(context, cluster_path, f"Clusters ({method})", styles.clusters_styler(n_clusters, chosen))
         styles.load_styled(context, mask_path, f"Landslide mask ({method})", styles.style_landslide_mask)
         if result.probability_path:
             styles.load_styled(context, result.probability_path, f"Landslide probability ({method})",
