@@ -407,6 +407,13 @@ def fit_clusters(
                         sample_size=int(samples.shape[0]), seed=int(seed), candidates_below=candidates_below)
 
 
+def best_landslide_cluster(model: ClusterModel | None) -> int:
+    """The best landslide cluster of a fitted model; -1 when there is none (or no model)."""
+    if model is None or not model.landslide_clusters:
+        return -1
+    return model.landslide_cluster
+
+
 class NoCandidates(ValueError):
     """Too few pixels lost vegetation to cluster them: the method maps nothing (not an error of the run)."""
 
@@ -476,10 +483,7 @@ class ClusterResult:
 
     @property
     def landslide_cluster(self) -> int:
-        """The best landslide cluster; -1 when there is none."""
-        if self.model is None or not self.model.landslide_clusters:
-            return -1
-        return self.model.landslide_cluster
+        return best_landslide_cluster(self.model)
 
     @property
     def warning(self) -> str | None:

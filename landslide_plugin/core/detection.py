@@ -135,9 +135,9 @@ class ClusterDetector(Detector):
     @property
     def landslide_cluster(self) -> int:
         """The best landslide cluster (-1: none)."""
-        if self.model is None or not self.model.landslide_clusters:
-            return -1
-        return self.model.landslide_cluster
+        from .clustering import best_landslide_cluster
+
+        return best_landslide_cluster(self.model)
 
     @property
     def warning(self) -> str | None:
