@@ -114,7 +114,7 @@ class _Monitor:
         self.start = time.perf_counter()
 
     def __enter__(self):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), _cpu_seconds()
         self._thread.start()
         return self
 
@@ -122,6 +122,7 @@ class _Monitor:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self.end = (time.perf_counter() - self.start, _cpu_seconds())
 
     def _sample(self):
         rss = _rss_mb()
@@ -133,7 +134,7 @@ class _Monitor:
             self._sample()
 
     def mark(self, text: str) -> None:
-        self.events.append((time.perf_counter() - self.start, text))
+        self.events.append((time.perf_counter() - self.start, text, _cpu_seconds()))
 
     def summary(self) -> dict:
         cache = [c for _, _, c in self.samples if c == c]
@@ -141,28 +142,31 @@ class _Monitor:
                 "gdal_cache_peak_mb": max(cache, default=None), "gdal_cache_max_mb": _gdal_cache_max_mb()}
 
     def phases(self) -> list[dict]:
-        """Seconds, peak RSS and peak GDAL cache of each phase (a mark starts a phase; see _instrument);
-        a phase met several times is one row (its seconds summed)."""
+        """Seconds, CPU seconds (every thread), peak RSS and peak GDAL cache of each phase (a mark starts a
+        phase; see _instrument); a phase met several times is one row (its seconds summed)."""
         if not self.samples:
             return []
         out = []
-        marks = [(0.0, "(start)"), *self.events, (self.samples[-1][0], "(end)")]
-        for (begin, phase), (end, _) in zip(marks, marks[1:]):
+        marks = [(0.0, "(start)", self.cpu_start), *self.events, (*self.end[:1], "(end)", self.end[1])]
+        for (begin, phase, cpu_begin), (end, _, cpu_end) in zip(marks, marks[1:]):
             if end <= begin:
                 continue
             inside = [(r, c) for t, r, c in self.samples if begin <= t <= end]
             if not inside:  # shorter than the sampling interval: the nearest sample
                 inside = [min(self.samples, key=lambda s: abs(s[0] - end))[1:]]
             row = {"phase": phase, "start_s": round(begin, 1), "seconds": round(end - begin, 2),
-                   "peak_rss_mb": round(max(r for r, _ in inside)),
+                   "cpu_s": round(cpu_end - cpu_begin, 2), "peak_rss_mb": round(max(r for r, _ in inside)),
                    "peak_gdal_cache_mb": round(max(c for _, c in inside))}
             same = next((r for r in out if r["phase"] == phase), None)
             if same:  # one row per phase, in the order of first appearance
                 same.update(seconds=round(same["seconds"] + row["seconds"], 2),
+                            cpu_s=round(same["cpu_s"] + row["cpu_s"], 2),
                             peak_rss_mb=max(same["peak_rss_mb"], row["peak_rss_mb"]),
                             peak_gdal_cache_mb=max(same["peak_gdal_cache_mb"], row["peak_gdal_cache_mb"]))
             else:
                 out.append(row)
+        for row in out:
+            row["cores"] = round(row["cpu_s"] / row["seconds"], 2) if row["seconds"] > 0 else None
         return [r for r in out if r["phase"] != "(start)"]
 
 
