@@ -1,4 +1,4 @@
-"""Spectral indices: NDVI, bare-soil index and NDWI of one reflectance stack, as one multi-band raster."""
+"""Spectral indices: NDVI, bare-soil index, NDWI, visible and SWIR-1 brightness of one reflectance stack."""
 from __future__ import annotations
 
 from qgis.core import (
@@ -21,10 +21,13 @@ class SpectralIndicesAlgorithm(LandslideAlgorithm):
     GROUP = "detection"
     REQUIRES = ("numpy", "rasterio")
     HELP = (
-        "Computes NDVI, the bare-soil index (BSI) and NDWI of a Sentinel-2 reflectance stack, as one float32 "
-        "raster with one band per index (band descriptions NDVI, BSI, NDWI).<br><br>"
+        "Computes NDVI, the bare-soil index (BSI), NDWI, the visible brightness (VIS) and the SWIR-1 brightness "
+        "(SWIR) of a Sentinel-2 reflectance stack, as one float32 raster with one band per chosen index (band "
+        "descriptions NDVI, BSI, NDWI, VIS, SWIR; NDVI, BSI and NDWI by default).<br><br>"
         "NDVI = (B8A − B04) / (B8A + B04); BSI = ((B11 + B04) − (B8A + B02)) / ((B11 + B04) + (B8A + B02)); "
-        "NDWI (McFeeters) = (B03 − B8A) / (B03 + B8A), above 0 on water.<br><br>"
+        "NDWI (McFeeters) = (B03 − B8A) / (B03 + B8A), above 0 on water; VIS = (B02 + B03 + B04) / 3 "
+        "(fresh scars brighten in the visible, burns, shadows and wet ground darken); SWIR = B11 (bare soil and "
+        "rock brighten, haze barely reaches it).<br><br>"
         "Negative reflectances (dark water and shadow after the Level-2A offset) are floored at 0, so every "
         "index stays within −1..1 instead of reaching ±3000; pixels without signal or without data are no data "
         "(NaN). Bands are found by their descriptions (B02, B03, B04, B8A, B11); for rasters without "
@@ -41,7 +44,7 @@ class SpectralIndicesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterEnum(self.INDICES, "Indices", options=list(INDEX_OPTIONS),
                                             allowMultiple=True, defaultValue=[0, 1, 2]),
                  "Which indices to compute, one output band each, in this order: NDVI (vegetation), BSI (bare "
-                 "soil), NDWI (water).")
+                 "soil), NDWI (water), VIS (mean visible reflectance), SWIR (SWIR-1 reflectance).")
         add_band_parameters(self)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Indices"),
                  "Float32 GeoTIFF, one band per index (described by its name), NaN = no data.")
@@ -54,7 +57,7 @@ class SpectralIndicesAlgorithm(LandslideAlgorithm):
         path = self.raster_path(parameters, self.INPUT, context)
         chosen = tuple(INDEX_OPTIONS[i] for i in sorted(set(self.parameterAsEnums(parameters, self.INDICES, context))))
         if not chosen:
-            raise QgsProcessingException("no index selected; choose at least one of NDVI, BSI, NDWI")
+            raise QgsProcessingException("no index selected; choose at least one of NDVI, BSI, NDWI, VIS, SWIR")
         numbers = band_numbers(self, parameters, context)
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         try:
