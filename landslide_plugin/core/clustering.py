@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import masks
+from . import indices, masks
 
 METHODS = ("kmeans", "gmm")
 
@@ -42,6 +42,9 @@ BLOCK_ROWS = 256
 
 #: Pixels standardised and predicted at once (float64 copies of 262 144 x 6 features: 12 MB).
 PREDICT_CHUNK = 1 << 18
+
+#: Width of the surroundings of ``SelectionRule.local_max_dndvi`` (metres).
+LOCAL_WINDOW_M = indices.LOCAL_CELL_M * indices.LOCAL_CELLS
 
 NOT_LANDSLIDE_WARNING = ("no cluster shows vegetation loss with bare-soil gain; "
                          "the result is probably not landslides")
@@ -64,6 +67,11 @@ class SelectionRule:
     #: In a landslide cluster, only pixels whose own NDVI fell below this are landslides (None: all of them):
     #: the cluster tells the kind of change, this the size of the change at the pixel.
     pixel_max_dndvi: float | None = None
+    #: In a landslide cluster, only pixels whose NDVI fell by more than that of their surroundings, by at least
+    #: this much: dNDVI minus the median dNDVI of the observed land within about 800 m
+    #: (``indices.LocalBackground``) must be below it (None: no such test). Season, drought, haze and sun
+    #: angle change whole hillsides alike; a scar is a local loss.
+    local_max_dndvi: float | None = None
     #: When no cluster meets the rule, fall back to every cluster that lost vegetation, gained bare soil
     #: and did not darken (the pixel rule above still applies); False: map nothing.
     fallback: bool = False
@@ -75,6 +83,11 @@ class SelectionRule:
             text += " (if none: every cluster with dNDVI < 0, dBSI > 0 and dVIS >= 0)"
         if self.pixel_max_dndvi is not None:
             text += f"; in them, pixels with dNDVI < {self.pixel_max_dndvi:g}"
+        if self.local_max_dndvi is not None:
+            text += (f"{'' if self.pixel_max_dndvi is not None else '; in them, pixels'} whose dNDVI is more than "
+                     f"{-self.local_max_dndvi:g} below the median dNDVI of the land within "
+                     f"{LOCAL_WINDOW_M:g} m (a scar is a local loss; season, drought, haze and sun angle change "
+                     "whole hillsides)")
         return text
 
 

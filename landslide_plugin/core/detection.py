@@ -41,6 +41,13 @@ from . import masks, rasters
 #: tiles, so each tile row is decompressed for two blocks at most.
 BLOCK_ROWS = 256
 
+#: The name under which a block's dNDVI minus its surroundings' median (``indices.LocalBackground``) reaches the
+#: methods whose rule asks for it (``SelectionRule.local_max_dndvi``).
+LOCAL_DNDVI = "dNDVI_local"
+#: Mask reasons that leave a pixel observed land (ruled out by a rule, not by the SCL, water or no data): its
+#: change counts in the surroundings' median.
+_BACKGROUND_REASONS = ("slope", "exclusion", "not_vegetated")
+
 #: Threads that fit and predict the methods side by side (the machines this runs on have 2+ cores).
 THREADS = 2
 
@@ -127,9 +134,12 @@ class ClusterDetector(Detector):
         labels, probability = self.model.predict_with_probability(features)
         landslide = np.isin(labels, self.model.landslide_clusters)
         rule = self.spec.rule
-        if rule is not None and getattr(rule, "pixel_max_dndvi", None) is not None:
-            with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):
+            if getattr(rule, "pixel_max_dndvi", None) is not None:
                 landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) < rule.pixel_max_dndvi
+            if getattr(rule, "local_max_dndvi", None) is not None:
+                local = np.asarray(features[LOCAL_DNDVI]).reshape(landslide.shape)
+                landslide &= local < rule.local_max_dndvi
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
 
     @property
@@ -304,7 +314,9 @@ def detect(
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
     features = idx.check_names(inputs.features, idx.ALL_FEATURES, "feature")
-    if "dNDVI" not in features and any(m.kind == "threshold" or m.candidates_below is not None for m in methods):
+    local = any(getattr(m.rule, "local_max_dndvi", None) is not None for m in methods)
+    if "dNDVI" not in features and (local or any(m.kind == "threshold" or m.candidates_below is not None
+                                                 for m in methods)):
         features = (*features, "dNDVI")
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
@@ -329,6 +341,8 @@ def detect(
     grid = rasters.Grid.from_path(pre_path)
     windows = list(rasters.row_windows(grid.height, grid.width, BLOCK_ROWS))
     no_data_code = masks.REASONS.index("no_data") + 1
+    background = idx.LocalBackground.for_grid(grid.width, min(grid.pixel_size)) if local else None
+    land_codes = [masks.KEPT] + [masks.REASONS.index(r) + 1 for r in _BACKGROUND_REASONS]
     results = {m.name: MethodResult(m, detectors[m.name]) for m in methods}
     description = options.describe() if with_rules else "none"
 
@@ -374,6 +388,8 @@ def detect(
             pre_block, post_block, values = block_features(pre, post, window)
             block = block_codes(pre_block, post_block, values, window)
             codes[window.row_off:window.row_off + window.height] = block
+            if background is not None:
+                background.add(values["dNDVI"], np.isin(block, land_codes) & np.isfinite(values["dNDVI"]))
             if sample is not None:
                 kept = block == masks.KEPT
                 if options.slope_objects and (options.slope_path or options.dem_path):
@@ -383,6 +399,8 @@ def detect(
             else:
                 writers.write(window, block, values, pool)
             rasters.report(progress, share1 * (n + 1) / len(windows))
+        if background is not None:
+            background.finish()
         removed = masks.count_reasons(codes)
         analysed = int((codes == masks.KEPT).sum())
         if analysed == 0:
@@ -423,6 +441,8 @@ def detect(
             values = None
             if (block == masks.KEPT).any():
                 _, _, values = block_features(pre, post, window)
+                if background is not None:
+                    values[LOCAL_DNDVI] = values["dNDVI"] - background.rows(window.row_off, window.height)
             writers.write(window, block, values, pool)
             rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
         writers.close()

@@ -80,15 +80,17 @@ class ClusteringOptions:
     The default clusters only the pixels that lost vegetation at all, on features that tell kinds of
     change apart (fresh scars brighten in the visible and gain bare soil; burns, shadows and haze do
     not), and takes every cluster a stated rule calls landslide-like, then the pixels in them whose NDVI
-    fell by more than 0.2. ``REFERENCE_STUDY_CLUSTERING`` is the reference study's way: every analysed
-    pixel, NDVI and BSI of both dates and their changes, the single cluster with the largest NDVI loss
-    and bare-soil gain.
+    fell by more than 0.15 and by more than 0.1 beyond the median of their surroundings (800 m: season,
+    drought, haze and sun angle change whole hillsides; a scar is local). ``REFERENCE_STUDY_CLUSTERING``
+    is the reference study's way: every analysed pixel, NDVI and BSI of both dates and their changes, the
+    single cluster with the largest NDVI loss and bare-soil gain.
     """
 
     features: tuple[str, ...] = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
     candidates_below: float | None = -0.1
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
-        max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.2, fallback=True))
+        max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+        fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",

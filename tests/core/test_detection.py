@@ -170,3 +170,44 @@ def test_object_slope_rule_keeps_runout_of_a_scar_that_reaches_steep_ground(tmp_
     dropped = masks.keep_objects_reaching_slope(tmp_path / "m.tif", tmp_path / "s.tif", 15.0)
     out = read(tmp_path / "m.tif")
     assert dropped == 12 and (out[2:12, 5:8] == 1).all() and (out[15:18, 12:16] == 0).all()
+
+
+def test_local_rule_maps_scars_not_a_drought_that_browned_the_whole_hillside(tmp_path):
+    """A drought browned every slope (NDVI -0.25, brighter, more bare soil: a landslide-like cluster); two scars
+    lost far more than their surroundings. Without the local rule the whole hillside is mapped; with it only
+    the scars, and the rule is in the method's log."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(5)
+    size = 160
+    dry = np.array((0.07, 0.095, 0.12, 0.24, 0.33), np.float32)    # dry litter and grass
+    forest = np.array(FOREST_REFL, np.float32)
+    pre = np.broadcast_to(forest[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to((0.5 * forest + 0.5 * dry)[:, None, None], (5, size, size)).copy()
+    scars = np.zeros((size, size), bool)
+    scars[60:70, 40:52] = True
+    scars[100:112, 120:130] = True
+    post[:, scars] = np.array(DEBRIS_REFL, np.float32)[:, None]
+    pre *= rng.normal(1, 0.02, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.02, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    features = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
+
+    def run(local):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=local, fallback=True)
+        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"local_{local}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
+                                                  sample_size=20000), [spec], {spec.name: MethodOutputs(
+                                                      folder / "mask.tif")})
+        return read(folder / "mask.tif"), result.methods[spec.name].detector.describe()
+
+    without, _ = run(None)
+    assert (without == 1).mean() > 0.9                   # the browned hillside is mapped
+    with_rule, log = run(-0.1)
+    np.testing.assert_array_equal(with_rule == 1, scars)
+    assert "more than 0.1 below the median dNDVI of the land within 800 m" in log

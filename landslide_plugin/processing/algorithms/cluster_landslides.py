@@ -102,8 +102,10 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "Change clustering (the one-step run's, chosen on the scenario benchmark): only the pixels whose "
                  "NDVI fell at all are clustered, every cluster whose centre lost at least 0.15 NDVI, gained bare "
                  "soil and brightened is a landslide cluster, and in it the pixels whose NDVI fell by more than "
-                 "0.2. Reference study: every analysed pixel is clustered and the one cluster with the largest NDVI "
-                 "loss and BSI gain is the landslide cluster.", advanced=True)
+                 "0.15 and by more than 0.1 beyond the median of the land within 800 m (a scar is local; "
+                 "season, drought, haze and sun angle change whole hillsides). Reference study: every analysed "
+                 "pixel is clustered and the one cluster with the largest NDVI loss and BSI gain is the "
+                 "landslide cluster.", advanced=True)
         self.add(QgsProcessingParameterEnum(self.FEATURES, "Features", options=list(FEATURE_OPTIONS),
                                             allowMultiple=True, defaultValue=list(DEFAULT_FEATURES)),
                  "Change features the clustering uses (standardised). They must include dNDVI and dBSI, or NDVI "
