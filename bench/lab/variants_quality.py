@@ -29,6 +29,12 @@ LOCAL = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.2, l
 LOCAL15 = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
             fallback=True)
 
+LOCAL_VIS = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+              local_min_dvis=0.02, fallback=True)
+
+LOCAL_VIS_CORE = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+                   local_min_dvis=0.02, min_core_fraction=0.5, fallback=True)
+
 
 def local(rule):
     return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
@@ -41,6 +47,8 @@ VARIANTS = {
               "masks": mask_opts(), "inputs": F5},
     "local": {"methods": local(LOCAL), "masks": mask_opts(), "inputs": F5},
     "local_pix15": {"methods": local(LOCAL15), "masks": mask_opts(), "inputs": F5},
+    "local_vis": {"methods": local(LOCAL_VIS), "masks": mask_opts(), "inputs": F5},
+    "local_vis_core": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(), "inputs": F5},
     "local_pix15_objects": {"methods": local(LOCAL15), "masks": mask_opts(slope_objects=True), "inputs": F5},
     "local_pix10": {"methods": [M("threshold", threshold=-0.1), M("kmeans", 5, candidates_below=-0.1, rule=RULE10)],
                     "masks": mask_opts(), "inputs": F5},

@@ -72,6 +72,16 @@ class SelectionRule:
     #: (``indices.LocalBackground``) must be below it (None: no such test). Season, drought, haze and sun
     #: angle change whole hillsides alike; a scar is a local loss.
     local_max_dndvi: float | None = None
+    #: With ``local_max_dndvi``: a pixel also passes the local test when its visible reflectance rose by more
+    #: than this beyond its surroundings' (dVIS minus their median) while it lost more NDVI than they did at
+    #: all. Fresh soil and rock are brighter than the dry grass or litter around them, so a scar in a
+    #: landscape that dried out between the dates still stands out in the visible (None: no such test).
+    local_min_dvis: float | None = None
+    #: In a landslide cluster, only pixels whose NDVI loss is at least this share of the strongest loss within
+    #: ``indices.CORE_RADIUS_PX`` pixels (None: no such test). A pixel's change is its scar fraction times the
+    #: scar core's change (linear mixing); 0.5 keeps the pixels at least half covered, as a map of scars
+    #: (and an inventory rasterised onto the grid) counts them, and drops the blurred fringe outside a scar.
+    min_core_fraction: float | None = None
     #: When no cluster meets the rule, fall back to every cluster that lost vegetation, gained bare soil
     #: and did not darken (the pixel rule above still applies); False: map nothing.
     fallback: bool = False
@@ -85,9 +95,17 @@ class SelectionRule:
             text += f"; in them, pixels with dNDVI < {self.pixel_max_dndvi:g}"
         if self.local_max_dndvi is not None:
             text += (f"{'' if self.pixel_max_dndvi is not None else '; in them, pixels'} whose dNDVI is more than "
-                     f"{-self.local_max_dndvi:g} below the median dNDVI of the land within "
-                     f"{LOCAL_WINDOW_M:g} m (a scar is a local loss; season, drought, haze and sun angle change "
-                     "whole hillsides)")
+                     f"{-self.local_max_dndvi:g} below the median dNDVI of the land within {LOCAL_WINDOW_M:g} m")
+            why = "a scar is a local loss; season, drought, haze and sun angle change whole hillsides"
+            if self.local_min_dvis is not None:
+                text += (f", or whose mean visible reflectance change is more than {self.local_min_dvis:g} above "
+                         "the median there with dNDVI below the median")
+                why += "; fresh soil and rock are brighter than dried grass"
+            text += f" ({why})"
+        if self.min_core_fraction is not None:
+            text += (f"; and whose NDVI loss is at least {self.min_core_fraction:g} of the strongest loss within "
+                     f"{indices.CORE_RADIUS_PX} px (a pixel at least half covered by the scar next to it, not its "
+                     "blurred fringe)")
         return text
 
 

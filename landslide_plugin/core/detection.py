@@ -41,9 +41,11 @@ from . import masks, rasters
 #: tiles, so each tile row is decompressed for two blocks at most.
 BLOCK_ROWS = 256
 
-#: The name under which a block's dNDVI minus its surroundings' median (``indices.LocalBackground``) reaches the
-#: methods whose rule asks for it (``SelectionRule.local_max_dndvi``).
-LOCAL_DNDVI = "dNDVI_local"
+#: The suffix under which a block's feature minus its surroundings' median (``indices.LocalBackground``) reaches
+#: the methods whose rule asks for it (``SelectionRule.local_max_dndvi``, ``local_min_dvis``): dNDVI_local.
+LOCAL = "_local"
+#: The name of a block's strongest NDVI loss within ``idx.CORE_RADIUS_PX`` (``SelectionRule.min_core_fraction``).
+CORE_DNDVI = "dNDVI_core"
 #: Mask reasons that leave a pixel observed land (ruled out by a rule, not by the SCL, water or no data): its
 #: change counts in the surroundings' median.
 _BACKGROUND_REASONS = ("slope", "exclusion", "not_vegetated")
@@ -138,8 +140,15 @@ class ClusterDetector(Detector):
             if getattr(rule, "pixel_max_dndvi", None) is not None:
                 landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) < rule.pixel_max_dndvi
             if getattr(rule, "local_max_dndvi", None) is not None:
-                local = np.asarray(features[LOCAL_DNDVI]).reshape(landslide.shape)
-                landslide &= local < rule.local_max_dndvi
+                loss = np.asarray(features["dNDVI" + LOCAL]).reshape(landslide.shape)
+                local = loss < rule.local_max_dndvi
+                if getattr(rule, "local_min_dvis", None) is not None:
+                    brighter = np.asarray(features["dVIS" + LOCAL]).reshape(landslide.shape) > rule.local_min_dvis
+                    local |= brighter & (loss < 0)
+                landslide &= local
+            if getattr(rule, "min_core_fraction", None) is not None:
+                core = np.asarray(features[CORE_DNDVI]).reshape(landslide.shape)
+                landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) <= rule.min_core_fraction * core
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
 
     @property
@@ -314,9 +323,13 @@ def detect(
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
     features = idx.check_names(inputs.features, idx.ALL_FEATURES, "feature")
-    local = any(getattr(m.rule, "local_max_dndvi", None) is not None for m in methods)
+    local = _local_features(methods)
     if "dNDVI" not in features and (local or any(m.kind == "threshold" or m.candidates_below is not None
                                                  for m in methods)):
+        features = (*features, "dNDVI")
+    features = (*features, *(name for name in local if name not in features))
+    core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
+    if core and "dNDVI" not in features:
         features = (*features, "dNDVI")
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
@@ -341,7 +354,7 @@ def detect(
     grid = rasters.Grid.from_path(pre_path)
     windows = list(rasters.row_windows(grid.height, grid.width, BLOCK_ROWS))
     no_data_code = masks.REASONS.index("no_data") + 1
-    background = idx.LocalBackground.for_grid(grid.width, min(grid.pixel_size)) if local else None
+    backgrounds = {name: idx.LocalBackground.for_grid(grid.width, min(grid.pixel_size)) for name in local}
     land_codes = [masks.KEPT] + [masks.REASONS.index(r) + 1 for r in _BACKGROUND_REASONS]
     results = {m.name: MethodResult(m, detectors[m.name]) for m in methods}
     description = options.describe() if with_rules else "none"
@@ -388,8 +401,8 @@ def detect(
             pre_block, post_block, values = block_features(pre, post, window)
             block = block_codes(pre_block, post_block, values, window)
             codes[window.row_off:window.row_off + window.height] = block
-            if background is not None:
-                background.add(values["dNDVI"], np.isin(block, land_codes) & np.isfinite(values["dNDVI"]))
+            for name, background in backgrounds.items():
+                background.add(values[name], np.isin(block, land_codes) & np.isfinite(values[name]))
             if sample is not None:
                 kept = block == masks.KEPT
                 if options.slope_objects and (options.slope_path or options.dem_path):
@@ -399,7 +412,7 @@ def detect(
             else:
                 writers.write(window, block, values, pool)
             rasters.report(progress, share1 * (n + 1) / len(windows))
-        if background is not None:
+        for background in backgrounds.values():
             background.finish()
         removed = masks.count_reasons(codes)
         analysed = int((codes == masks.KEPT).sum())
@@ -440,15 +453,46 @@ def detect(
             block = codes[window.row_off:window.row_off + window.height]
             values = None
             if (block == masks.KEPT).any():
-                _, _, values = block_features(pre, post, window)
-                if background is not None:
-                    values[LOCAL_DNDVI] = values["dNDVI"] - background.rows(window.row_off, window.height)
+                if core:  # the block with a halo of rows, for the strongest loss nearby
+                    values = _with_core(block_features, pre, post, window, codes)
+                else:
+                    _, _, values = block_features(pre, post, window)
+                for name, background in backgrounds.items():
+                    values[name + LOCAL] = values[name] - background.rows(window.row_off, window.height)
             writers.write(window, block, values, pool)
             rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
         writers.close()
     _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
     return DetectionResult(results, removed, analysed, int(codes.size), int(sample_rows.shape[0]), description,
                            reads=2)
+
+
+def _with_core(block_features, pre, post, window, codes) -> dict[str, np.ndarray]:
+    """A block's features plus CORE_DNDVI: the strongest NDVI loss of the analysed pixels within
+    ``idx.CORE_RADIUS_PX`` (read with that many rows above and below, so blocks join seamlessly)."""
+    from rasterio.windows import Window
+
+    halo = idx.CORE_RADIUS_PX
+    r0 = max(0, window.row_off - halo)
+    r1 = min(codes.shape[0], window.row_off + window.height + halo)
+    _, _, values = block_features(pre, post, Window(window.col_off, r0, window.width, r1 - r0))
+    top = window.row_off - r0
+    rows = slice(top, top + window.height)
+    core = idx.strongest_loss_nearby(values["dNDVI"], codes[r0:r1] == masks.KEPT)
+    out = {name: v[rows] for name, v in values.items()}
+    out[CORE_DNDVI] = core[rows]
+    return out
+
+
+def _local_features(methods: Sequence[MethodSpec]) -> tuple[str, ...]:
+    """Features whose local anomaly (minus the surroundings' median) some method's rule reads."""
+    names = []
+    for m in methods:
+        if getattr(m.rule, "local_max_dndvi", None) is not None:
+            names.append("dNDVI")
+            if getattr(m.rule, "local_min_dvis", None) is not None:
+                names.append("dVIS")
+    return tuple(dict.fromkeys(names))
 
 
 class _Writers:

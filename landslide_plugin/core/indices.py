@@ -420,6 +420,25 @@ LOCAL_CELL_M = 160.0
 LOCAL_CELLS = 5
 
 
+#: Radius (pixels) within which a pixel's change is compared with the strongest change: a scar's edge pixel
+#: lies within a pixel or two of the scar's core (the sensor's blur and the co-registration spread an edge
+#: over about two pixels).
+CORE_RADIUS_PX = 2
+
+
+def strongest_loss_nearby(dndvi: np.ndarray, valid: np.ndarray, radius: int = CORE_RADIUS_PX) -> np.ndarray:
+    """The lowest dNDVI of the ``valid`` pixels within ``radius`` pixels (a square), at most 0 (float32).
+
+    Under linear mixing a pixel's change is its scar fraction times the change of the scar's core, so
+    dNDVI / this tells roughly what share of the pixel the nearby change covers.
+    """
+    from scipy import ndimage
+
+    values = np.where(valid & np.isfinite(dndvi), np.asarray(dndvi, np.float32), np.float32(0.0))
+    return np.minimum(ndimage.minimum_filter(values, size=2 * int(radius) + 1, mode="nearest"),
+                      np.float32(0.0)).astype(np.float32)
+
+
 class LocalBackground:
     """The median change of the surroundings of every pixel (about 800 m), built block by block.
 

@@ -81,7 +81,10 @@ class ClusteringOptions:
     change apart (fresh scars brighten in the visible and gain bare soil; burns, shadows and haze do
     not), and takes every cluster a stated rule calls landslide-like, then the pixels in them whose NDVI
     fell by more than 0.15 and by more than 0.1 beyond the median of their surroundings (800 m: season,
-    drought, haze and sun angle change whole hillsides; a scar is local). ``REFERENCE_STUDY_CLUSTERING``
+    drought, haze and sun angle change whole hillsides; a scar is local), or that brightened in the visible
+    by 0.02 more than their surroundings (fresh soil is brighter than dried grass), and whose loss is at
+    least half the strongest loss within 2 px (at least half covered, not the blurred fringe of a scar).
+    ``REFERENCE_STUDY_CLUSTERING``
     is the reference study's way: every analysed pixel, NDVI and BSI of both dates and their changes, the
     single cluster with the largest NDVI loss and bare-soil gain.
     """
@@ -90,7 +93,7 @@ class ClusteringOptions:
     candidates_below: float | None = -0.1
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
         max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
-        fallback=True))
+        local_min_dvis=0.02, min_core_fraction=0.5, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",
