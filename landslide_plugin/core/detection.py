@@ -364,11 +364,25 @@ def detect(
         post_block = idx.read_bands(post, post_bands, window)
         return pre_block, post_block, idx.change_features(pre_block, post_block, features)
 
+    # The shore buffer needs the whole image's water first (then the maps wait for a second pass). Its water is
+    # the SCL's (class 6) where SCLs are given: NDWI > 0 also marks thin snow and shadows.
+    shore_px = int(options.water_buffer_px) if options.exclude_water else 0
+    scl_given = options.use_scl and bool(inputs.scl_pre or inputs.scl_post)
+    shore_water = np.zeros((grid.height, -(-grid.width // 8)), np.uint8) if shore_px and scl_given else None
+
     def block_codes(pre_block, post_block, values, window):
+        scl_pre = _on_grid(inputs.scl_pre, grid, window, "uint8", 0)
+        scl_post = _on_grid(inputs.scl_post, grid, window, "uint8", 0)
+        if shore_water is not None:
+            water = np.zeros((window.height, window.width), bool)
+            for scl in (scl_pre, scl_post):
+                if scl is not None:
+                    water |= scl == masks.WATER_SCL
+            shore_water[window.row_off:window.row_off + window.height] = np.packbits(water, axis=1)
         codes = masks.mask_codes(
             pre_block, post_block,
-            scl_pre=_on_grid(inputs.scl_pre, grid, window, "uint8", 0),
-            scl_post=_on_grid(inputs.scl_post, grid, window, "uint8", 0),
+            scl_pre=scl_pre,
+            scl_post=scl_post,
             slope=_slope(options, pre_path, grid, window),
             exclusion=(masks.exclusion_from_raster(options.exclusion_path, pre_path, options.exclusion_classes,
                                                    window=window) if options.exclusion_path else None),
@@ -394,8 +408,9 @@ def detect(
             from .clustering import ReservoirSample
 
             sample = ReservoirSample(int(inputs.sample_size), len(features), seed=inputs.seed)
-        writers = None if fitted else _Writers(stack, results, outputs, pre.profile, description, dates)
-        share1 = 45.0 if fitted else 100.0
+        one_pass = not fitted and not shore_px
+        writers = _Writers(stack, results, outputs, pre.profile, description, dates) if one_pass else None
+        share1 = 100.0 if one_pass else 45.0
         for n, window in enumerate(windows):
             rasters.check_cancelled(is_cancelled)
             pre_block, post_block, values = block_features(pre, post, window)
@@ -409,18 +424,23 @@ def detect(
                     with np.errstate(invalid="ignore"):  # fit on steep ground only; objects decide later
                         kept &= _slope(options, pre_path, grid, window) >= options.min_slope_deg
                 sample.offer(np.stack([values[name][kept] for name in features], axis=-1))
-            else:
+            elif writers is not None:
                 writers.write(window, block, values, pool)
             rasters.report(progress, share1 * (n + 1) / len(windows))
         for background in backgrounds.values():
             background.finish()
+        if shore_water is not None:
+            masks.rule_out_shore(codes, shore_px, lambda r0, r1: np.unpackbits(
+                shore_water[r0:r1], axis=1, count=grid.width).astype(bool))
+        else:
+            masks.rule_out_shore(codes, shore_px)
         removed = masks.count_reasons(codes)
         analysed = int((codes == masks.KEPT).sum())
         if analysed == 0:
             detail = ", ".join(f"{n:,} {masks.REASON_LABELS[r]}" for r, n in removed.items() if n)
             raise ValueError(f"no valid pixels after masking: of {codes.size:,} pixels {detail}; relax the masks "
                              "(or check that the images overlap and are not all cloud)")
-        if not fitted:
+        if one_pass:
             writers.close()
             _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
             if on_method_ready:
@@ -429,7 +449,7 @@ def detect(
             return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
 
         # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
-        sample_rows = sample.rows
+        sample_rows = sample.rows if sample is not None else np.empty((0, len(features)), np.float32)
         del sample
         if on_method_ready:  # methods without a fit (the threshold) are known already
             for m in methods:

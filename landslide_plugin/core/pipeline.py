@@ -46,10 +46,11 @@ def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) ->
 
 
 def default_masks() -> masks_module.MaskOptions:
-    """The one-step run's mask rules: SCL, water (SCL and NDWI), slope with a DEM, vegetated before."""
+    """The one-step run's mask rules: SCL, water (SCL and NDWI) and its shore, slope with a DEM, vegetated before."""
     return masks_module.MaskOptions(use_scl=True, exclude_dark=defaults.EXCLUDE_DARK,
                                     exclude_water=defaults.EXCLUDE_WATER,
                                     ndwi_water_threshold=defaults.NDWI_WATER_THRESHOLD,
+                                    water_buffer_px=defaults.WATER_BUFFER_PX,
                                     min_slope_deg=defaults.MIN_SLOPE_DEG, min_ndvi_pre=defaults.MIN_NDVI_PRE)
 
 
