@@ -35,6 +35,9 @@ LOCAL_VIS = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.
 LOCAL_VIS_CORE = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
                    local_min_dvis=0.02, min_core_fraction=0.5, fallback=True)
 
+LOCAL_SCAR = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+               local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True)
+
 
 def local(rule):
     return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
@@ -50,6 +53,7 @@ VARIANTS = {
     "local_vis": {"methods": local(LOCAL_VIS), "masks": mask_opts(), "inputs": F5},
     "local_vis_core": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(), "inputs": F5},
     "local_vis_core_shore": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(water_buffer_px=2), "inputs": F5},
+    "local_scar": {"methods": local(LOCAL_SCAR), "masks": mask_opts(water_buffer_px=2), "inputs": F5},
     "local_vis_core_objects": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(slope_objects=True),
                                "inputs": F5},
     "local_pix15_objects": {"methods": local(LOCAL15), "masks": mask_opts(slope_objects=True), "inputs": F5},

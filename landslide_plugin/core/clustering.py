@@ -82,6 +82,11 @@ class SelectionRule:
     #: scar core's change (linear mixing); 0.5 keeps the pixels at least half covered, as a map of scars
     #: (and an inventory rasterised onto the grid) counts them, and drops the blurred fringe outside a scar.
     min_core_fraction: float | None = None
+    #: Also a landslide, in a landslide cluster or not: an analysed pixel whose change beyond the median of its
+    #: surroundings (as ``local_max_dndvi``) is scar-like - dNDVI below this, dBSI above ``min_dbsi`` and dVIS
+    #: above ``min_dvis`` (None: no such path). Between a winter and a summer image the land greens up; a scar
+    #: whose ground was leafless or snowy before hardly loses NDVI, but loses it against everything around it.
+    local_scar_dndvi: float | None = None
     #: When no cluster meets the rule, fall back to every cluster that lost vegetation, gained bare soil
     #: and did not darken (the pixel rule above still applies); False: map nothing.
     fallback: bool = False
@@ -102,6 +107,10 @@ class SelectionRule:
                          "the median there with dNDVI below the median")
                 why += "; fresh soil and rock are brighter than dried grass"
             text += f" ({why})"
+        if self.local_scar_dndvi is not None:
+            text += (f"; and, in any cluster, every pixel whose change beyond the median of the land within "
+                     f"{LOCAL_WINDOW_M:g} m is dNDVI < {self.local_scar_dndvi:g}, dBSI > {self.min_dbsi:g} and dVIS > "
+                     f"{self.min_dvis:g} (a scar on ground that was leafless or snowy before, in land that greened up)")
         if self.min_core_fraction is not None:
             text += (f"; and whose NDVI loss is at least {self.min_core_fraction:g} of the strongest loss within "
                      f"{indices.CORE_RADIUS_PX} px (a pixel at least half covered by the scar next to it, not its "

@@ -129,13 +129,14 @@ class ClusterDetector(Detector):
             self.model, self.nothing = None, str(nothing)
 
     def predict(self, features):
+        rule = self.spec.rule
         if self.model is None:
             size = np.asarray(next(iter(features.values()))).shape
-            return BlockPrediction(landslide=np.zeros(size, bool), labels=np.full(size, 255, np.uint8),
+            return BlockPrediction(landslide=self._local_scars(features, np.zeros(size, bool), rule),
+                                   labels=np.full(size, 255, np.uint8),
                                    probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
         landslide = np.isin(labels, self.model.landslide_clusters)
-        rule = self.spec.rule
         with np.errstate(invalid="ignore"):
             if getattr(rule, "pixel_max_dndvi", None) is not None:
                 landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) < rule.pixel_max_dndvi
@@ -149,7 +150,21 @@ class ClusterDetector(Detector):
             if getattr(rule, "min_core_fraction", None) is not None:
                 core = np.asarray(features[CORE_DNDVI]).reshape(landslide.shape)
                 landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) <= rule.min_core_fraction * core
+        landslide = self._local_scars(features, landslide, rule)
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
+
+    @staticmethod
+    def _local_scars(features, landslide: np.ndarray, rule) -> np.ndarray:
+        """``SelectionRule.local_scar_dndvi``: add the pixels whose change beyond their surroundings is scar-like."""
+        if getattr(rule, "local_scar_dndvi", None) is None:
+            return landslide
+
+        def beyond(name):
+            return np.asarray(features[name + LOCAL]).reshape(landslide.shape)
+
+        with np.errstate(invalid="ignore"):
+            return landslide | ((beyond("dNDVI") < rule.local_scar_dndvi) & (beyond("dBSI") > rule.min_dbsi)
+                                & (beyond("dVIS") > rule.min_dvis))
 
     @property
     def landslide_cluster(self) -> int:
@@ -174,6 +189,9 @@ class ClusterDetector(Detector):
 
     def describe(self):
         if self.model is None:
+            if getattr(self.spec.rule, "local_scar_dndvi", None) is not None:
+                return (f"{self.nothing.split(', so this method')[0]}; only the local scar path of the rule maps here "
+                        f"({self.spec.rule.describe()})")
             return self.nothing
         chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
         scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}; "
@@ -327,10 +345,11 @@ def detect(
     if "dNDVI" not in features and (local or any(m.kind == "threshold" or m.candidates_below is not None
                                                  for m in methods)):
         features = (*features, "dNDVI")
-    features = (*features, *(name for name in local if name not in features))
     core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
     if core and "dNDVI" not in features:
         features = (*features, "dNDVI")
+    # Features only the rules read (not fitted on): computed with the others, left out of the sample.
+    computed = (*features, *(name for name in local if name not in features))
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
     if fitted:
@@ -347,7 +366,7 @@ def detect(
     pre_path, post_path = os.fspath(inputs.pre_stack), os.fspath(inputs.post_stack)
     _check_inputs(pre_path, post_path, inputs, options)
     needed = tuple(b for b in idx.REQUIRED_BANDS
-                   if b in set(idx.bands_for_features(features)) | set(masks.bands_for_mask(options)))
+                   if b in set(idx.bands_for_features(computed)) | set(masks.bands_for_mask(options)))
     fallback = idx.band_fallback(inputs.band_numbers)
     pre_bands = rasters.find_bands(pre_path, needed, fallback=fallback)
     post_bands = rasters.find_bands(post_path, needed, fallback=fallback)
@@ -362,7 +381,7 @@ def detect(
     def block_features(pre, post, window):
         pre_block = idx.read_bands(pre, pre_bands, window)
         post_block = idx.read_bands(post, post_bands, window)
-        return pre_block, post_block, idx.change_features(pre_block, post_block, features)
+        return pre_block, post_block, idx.change_features(pre_block, post_block, computed)
 
     # The shore buffer needs the whole image's water first (then the maps wait for a second pass). Its water is
     # the SCL's (class 6) where SCLs are given: NDWI > 0 also marks thin snow and shadows.
@@ -388,7 +407,7 @@ def detect(
                                                    window=window) if options.exclusion_path else None),
             options=options)
         finite = np.ones(codes.shape, dtype=bool)
-        for name in features:
+        for name in computed:
             finite &= np.isfinite(values[name])
         codes[(codes == masks.KEPT) & ~finite] = no_data_code
         return codes
@@ -455,6 +474,9 @@ def detect(
             for m in methods:
                 if not detectors[m.name].fitted:
                     on_method_ready(results[m.name])
+        if fitted:  # import scikit-learn here: two fits importing it at once in their threads can collide
+            import sklearn.cluster  # noqa: F401
+            import sklearn.mixture  # noqa: F401
         futures = {pool.submit(detectors[m.name].fit, sample_rows, features): m for m in fitted}
         pending = set(futures)
         while pending:
@@ -512,6 +534,8 @@ def _local_features(methods: Sequence[MethodSpec]) -> tuple[str, ...]:
             names.append("dNDVI")
             if getattr(m.rule, "local_min_dvis", None) is not None:
                 names.append("dVIS")
+        if getattr(m.rule, "local_scar_dndvi", None) is not None:
+            names += ["dNDVI", "dBSI", "dVIS"]
     return tuple(dict.fromkeys(names))
 
 

@@ -84,7 +84,9 @@ class ClusteringOptions:
     fell by more than 0.15 and by more than 0.1 beyond the median of their surroundings (800 m: season,
     drought, haze and sun angle change whole hillsides; a scar is local), or that brightened in the visible
     by 0.02 more than their surroundings (fresh soil is brighter than dried grass), and whose loss is at
-    least half the strongest loss within 2 px (at least half covered, not the blurred fringe of a scar).
+    least half the strongest loss within 2 px (at least half covered, not the blurred fringe of a scar);
+    and, clustered or not, every pixel whose change beyond its surroundings is scar-like (dNDVI < -0.2, soil
+    and brightness gained: a scar in land that greened up between a winter and a summer image).
     ``REFERENCE_STUDY_CLUSTERING``
     is the reference study's way: every analysed pixel, NDVI and BSI of both dates and their changes, the
     single cluster with the largest NDVI loss and bare-soil gain.
@@ -94,7 +96,7 @@ class ClusteringOptions:
     candidates_below: float | None = -0.1
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
         max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
-        local_min_dvis=0.02, min_core_fraction=0.5, fallback=True))
+        local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",

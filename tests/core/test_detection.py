@@ -293,3 +293,45 @@ def test_core_fraction_rule_drops_the_blurred_fringe_around_a_scar(tmp_path, mon
     with_rule, log = run(0.5)
     np.testing.assert_array_equal(with_rule, scar)
     assert "at least 0.5 of the strongest loss within 2 px" in log
+
+
+def test_local_scar_path_finds_a_scar_in_land_that_greened_up(tmp_path):
+    """Winter to summer: the whole hillside greened (NDVI +0.4), a scar's ground went from sparse winter cover to
+    fresh soil, losing only 0.08 NDVI - too little for any absolute rule (nothing lost 0.1: nothing to cluster)
+    but 0.48 against everything around it, with bare soil and brightness gained. The local scar path maps it,
+    and only it."""
+    from test_clustering import write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(9)
+    size = 160
+    winter = np.array((0.06, 0.08, 0.09, 0.21, 0.22), np.float32)     # NDVI 0.40
+    summer = np.array((0.03, 0.065, 0.04, 0.36, 0.19), np.float32)    # NDVI 0.80
+    soil = np.array((0.10, 0.13, 0.13, 0.25, 0.30), np.float32)       # NDVI 0.32
+    pre = np.broadcast_to(winter[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to(summer[:, None, None], (5, size, size)).copy()
+    scar = np.zeros((size, size), bool)
+    scar[40:52, 90:100] = True
+    post[:, scar] = soil[:, None]
+    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+
+    def run(local_scar):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=-0.1, local_scar_dndvi=local_scar, fallback=True)
+        spec = MethodSpec("kmeans", 5, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"scar_{local_scar}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
+                                                  features=("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"),
+                                                  sample_size=20000),
+                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
+        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+
+    without, _ = run(None)
+    assert not without.any()
+    found, log = run(-0.2)
+    np.testing.assert_array_equal(found, scar)
+    assert "median of the land within 800 m is dNDVI < -0.2, dBSI > 0.05 and dVIS > 0.02" in log

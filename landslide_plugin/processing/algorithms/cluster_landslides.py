@@ -105,7 +105,9 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "0.15 and by more than 0.1 beyond the median of the land within 800 m, or that brightened "
                  "in the visible by 0.02 more than that land (a scar is local; season, drought, haze and sun "
                  "angle change whole hillsides; fresh soil is brighter than dried grass), and that lost at least "
-                 "half as much as the strongest loss within 2 pixels (not a scar's blurred fringe). Reference "
+                 "half as much as the strongest loss within 2 pixels (not a scar's blurred fringe); clustered or "
+                 "not, a pixel whose NDVI fell 0.2 more than that land's while it gained bare soil and "
+                 "brightened is a landslide too. Reference "
                  "study: every analysed pixel is clustered and the one cluster with the largest NDVI loss and "
                  "BSI gain is the landslide cluster.", advanced=True)
         self.add(QgsProcessingParameterEnum(self.FEATURES, "Features", options=list(FEATURE_OPTIONS),
