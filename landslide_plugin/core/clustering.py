@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import masks
+from . import indices, masks
 
 METHODS = ("kmeans", "gmm")
 
@@ -42,6 +42,9 @@ BLOCK_ROWS = 256
 
 #: Pixels standardised and predicted at once (float64 copies of 262 144 x 6 features: 12 MB).
 PREDICT_CHUNK = 1 << 18
+
+#: Width of the surroundings of ``SelectionRule.local_max_dndvi`` (metres).
+LOCAL_WINDOW_M = indices.LOCAL_CELL_M * indices.LOCAL_CELLS
 
 NOT_LANDSLIDE_WARNING = ("no cluster shows vegetation loss with bare-soil gain; "
                          "the result is probably not landslides")
@@ -64,6 +67,26 @@ class SelectionRule:
     #: In a landslide cluster, only pixels whose own NDVI fell below this are landslides (None: all of them):
     #: the cluster tells the kind of change, this the size of the change at the pixel.
     pixel_max_dndvi: float | None = None
+    #: In a landslide cluster, only pixels whose NDVI fell by more than that of their surroundings, by at least
+    #: this much: dNDVI minus the median dNDVI of the observed land within about 800 m
+    #: (``indices.LocalBackground``) must be below it (None: no such test). Season, drought, haze and sun
+    #: angle change whole hillsides alike; a scar is a local loss.
+    local_max_dndvi: float | None = None
+    #: With ``local_max_dndvi``: a pixel also passes the local test when its visible reflectance rose by more
+    #: than this beyond its surroundings' (dVIS minus their median) while it lost more NDVI than they did at
+    #: all. Fresh soil and rock are brighter than the dry grass or litter around them, so a scar in a
+    #: landscape that dried out between the dates still stands out in the visible (None: no such test).
+    local_min_dvis: float | None = None
+    #: In a landslide cluster, only pixels whose NDVI loss is at least this share of the strongest loss within
+    #: ``indices.CORE_RADIUS_PX`` pixels (None: no such test). A pixel's change is its scar fraction times the
+    #: scar core's change (linear mixing); 0.5 keeps the pixels at least half covered, as a map of scars
+    #: (and an inventory rasterised onto the grid) counts them, and drops the blurred fringe outside a scar.
+    min_core_fraction: float | None = None
+    #: Also a landslide, in a landslide cluster or not: an analysed pixel whose change beyond the median of its
+    #: surroundings (as ``local_max_dndvi``) is scar-like - dNDVI below this, dBSI above ``min_dbsi`` and dVIS
+    #: above ``min_dvis`` (None: no such path). Between a winter and a summer image the land greens up; a scar
+    #: whose ground was leafless or snowy before hardly loses NDVI, but loses it against everything around it.
+    local_scar_dndvi: float | None = None
     #: When no cluster meets the rule, fall back to every cluster that lost vegetation, gained bare soil
     #: and did not darken (the pixel rule above still applies); False: map nothing.
     fallback: bool = False
@@ -75,6 +98,23 @@ class SelectionRule:
             text += " (if none: every cluster with dNDVI < 0, dBSI > 0 and dVIS >= 0)"
         if self.pixel_max_dndvi is not None:
             text += f"; in them, pixels with dNDVI < {self.pixel_max_dndvi:g}"
+        if self.local_max_dndvi is not None:
+            text += (f"{'' if self.pixel_max_dndvi is not None else '; in them, pixels'} whose dNDVI is more than "
+                     f"{-self.local_max_dndvi:g} below the median dNDVI of the land within {LOCAL_WINDOW_M:g} m")
+            why = "a scar is a local loss; season, drought, haze and sun angle change whole hillsides"
+            if self.local_min_dvis is not None:
+                text += (f", or whose mean visible reflectance change is more than {self.local_min_dvis:g} above "
+                         "the median there with dNDVI below the median")
+                why += "; fresh soil and rock are brighter than dried grass"
+            text += f" ({why})"
+        if self.local_scar_dndvi is not None:
+            text += (f"; and, in any cluster, every pixel whose change beyond the median of the land within "
+                     f"{LOCAL_WINDOW_M:g} m is dNDVI < {self.local_scar_dndvi:g}, dBSI > {self.min_dbsi:g} and dVIS > "
+                     f"{self.min_dvis:g} (a scar on ground that was leafless or snowy before, in land that greened up)")
+        if self.min_core_fraction is not None:
+            text += (f"; and whose NDVI loss is at least {self.min_core_fraction:g} of the strongest loss within "
+                     f"{indices.CORE_RADIUS_PX} px (a pixel at least half covered by the scar next to it, not its "
+                     "blurred fringe)")
         return text
 
 

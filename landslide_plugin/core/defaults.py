@@ -27,6 +27,9 @@ EXCLUDE_WATER = True
 EXCLUDE_DARK = False
 #: NDWI (McFeeters) above which a pixel is water on either date.
 NDWI_WATER_THRESHOLD = 0.0
+#: Pixels within this many pixels of water (either date) are ruled out in the one-step run: a shore moves with
+#: the water level and mixes water and wet ground (scenario bench: reservoir-shore false alarms 214 -> 13 px).
+WATER_BUFFER_PX = 2
 #: With a DEM, gentler slopes are ruled out (rapid-mapping practice).
 MIN_SLOPE_DEG = 15.0
 #: Pre-event NDVI a pixel needs to count (vegetated before: a scar removes vegetation), in the one-step run.

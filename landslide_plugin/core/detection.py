@@ -41,6 +41,15 @@ from . import masks, rasters
 #: tiles, so each tile row is decompressed for two blocks at most.
 BLOCK_ROWS = 256
 
+#: The suffix under which a block's feature minus its surroundings' median (``indices.LocalBackground``) reaches
+#: the methods whose rule asks for it (``SelectionRule.local_max_dndvi``, ``local_min_dvis``): dNDVI_local.
+LOCAL = "_local"
+#: The name of a block's strongest NDVI loss within ``idx.CORE_RADIUS_PX`` (``SelectionRule.min_core_fraction``).
+CORE_DNDVI = "dNDVI_core"
+#: Mask reasons that leave a pixel observed land (ruled out by a rule, not by the SCL, water or no data): its
+#: change counts in the surroundings' median.
+_BACKGROUND_REASONS = ("slope", "exclusion", "not_vegetated")
+
 #: Threads that fit and predict the methods side by side (the machines this runs on have 2+ cores).
 THREADS = 2
 
@@ -120,17 +129,42 @@ class ClusterDetector(Detector):
             self.model, self.nothing = None, str(nothing)
 
     def predict(self, features):
+        rule = self.spec.rule
         if self.model is None:
             size = np.asarray(next(iter(features.values()))).shape
-            return BlockPrediction(landslide=np.zeros(size, bool), labels=np.full(size, 255, np.uint8),
+            return BlockPrediction(landslide=self._local_scars(features, np.zeros(size, bool), rule),
+                                   labels=np.full(size, 255, np.uint8),
                                    probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
         landslide = np.isin(labels, self.model.landslide_clusters)
-        rule = self.spec.rule
-        if rule is not None and getattr(rule, "pixel_max_dndvi", None) is not None:
-            with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):
+            if getattr(rule, "pixel_max_dndvi", None) is not None:
                 landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) < rule.pixel_max_dndvi
+            if getattr(rule, "local_max_dndvi", None) is not None:
+                loss = np.asarray(features["dNDVI" + LOCAL]).reshape(landslide.shape)
+                local = loss < rule.local_max_dndvi
+                if getattr(rule, "local_min_dvis", None) is not None:
+                    brighter = np.asarray(features["dVIS" + LOCAL]).reshape(landslide.shape) > rule.local_min_dvis
+                    local |= brighter & (loss < 0)
+                landslide &= local
+            if getattr(rule, "min_core_fraction", None) is not None:
+                core = np.asarray(features[CORE_DNDVI]).reshape(landslide.shape)
+                landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) <= rule.min_core_fraction * core
+        landslide = self._local_scars(features, landslide, rule)
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
+
+    @staticmethod
+    def _local_scars(features, landslide: np.ndarray, rule) -> np.ndarray:
+        """``SelectionRule.local_scar_dndvi``: add the pixels whose change beyond their surroundings is scar-like."""
+        if getattr(rule, "local_scar_dndvi", None) is None:
+            return landslide
+
+        def beyond(name):
+            return np.asarray(features[name + LOCAL]).reshape(landslide.shape)
+
+        with np.errstate(invalid="ignore"):
+            return landslide | ((beyond("dNDVI") < rule.local_scar_dndvi) & (beyond("dBSI") > rule.min_dbsi)
+                                & (beyond("dVIS") > rule.min_dvis))
 
     @property
     def landslide_cluster(self) -> int:
@@ -155,6 +189,9 @@ class ClusterDetector(Detector):
 
     def describe(self):
         if self.model is None:
+            if getattr(self.spec.rule, "local_scar_dndvi", None) is not None:
+                return (f"{self.nothing.split(', so this method')[0]}; only the local scar path of the rule maps here "
+                        f"({self.spec.rule.describe()})")
             return self.nothing
         chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
         scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}; "
@@ -304,8 +341,15 @@ def detect(
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
     features = idx.check_names(inputs.features, idx.ALL_FEATURES, "feature")
-    if "dNDVI" not in features and any(m.kind == "threshold" or m.candidates_below is not None for m in methods):
+    local = _local_features(methods)
+    if "dNDVI" not in features and (local or any(m.kind == "threshold" or m.candidates_below is not None
+                                                 for m in methods)):
         features = (*features, "dNDVI")
+    core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
+    if core and "dNDVI" not in features:
+        features = (*features, "dNDVI")
+    # Features only the rules read (not fitted on): computed with the others, left out of the sample.
+    computed = (*features, *(name for name in local if name not in features))
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
     if fitted:
@@ -322,32 +366,48 @@ def detect(
     pre_path, post_path = os.fspath(inputs.pre_stack), os.fspath(inputs.post_stack)
     _check_inputs(pre_path, post_path, inputs, options)
     needed = tuple(b for b in idx.REQUIRED_BANDS
-                   if b in set(idx.bands_for_features(features)) | set(masks.bands_for_mask(options)))
+                   if b in set(idx.bands_for_features(computed)) | set(masks.bands_for_mask(options)))
     fallback = idx.band_fallback(inputs.band_numbers)
     pre_bands = rasters.find_bands(pre_path, needed, fallback=fallback)
     post_bands = rasters.find_bands(post_path, needed, fallback=fallback)
     grid = rasters.Grid.from_path(pre_path)
     windows = list(rasters.row_windows(grid.height, grid.width, BLOCK_ROWS))
     no_data_code = masks.REASONS.index("no_data") + 1
+    backgrounds = {name: idx.LocalBackground.for_grid(grid.width, min(grid.pixel_size)) for name in local}
+    land_codes = [masks.KEPT] + [masks.REASONS.index(r) + 1 for r in _BACKGROUND_REASONS]
     results = {m.name: MethodResult(m, detectors[m.name]) for m in methods}
     description = options.describe() if with_rules else "none"
 
     def block_features(pre, post, window):
         pre_block = idx.read_bands(pre, pre_bands, window)
         post_block = idx.read_bands(post, post_bands, window)
-        return pre_block, post_block, idx.change_features(pre_block, post_block, features)
+        return pre_block, post_block, idx.change_features(pre_block, post_block, computed)
+
+    # The shore buffer needs the whole image's water first (then the maps wait for a second pass). Its water is
+    # the SCL's (class 6) where SCLs are given: NDWI > 0 also marks thin snow and shadows.
+    shore_px = int(options.water_buffer_px) if options.exclude_water else 0
+    scl_given = options.use_scl and bool(inputs.scl_pre or inputs.scl_post)
+    shore_water = np.zeros((grid.height, -(-grid.width // 8)), np.uint8) if shore_px and scl_given else None
 
     def block_codes(pre_block, post_block, values, window):
+        scl_pre = _on_grid(inputs.scl_pre, grid, window, "uint8", 0)
+        scl_post = _on_grid(inputs.scl_post, grid, window, "uint8", 0)
+        if shore_water is not None:
+            water = np.zeros((window.height, window.width), bool)
+            for scl in (scl_pre, scl_post):
+                if scl is not None:
+                    water |= scl == masks.WATER_SCL
+            shore_water[window.row_off:window.row_off + window.height] = np.packbits(water, axis=1)
         codes = masks.mask_codes(
             pre_block, post_block,
-            scl_pre=_on_grid(inputs.scl_pre, grid, window, "uint8", 0),
-            scl_post=_on_grid(inputs.scl_post, grid, window, "uint8", 0),
+            scl_pre=scl_pre,
+            scl_post=scl_post,
             slope=_slope(options, pre_path, grid, window),
             exclusion=(masks.exclusion_from_raster(options.exclusion_path, pre_path, options.exclusion_classes,
                                                    window=window) if options.exclusion_path else None),
             options=options)
         finite = np.ones(codes.shape, dtype=bool)
-        for name in features:
+        for name in computed:
             finite &= np.isfinite(values[name])
         codes[(codes == masks.KEPT) & ~finite] = no_data_code
         return codes
@@ -367,29 +427,39 @@ def detect(
             from .clustering import ReservoirSample
 
             sample = ReservoirSample(int(inputs.sample_size), len(features), seed=inputs.seed)
-        writers = None if fitted else _Writers(stack, results, outputs, pre.profile, description, dates)
-        share1 = 45.0 if fitted else 100.0
+        one_pass = not fitted and not shore_px
+        writers = _Writers(stack, results, outputs, pre.profile, description, dates) if one_pass else None
+        share1 = 100.0 if one_pass else 45.0
         for n, window in enumerate(windows):
             rasters.check_cancelled(is_cancelled)
             pre_block, post_block, values = block_features(pre, post, window)
             block = block_codes(pre_block, post_block, values, window)
             codes[window.row_off:window.row_off + window.height] = block
+            for name, background in backgrounds.items():
+                background.add(values[name], np.isin(block, land_codes) & np.isfinite(values[name]))
             if sample is not None:
                 kept = block == masks.KEPT
                 if options.slope_objects and (options.slope_path or options.dem_path):
                     with np.errstate(invalid="ignore"):  # fit on steep ground only; objects decide later
                         kept &= _slope(options, pre_path, grid, window) >= options.min_slope_deg
                 sample.offer(np.stack([values[name][kept] for name in features], axis=-1))
-            else:
+            elif writers is not None:
                 writers.write(window, block, values, pool)
             rasters.report(progress, share1 * (n + 1) / len(windows))
+        for background in backgrounds.values():
+            background.finish()
+        if shore_water is not None:
+            masks.rule_out_shore(codes, shore_px, lambda r0, r1: np.unpackbits(
+                shore_water[r0:r1], axis=1, count=grid.width).astype(bool))
+        else:
+            masks.rule_out_shore(codes, shore_px)
         removed = masks.count_reasons(codes)
         analysed = int((codes == masks.KEPT).sum())
         if analysed == 0:
             detail = ", ".join(f"{n:,} {masks.REASON_LABELS[r]}" for r, n in removed.items() if n)
             raise ValueError(f"no valid pixels after masking: of {codes.size:,} pixels {detail}; relax the masks "
                              "(or check that the images overlap and are not all cloud)")
-        if not fitted:
+        if one_pass:
             writers.close()
             _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
             if on_method_ready:
@@ -398,12 +468,15 @@ def detect(
             return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
 
         # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
-        sample_rows = sample.rows
+        sample_rows = sample.rows if sample is not None else np.empty((0, len(features)), np.float32)
         del sample
         if on_method_ready:  # methods without a fit (the threshold) are known already
             for m in methods:
                 if not detectors[m.name].fitted:
                     on_method_ready(results[m.name])
+        if fitted:  # import scikit-learn here: two fits importing it at once in their threads can collide
+            import sklearn.cluster  # noqa: F401
+            import sklearn.mixture  # noqa: F401
         futures = {pool.submit(detectors[m.name].fit, sample_rows, features): m for m in fitted}
         pending = set(futures)
         while pending:
@@ -422,13 +495,48 @@ def detect(
             block = codes[window.row_off:window.row_off + window.height]
             values = None
             if (block == masks.KEPT).any():
-                _, _, values = block_features(pre, post, window)
+                if core:  # the block with a halo of rows, for the strongest loss nearby
+                    values = _with_core(block_features, pre, post, window, codes)
+                else:
+                    _, _, values = block_features(pre, post, window)
+                for name, background in backgrounds.items():
+                    values[name + LOCAL] = values[name] - background.rows(window.row_off, window.height)
             writers.write(window, block, values, pool)
             rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
         writers.close()
     _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
     return DetectionResult(results, removed, analysed, int(codes.size), int(sample_rows.shape[0]), description,
                            reads=2)
+
+
+def _with_core(block_features, pre, post, window, codes) -> dict[str, np.ndarray]:
+    """A block's features plus CORE_DNDVI: the strongest NDVI loss of the analysed pixels within
+    ``idx.CORE_RADIUS_PX`` (read with that many rows above and below, so blocks join seamlessly)."""
+    from rasterio.windows import Window
+
+    halo = idx.CORE_RADIUS_PX
+    r0 = max(0, window.row_off - halo)
+    r1 = min(codes.shape[0], window.row_off + window.height + halo)
+    _, _, values = block_features(pre, post, Window(window.col_off, r0, window.width, r1 - r0))
+    top = window.row_off - r0
+    rows = slice(top, top + window.height)
+    core = idx.strongest_loss_nearby(values["dNDVI"], codes[r0:r1] == masks.KEPT)
+    out = {name: v[rows] for name, v in values.items()}
+    out[CORE_DNDVI] = core[rows]
+    return out
+
+
+def _local_features(methods: Sequence[MethodSpec]) -> tuple[str, ...]:
+    """Features whose local anomaly (minus the surroundings' median) some method's rule reads."""
+    names = []
+    for m in methods:
+        if getattr(m.rule, "local_max_dndvi", None) is not None:
+            names.append("dNDVI")
+            if getattr(m.rule, "local_min_dvis", None) is not None:
+                names.append("dVIS")
+        if getattr(m.rule, "local_scar_dndvi", None) is not None:
+            names += ["dNDVI", "dBSI", "dVIS"]
+    return tuple(dict.fromkeys(names))
 
 
 class _Writers:

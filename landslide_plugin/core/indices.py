@@ -409,3 +409,110 @@ def write_rdndvi(
                     mask_dst.write(mask, 1, window=window)
             rasters.report(progress, 100.0 * (n + 1) / len(windows))
     return counts
+
+
+# -- the regional change around a pixel ----------------------------------------------------------------------
+#: Side of the cells whose median change makes the regional background (metres): 8 pixels at 20 m.
+LOCAL_CELL_M = 160.0
+#: Cells (per side) the background's median is taken over: 5 x 160 m = 800 m. Seasonal browning and
+#: greening, drought, haze plumes and sun-angle differences change whole hillsides alike, over kilometres;
+#: a landslide scar is tens to a few hundred metres wide, so it hardly moves the median of 800 m.
+LOCAL_CELLS = 5
+
+
+#: Radius (pixels) within which a pixel's change is compared with the strongest change: a scar's edge pixel
+#: lies within a pixel or two of the scar's core (the sensor's blur and the co-registration spread an edge
+#: over about two pixels).
+CORE_RADIUS_PX = 2
+
+
+def strongest_loss_nearby(dndvi: np.ndarray, valid: np.ndarray, radius: int = CORE_RADIUS_PX) -> np.ndarray:
+    """The lowest dNDVI of the ``valid`` pixels within ``radius`` pixels (a square), at most 0 (float32).
+
+    Under linear mixing a pixel's change is its scar fraction times the change of the scar's core, so
+    dNDVI / this tells roughly what share of the pixel the nearby change covers.
+    """
+    from scipy import ndimage
+
+    values = np.where(valid & np.isfinite(dndvi), np.asarray(dndvi, np.float32), np.float32(0.0))
+    return np.minimum(ndimage.minimum_filter(values, size=2 * int(radius) + 1, mode="nearest"),
+                      np.float32(0.0)).astype(np.float32)
+
+
+class LocalBackground:
+    """The median change of the surroundings of every pixel (about 800 m), built block by block.
+
+    ``add`` takes the rows of one block in order (values and where they count: observed land), keeping
+    only the median of each ``cell`` x ``cell`` cell; ``finish`` takes the median of the cell medians over
+    ``cells`` x ``cells`` cells (NaN-aware: cloud, water and no data do not count); ``rows`` gives the
+    background of a block of rows, interpolated bilinearly between cell centres. Memory: the cell grid
+    (1/64 of the pixels at 8 px cells) plus at most one cell row of pending rows.
+    """
+
+    def __init__(self, width: int, cell: int, cells: int = LOCAL_CELLS):
+        if cell < 1 or cells < 1:
+            raise ValueError(f"cell ({cell}) and cells ({cells}) must be at least 1")
+        self.width, self.cell, self.cells = int(width), int(cell), int(cells)
+        self._pending: list[np.ndarray] = []
+        self._cell_rows: list[np.ndarray] = []
+        self.grid: np.ndarray | None = None
+
+    @classmethod
+    def for_grid(cls, width: int, pixel_m: float) -> LocalBackground:
+        return cls(width, max(1, int(round(LOCAL_CELL_M / max(float(pixel_m), 1e-9)))))
+
+    def add(self, values: np.ndarray, valid: np.ndarray) -> None:
+        self._pending.append(np.where(valid, np.asarray(values, np.float32), np.float32(np.nan)))
+        rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        full = rows.shape[0] // self.cell * self.cell
+        if full:
+            self._cell_rows.append(self._medians(rows[:full]))
+        self._pending = [rows[full:]] if full < rows.shape[0] else []
+
+    def finish(self) -> None:
+        if self._pending:
+            self._cell_rows.append(self._medians(np.concatenate(self._pending)))
+            self._pending = []
+        cells = (np.concatenate(self._cell_rows) if self._cell_rows
+                 else np.full((1, 1), np.nan, dtype=np.float32))
+        r = self.cells // 2
+        padded = np.pad(cells, r, mode="constant", constant_values=np.nan)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (self.cells, self.cells))
+        grid = _nanmedian(windows.reshape(*cells.shape, -1), axis=2)
+        fill = _nanmedian(grid.ravel(), axis=0)
+        self.grid = np.where(np.isnan(grid), 0.0 if np.isnan(fill) else fill, grid).astype(np.float32)
+
+    def rows(self, row_off: int, height: int) -> np.ndarray:
+        """The background of rows ``row_off`` .. ``row_off + height`` (float32, every column)."""
+        if self.grid is None:
+            raise RuntimeError("LocalBackground.rows before finish()")
+        grid = self.grid
+        r = _interpolation(np.arange(row_off, row_off + height), self.cell, grid.shape[0])
+        c = _interpolation(np.arange(self.width), self.cell, grid.shape[1])
+        across = grid[r[0]] * r[2][:, None] + grid[r[1]] * (1 - r[2])[:, None]
+        return (across[:, c[0]] * c[2] + across[:, c[1]] * (1 - c[2])).astype(np.float32)
+
+    def _medians(self, rows: np.ndarray) -> np.ndarray:
+        """Median of each cell of ``rows`` (cell rows of ``cell`` rows; the last may be shorter)."""
+        h, w, cell = rows.shape[0], rows.shape[1], self.cell
+        n_rows, n_cols = -(-h // cell), -(-w // cell)
+        padded = np.full((n_rows * cell, n_cols * cell), np.nan, dtype=np.float32)
+        padded[:h, :w] = rows
+        blocks = padded.reshape(n_rows, cell, n_cols, cell).transpose(0, 2, 1, 3)
+        return _nanmedian(blocks.reshape(n_rows, n_cols, cell * cell), axis=2)
+
+
+def _interpolation(pixels: np.ndarray, cell: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower cell, upper cell, weight of the lower) of each pixel centre between cell centres."""
+    position = np.clip((pixels + 0.5) / cell - 0.5, 0, n - 1)
+    lower = np.floor(position).astype(np.intp)
+    upper = np.minimum(lower + 1, n - 1)
+    return lower, upper, (1.0 - (position - lower)).astype(np.float32)
+
+
+def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN cell: NaN, handled by the caller
+        return np.nanmedian(values, axis=axis).astype(np.float32)

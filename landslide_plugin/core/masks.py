@@ -43,7 +43,7 @@ VEGETATED_NDVI = 0.3
 MIN_SLOPE_DEG = 15.0
 
 #: Why a pixel was removed, in the order reasons are assigned; code = position + 1 (0 = kept).
-REASONS = ("no_data", "scl", "dark", "water", "no_dem", "slope", "exclusion", "not_vegetated")
+REASONS = ("no_data", "scl", "dark", "water", "shore", "no_dem", "slope", "exclusion", "not_vegetated")
 #: Reasons that make a pixel "not observed" (255 in masks); the others rule it out (0).
 NODATA_REASONS = ("no_data", "scl", "dark", "no_dem")
 KEPT = 0
@@ -187,7 +187,8 @@ def exclusion_from_raster(path, like_path, classes: Sequence[int], *, window: Wi
 #: How each mask reason reads in a message.
 REASON_LABELS = {
     "no_data": "without data", "scl": "masked by SCL (cloud, shadow, snow)", "dark": "by SCL dark area",
-    "water": "by water", "no_dem": "outside the DEM", "slope": "by slope", "exclusion": "by land cover",
+    "water": "by water", "shore": "next to water (shore)", "no_dem": "outside the DEM", "slope": "by slope",
+    "exclusion": "by land cover",
     "not_vegetated": "not vegetated before",
 }
 
@@ -217,6 +218,11 @@ class MaskOptions:
     #: part of it reaches the minimum slope (a scar starts on steep ground; its runout and deposit may
     #: lie on gentle ground). Pixels flatter than the minimum are not sampled for fitting either way.
     slope_objects: bool = False
+    #: With ``exclude_water``: also rule out the pixels within this many pixels of water on either date
+    #: (0: none). A reservoir's or river's shore moves with the water level, and the pixels along a water
+    #: line mix water and wet ground; a drawdown zone that was grass before and mud after looks like a scar.
+    #: Applied by the detection pass (``detection.detect``), which sees the whole image.
+    water_buffer_px: int = 0
 
     def describe(self) -> str:
         parts = []
@@ -224,7 +230,8 @@ class MaskOptions:
             parts.append("SCL cloud/shadow/snow/no data" + (" + dark areas" if self.exclude_dark else ""))
         if self.exclude_water:
             ndwi = f", NDWI > {self.ndwi_water_threshold:g}" if self.ndwi_water_threshold is not None else ""
-            parts.append(f"water (SCL 6{ndwi})")
+            buffer = f" and {self.water_buffer_px} px around it" if self.water_buffer_px else ""
+            parts.append(f"water (SCL 6{ndwi}){buffer}")
         if self.dem_path:
             rule = f"slope >= {self.min_slope_deg:g} deg"
             if self.slope_objects:
@@ -316,6 +323,37 @@ def mask_codes(
         ndvi_pre = idx.ndvi(idx.band_of(pre_block, "B04", "pre-event"), idx.band_of(pre_block, "B8A", "pre-event"))
         assign("not_vegetated", ~vegetated_before(ndvi_pre, options.min_ndvi_pre))
     return codes
+
+
+def rule_out_shore(codes: np.ndarray, buffer_px: int, water_rows=None, *, block_rows: int = 256) -> int:
+    """In place: pixels within ``buffer_px`` pixels (8-connected steps) of water get the "shore" code, unless
+    removed for an earlier reason (no data, SCL, dark, water). Returns how many changed.
+
+    ``water_rows(r0, r1)`` gives the water (bool) of rows r0..r1, e.g. the SCL's water class; None: the pixels
+    with the "water" code. Works through the rows in blocks (with a halo), so no full-size copy is made.
+    """
+    if buffer_px <= 0:
+        return 0
+    from scipy import ndimage
+
+    water_code, shore = _code("water"), _code("shore")
+    if water_rows is None:
+        def water_rows(r0, r1):
+            return codes[r0:r1] == water_code
+    height = codes.shape[0]
+    changed = 0
+    for r0 in range(0, height, block_rows):
+        r1 = min(height, r0 + block_rows)
+        a0, a1 = max(0, r0 - buffer_px), min(height, r1 + buffer_px)
+        water = water_rows(a0, a1)
+        if not water.any():
+            continue
+        near = ndimage.binary_dilation(water, structure=np.ones((3, 3), bool), iterations=int(buffer_px))
+        block = codes[r0:r1]
+        change = near[r0 - a0:r1 - a0] & ((block == KEPT) | (block > shore))
+        block[change] = shore
+        changed += int(change.sum())
+    return changed
 
 
 def count_reasons(codes: np.ndarray) -> dict[str, int]:

@@ -46,10 +46,11 @@ def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) ->
 
 
 def default_masks() -> masks_module.MaskOptions:
-    """The one-step run's mask rules: SCL, water (SCL and NDWI), slope with a DEM, vegetated before."""
+    """The one-step run's mask rules: SCL, water (SCL and NDWI) and its shore, slope with a DEM, vegetated before."""
     return masks_module.MaskOptions(use_scl=True, exclude_dark=defaults.EXCLUDE_DARK,
                                     exclude_water=defaults.EXCLUDE_WATER,
                                     ndwi_water_threshold=defaults.NDWI_WATER_THRESHOLD,
+                                    water_buffer_px=defaults.WATER_BUFFER_PX,
                                     min_slope_deg=defaults.MIN_SLOPE_DEG, min_ndvi_pre=defaults.MIN_NDVI_PRE)
 
 
@@ -80,15 +81,22 @@ class ClusteringOptions:
     The default clusters only the pixels that lost vegetation at all, on features that tell kinds of
     change apart (fresh scars brighten in the visible and gain bare soil; burns, shadows and haze do
     not), and takes every cluster a stated rule calls landslide-like, then the pixels in them whose NDVI
-    fell by more than 0.2. ``REFERENCE_STUDY_CLUSTERING`` is the reference study's way: every analysed
-    pixel, NDVI and BSI of both dates and their changes, the single cluster with the largest NDVI loss
-    and bare-soil gain.
+    fell by more than 0.15 and by more than 0.1 beyond the median of their surroundings (800 m: season,
+    drought, haze and sun angle change whole hillsides; a scar is local), or that brightened in the visible
+    by 0.02 more than their surroundings (fresh soil is brighter than dried grass), and whose loss is at
+    least half the strongest loss within 2 px (at least half covered, not the blurred fringe of a scar);
+    and, clustered or not, every pixel whose change beyond its surroundings is scar-like (dNDVI < -0.2, soil
+    and brightness gained: a scar in land that greened up between a winter and a summer image).
+    ``REFERENCE_STUDY_CLUSTERING``
+    is the reference study's way: every analysed pixel, NDVI and BSI of both dates and their changes, the
+    single cluster with the largest NDVI loss and bare-soil gain.
     """
 
     features: tuple[str, ...] = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
     candidates_below: float | None = -0.1
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
-        max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.2, fallback=True))
+        max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+        local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",

@@ -209,7 +209,8 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
 
         Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
-        (an empty MIN_NDVI_PRE disables the vegetated-before rule).
+        (an empty MIN_NDVI_PRE disables the vegetated-before rule); with water excluded, its shore
+        (``defaults.WATER_BUFFER_PX``) is too, as in the one-step run.
         """
         from ..core import masks
 
@@ -228,6 +229,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
         return masks.MaskOptions(
             use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, "EXCLUDE_DARK", context),
             exclude_water=exclude_water, ndwi_water_threshold=ndwi_water_threshold if exclude_water else None,
+            water_buffer_px=defaults.WATER_BUFFER_PX if exclude_water else 0,
             dem_path=self.optional_raster_path(parameters, "DEM", context),
             min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context), exclusion_path=exclusion,
             exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)

@@ -170,3 +170,168 @@ def test_object_slope_rule_keeps_runout_of_a_scar_that_reaches_steep_ground(tmp_
     dropped = masks.keep_objects_reaching_slope(tmp_path / "m.tif", tmp_path / "s.tif", 15.0)
     out = read(tmp_path / "m.tif")
     assert dropped == 12 and (out[2:12, 5:8] == 1).all() and (out[15:18, 12:16] == 0).all()
+
+
+def test_local_rule_maps_scars_not_a_drought_that_browned_the_whole_hillside(tmp_path):
+    """A drought browned every slope (NDVI -0.25, brighter, more bare soil: a landslide-like cluster); two scars
+    lost far more than their surroundings. Without the local rule the whole hillside is mapped; with it only
+    the scars, and the rule is in the method's log."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(5)
+    size = 160
+    dry = np.array((0.07, 0.095, 0.12, 0.24, 0.33), np.float32)    # dry litter and grass
+    forest = np.array(FOREST_REFL, np.float32)
+    pre = np.broadcast_to(forest[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to((0.5 * forest + 0.5 * dry)[:, None, None], (5, size, size)).copy()
+    scars = np.zeros((size, size), bool)
+    scars[60:70, 40:52] = True
+    scars[100:112, 120:130] = True
+    post[:, scars] = np.array(DEBRIS_REFL, np.float32)[:, None]
+    pre *= rng.normal(1, 0.02, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.02, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    features = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
+
+    def run(local):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=local, fallback=True)
+        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"local_{local}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
+                                                  sample_size=20000), [spec], {spec.name: MethodOutputs(
+                                                      folder / "mask.tif")})
+        return read(folder / "mask.tif"), result.methods[spec.name].detector.describe()
+
+    without, _ = run(None)
+    assert (without == 1).mean() > 0.9                   # the browned hillside is mapped
+    with_rule, log = run(-0.1)
+    np.testing.assert_array_equal(with_rule == 1, scars)
+    assert "more than 0.1 below the median dNDVI of the land within 800 m" in log
+
+
+def test_local_visible_rule_finds_a_scar_in_grassland_that_dried_out(tmp_path):
+    """Winter to summer on semi-arid grassland: every slope dried (NDVI -0.39); a scar of fresh soil lost only
+    ~0.07 NDVI more than the dry grass around it, but is clearly brighter in the visible. The local NDVI test
+    alone misses most of it; with the visible alternative the scar is mapped, and nothing else."""
+    from test_clustering import write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(8)
+    size = 160
+    green = np.array((0.05, 0.085, 0.0775, 0.34, 0.28), np.float32)      # grass in winter
+    dried = np.array((0.085, 0.115, 0.155, 0.25, 0.33), np.float32)      # dry grass over soil in summer
+    soil = np.array((0.11, 0.15, 0.185, 0.26, 0.32), np.float32)         # the scar's fresh soil and rock
+    pre = np.broadcast_to(green[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to(dried[:, None, None], (5, size, size)).copy()
+    scar = np.zeros((size, size), bool)
+    scar[70:82, 60:70] = True
+    post[:, scar] = soil[:, None]
+    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+
+    def run(min_dvis):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=-0.1, local_min_dvis=min_dvis, fallback=True)
+        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"vis_{min_dvis}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
+                                                  features=("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"),
+                                                  sample_size=20000),
+                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
+        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+
+    ndvi_only, _ = run(None)
+    assert ndvi_only[scar].mean() < 0.5 and not ndvi_only[~scar].any()
+    with_visible, log = run(0.02)
+    np.testing.assert_array_equal(with_visible, scar)
+    assert "visible reflectance change is more than 0.02 above the median" in log
+
+
+@pytest.mark.parametrize("block_rows", [256, 64])
+def test_core_fraction_rule_drops_the_blurred_fringe_around_a_scar(tmp_path, monkeypatch, block_rows):
+    """The sensor's blur spreads a scar's loss a pixel beyond its outline (there ~a quarter of the core's loss,
+    still more than 0.15 NDVI): without the rule that fringe is mapped, with it exactly the scar, also when
+    the scar straddles two blocks of the detection pass."""
+    from scipy import ndimage
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    monkeypatch.setattr(detection, "BLOCK_ROWS", block_rows)
+    rng = np.random.default_rng(4)
+    size = 160
+    pre = np.broadcast_to(np.array(FOREST_REFL, np.float32)[:, None, None], (5, size, size)).copy()
+    post = pre.copy()
+    scar = np.zeros((size, size), bool)
+    scar[58:72, 50:64] = True
+    post[:, scar] = np.array(DEBRIS_REFL, np.float32)[:, None]
+    post = np.stack([ndimage.gaussian_filter(band, 0.8) for band in post])   # the point-spread function
+    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+
+    def run(fraction):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=-0.1, min_core_fraction=fraction, fallback=True)
+        spec = MethodSpec("kmeans", 2, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"core_{fraction}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
+                                                  features=("dNDVI", "dBSI"), sample_size=20000),
+                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
+        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+
+    without, _ = run(None)
+    assert without[scar].all() and (without & ~scar).sum() > 40   # the scar and a ring of fringe pixels
+    with_rule, log = run(0.5)
+    np.testing.assert_array_equal(with_rule, scar)
+    assert "at least 0.5 of the strongest loss within 2 px" in log
+
+
+def test_local_scar_path_finds_a_scar_in_land_that_greened_up(tmp_path):
+    """Winter to summer: the whole hillside greened (NDVI +0.4), a scar's ground went from sparse winter cover to
+    fresh soil, losing only 0.08 NDVI - too little for any absolute rule (nothing lost 0.1: nothing to cluster)
+    but 0.48 against everything around it, with bare soil and brightness gained. The local scar path maps it,
+    and only it."""
+    from test_clustering import write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(9)
+    size = 160
+    winter = np.array((0.06, 0.08, 0.09, 0.21, 0.22), np.float32)     # NDVI 0.40
+    summer = np.array((0.03, 0.065, 0.04, 0.36, 0.19), np.float32)    # NDVI 0.80
+    soil = np.array((0.10, 0.13, 0.13, 0.25, 0.30), np.float32)       # NDVI 0.32
+    pre = np.broadcast_to(winter[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to(summer[:, None, None], (5, size, size)).copy()
+    scar = np.zeros((size, size), bool)
+    scar[40:52, 90:100] = True
+    post[:, scar] = soil[:, None]
+    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+
+    def run(local_scar):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=-0.1, local_scar_dndvi=local_scar, fallback=True)
+        spec = MethodSpec("kmeans", 5, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"scar_{local_scar}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
+                                                  features=("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"),
+                                                  sample_size=20000),
+                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
+        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+
+    without, _ = run(None)
+    assert not without.any()
+    found, log = run(-0.2)
+    np.testing.assert_array_equal(found, scar)
+    assert "median of the land within 800 m is dNDVI < -0.2, dBSI > 0.05 and dVIS > 0.02" in log

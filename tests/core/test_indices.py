@@ -186,3 +186,39 @@ def test_real_barbellino_indices_are_bounded_and_water_is_wet(realdata):
     assert lake.sum() > 20
     assert np.nanmedian(water[lake]) > 0.2
     assert np.nanmedian(water[classes == 5]) < 0
+
+
+# -- the regional change around a pixel ----------------------------------------------------------------------
+def test_local_background_is_the_median_change_of_the_surroundings_block_by_block():
+    """A regional gradient (a drought stronger to the east) with a scar and a cloud: the background follows the
+    gradient, ignores the scar (a local loss) and the pixels that do not count, and is the same whether the
+    rows come in one block or in uneven blocks."""
+    rng = np.random.default_rng(3)
+    height, width = 120, 100
+    regional = np.tile(np.linspace(0.0, -0.3, width, dtype=np.float32), (height, 1))
+    values = regional + rng.normal(0, 0.01, (height, width)).astype(np.float32)
+    values[50:60, 40:52] = -0.8                          # a scar
+    valid = np.ones((height, width), bool)
+    valid[10:30, 10:30] = False                          # a cloud: its values do not count
+    values[10:30, 10:30] = 5.0
+    whole = indices.LocalBackground.for_grid(width, 20.0)
+    assert whole.cell == 8 and whole.cells == 5          # 160 m cells, 800 m surroundings at 20 m pixels
+    whole.add(values, valid)
+    whole.finish()
+    background = whole.rows(0, height)
+    assert background.shape == (height, width) and background.dtype == np.float32
+    # At the scar the background is the regional loss there, not the scar's: the scar stands out by ~0.6.
+    assert abs(float(np.median(background[50:60, 40:52] - regional[50:60, 40:52]))) < 0.03
+    assert float(np.median(values[50:60, 40:52] - background[50:60, 40:52])) < -0.5
+    assert np.abs(background[10:30, 10:30] - regional[10:30, 10:30]).max() < 0.05   # the cloud's 5.0 ignored
+    blocks = indices.LocalBackground(width, 8)
+    for r0, r1 in ((0, 5), (5, 37), (37, 64), (64, 120)):
+        blocks.add(values[r0:r1], valid[r0:r1])
+    blocks.finish()
+    np.testing.assert_allclose(np.concatenate([blocks.rows(0, 37), blocks.rows(37, 83)]), background, atol=1e-6)
+    nothing = indices.LocalBackground(width, 8)
+    nothing.add(values, np.zeros_like(valid))
+    nothing.finish()
+    assert (nothing.rows(0, 4) == 0).all()               # no observed land at all: no regional change
+    with pytest.raises(RuntimeError, match="before finish"):
+        indices.LocalBackground(width, 8).rows(0, 1)

@@ -159,7 +159,7 @@ def test_analysis_mask_reasons_counted_once_in_order():
     valid, reasons = masks.analysis_mask(pre, post, scl_pre=scl_pre, scl_post=scl_post, slope=slope,
                                          exclusion=exclusion, options=options)
     assert valid.tolist() == [True] + [False] * 7
-    assert reasons == {"no_data": 1, "scl": 1, "dark": 1, "water": 1, "no_dem": 1, "slope": 1,
+    assert reasons == {"no_data": 1, "scl": 1, "dark": 1, "water": 1, "shore": 0, "no_dem": 1, "slope": 1,
                        "exclusion": 0, "not_vegetated": 1}
     # Defaults: dark kept, no DEM, no vegetation rule.
     valid, reasons = masks.analysis_mask(pre, post, scl_pre=scl_pre, scl_post=scl_post)
@@ -303,3 +303,73 @@ def test_real_barbellino_lake_masked_shadows_kept(realdata):
     assert (codes[dark_clear] == water).mean() < 0.2
     vegetation = (scls[0] == 4) & (scls[1] == 4)
     assert (codes[vegetation] == masks.KEPT).mean() > 0.95
+
+
+def test_shore_buffer_rules_out_the_pixels_next_to_water_in_the_detection_pass(tmp_path):
+    """A reservoir whose drawdown zone was grass before and mud after, on a steep bank: without the buffer the
+    zone next to the water is mapped like a scar; with a 2 px buffer it is ruled out (0, reason "shore"), a
+    scar farther away is still mapped, and the mask description says so."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, WATER_REFL, write_stack
+
+    size = 40
+    grass = np.array((0.04, 0.08, 0.04, 0.40, 0.20), np.float32)
+    mud = np.array((0.06, 0.08, 0.10, 0.16, 0.18), np.float32)
+    pre = np.broadcast_to(np.array(FOREST_REFL, np.float32)[:, None, None], (5, size, size)).copy()
+    pre[:, :, 30:] = np.array(WATER_REFL, np.float32)[:, None, None]     # the reservoir, both dates
+    pre[:, :, 28:30] = grass[:, None, None]                               # its drawdown zone, grass before
+    post = pre.copy()
+    post[:, :, 28:30] = mud[:, None, None]                                # ... mud after
+    post[:, 10:16, 5:10] = np.array(DEBRIS_REFL, np.float32)[:, None, None]  # a scar away from the water
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    spec = detection.MethodSpec("threshold")
+    for buffer in (0, 2):
+        options = masks.MaskOptions(water_buffer_px=buffer)
+        out = tmp_path / f"mask_{buffer}.tif"
+        result = detection.detect(detection.DetectionInputs(*paths, mask_options=options), [spec],
+                                  {spec.name: detection.MethodOutputs(out)})
+        with rasterio.open(out) as src:
+            mask = src.read(1)
+        assert (mask[10:16, 5:10] == 1).all() and (mask[:, 30:] == 0).all()
+        if buffer:
+            assert (mask[:, 28:30] == 0).all() and result.removed["shore"] == 2 * size
+            assert "water (SCL 6, NDWI > 0) and 2 px around it" in result.masks_description
+            assert result.reads == 2
+        else:
+            assert (mask[:, 28:30] == 1).all() and result.removed["shore"] == 0 and result.reads == 1
+    # With SCLs the buffer follows the SCL's water (class 6): thin snow has NDWI > 0 too (ruled out as water by
+    # NDWI), but a scar beside it is not a shore.
+    from test_clustering import write_uint8
+
+    snow = np.array((0.70, 0.70, 0.68, 0.60, 0.10), np.float32)
+    post[:, 17:22, 5:10] = snow[:, None, None]                        # 1 px below the scar
+    paths = (paths[0], write_stack(tmp_path / "post_snow.tif", post))
+    scl = np.where(pre[3] < 0.05, 6, 4).astype(np.uint8)
+    scls = (write_uint8(tmp_path / "scl_pre.tif", scl), write_uint8(tmp_path / "scl_post.tif", scl))
+    out = tmp_path / "mask_scl.tif"
+    result = detection.detect(detection.DetectionInputs(*paths, *scls, mask_options=masks.MaskOptions(
+        water_buffer_px=2)), [spec], {spec.name: detection.MethodOutputs(out)})
+    with rasterio.open(out) as src:
+        mask = src.read(1)
+    assert (mask[:, 28:30] == 0).all() and (mask[17:22, 5:10] == 0).all()      # shore and snow ruled out
+    assert (mask[10:16, 5:10] == 1).all() and result.removed["shore"] == 2 * size  # the scar next to the snow kept
+    codes = np.zeros((5, 7), np.uint8)
+    codes[:, 6] = masks.REASONS.index("water") + 1
+    codes[0, 4] = masks.REASONS.index("scl") + 1        # an earlier reason stays
+    codes[1, 4] = masks.REASONS.index("slope") + 1      # a later one becomes "shore", the first reason now
+    assert masks.rule_out_shore(codes, 2) == 9
+    shore = masks.REASONS.index("shore") + 1
+    assert codes[0, 4] == masks.REASONS.index("scl") + 1
+    assert (codes[1:, 4] == shore).all() and (codes[:, 5] == shore).all()
+    assert (codes[:, :4] == masks.KEPT).all()
+    # Another water source (the SCL's), given by rows, and blocks smaller than the buffer's reach.
+    codes = np.zeros((9, 5), np.uint8)
+    water = np.zeros((9, 5), bool)
+    water[4, 0] = True
+    assert masks.rule_out_shore(codes, 1, lambda r0, r1: water[r0:r1], block_rows=2) == 6
+    assert np.array_equal(codes == masks.REASONS.index("shore") + 1, dilated(water))  # (its codes said nothing)
+
+
+def dilated(water):
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(water, np.ones((3, 3), bool))

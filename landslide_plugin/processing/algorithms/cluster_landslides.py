@@ -102,8 +102,14 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                  "Change clustering (the one-step run's, chosen on the scenario benchmark): only the pixels whose "
                  "NDVI fell at all are clustered, every cluster whose centre lost at least 0.15 NDVI, gained bare "
                  "soil and brightened is a landslide cluster, and in it the pixels whose NDVI fell by more than "
-                 "0.2. Reference study: every analysed pixel is clustered and the one cluster with the largest NDVI "
-                 "loss and BSI gain is the landslide cluster.", advanced=True)
+                 "0.15 and by more than 0.1 beyond the median of the land within 800 m, or that brightened "
+                 "in the visible by 0.02 more than that land (a scar is local; season, drought, haze and sun "
+                 "angle change whole hillsides; fresh soil is brighter than dried grass), and that lost at least "
+                 "half as much as the strongest loss within 2 pixels (not a scar's blurred fringe); clustered or "
+                 "not, a pixel whose NDVI fell 0.2 more than that land's while it gained bare soil and "
+                 "brightened is a landslide too. Reference "
+                 "study: every analysed pixel is clustered and the one cluster with the largest NDVI loss and "
+                 "BSI gain is the landslide cluster.", advanced=True)
         self.add(QgsProcessingParameterEnum(self.FEATURES, "Features", options=list(FEATURE_OPTIONS),
                                             allowMultiple=True, defaultValue=list(DEFAULT_FEATURES)),
                  "Change features the clustering uses (standardised). They must include dNDVI and dBSI, or NDVI "

@@ -1,0 +1,63 @@
+"""Method-lab variants (bench/method_lab.py) behind the issue-15 quality tables in bench/README.md.
+
+Run from the repo root: bench/lab/variants_quality.py [--variants a,b]."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import method_lab
+
+from landslide_plugin.core import masks
+from landslide_plugin.core.clustering import SelectionRule as R
+from landslide_plugin.core.detection import MethodSpec as M
+
+
+def mask_opts(**extra):
+    def make(folder):
+        return masks.MaskOptions(use_scl=True, exclude_water=True, slope_path=str(folder / "slope.tif"),
+                                 min_slope_deg=15.0, min_ndvi_pre=0.3, **extra)
+    return make
+
+
+F5 = {"features": ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")}
+RULE = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.2, fallback=True)
+DEFAULT = [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=RULE),
+           M("gmm", 5, candidates_below=-0.1, rule=RULE)]
+RULE10 = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.1, fallback=True)
+LOCAL = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.2, local_max_dndvi=-0.1, fallback=True)
+LOCAL15 = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+            fallback=True)
+
+LOCAL_VIS = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+              local_min_dvis=0.02, fallback=True)
+
+LOCAL_VIS_CORE = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+                   local_min_dvis=0.02, min_core_fraction=0.5, fallback=True)
+
+LOCAL_SCAR = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+               local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True)
+
+
+def local(rule):
+    return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
+            M("gmm", 5, candidates_below=-0.1, rule=rule)]
+
+
+VARIANTS = {
+    "default": {"methods": DEFAULT, "masks": mask_opts(), "inputs": F5},
+    "pix10": {"methods": [M("threshold", threshold=-0.1), M("kmeans", 5, candidates_below=-0.1, rule=RULE10)],
+              "masks": mask_opts(), "inputs": F5},
+    "local": {"methods": local(LOCAL), "masks": mask_opts(), "inputs": F5},
+    "local_pix15": {"methods": local(LOCAL15), "masks": mask_opts(), "inputs": F5},
+    "local_vis": {"methods": local(LOCAL_VIS), "masks": mask_opts(), "inputs": F5},
+    "local_vis_core": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(), "inputs": F5},
+    "local_vis_core_shore": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(water_buffer_px=2), "inputs": F5},
+    "local_scar": {"methods": local(LOCAL_SCAR), "masks": mask_opts(water_buffer_px=2), "inputs": F5},
+    "local_vis_core_objects": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(slope_objects=True),
+                               "inputs": F5},
+    "local_pix15_objects": {"methods": local(LOCAL15), "masks": mask_opts(slope_objects=True), "inputs": F5},
+    "local_pix10": {"methods": [M("threshold", threshold=-0.1), M("kmeans", 5, candidates_below=-0.1, rule=RULE10)],
+                    "masks": mask_opts(), "inputs": F5},
+}
+sys.exit(method_lab.main(VARIANTS))
