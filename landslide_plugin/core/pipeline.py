@@ -6,6 +6,7 @@ finished files into place at the end, so a failed or cancelled run leaves the de
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -178,6 +179,55 @@ class _Stages:
         return lambda pct: rasters.report(self.progress, lo + (hi - lo) * pct / 100.0)
 
 
+class _Beside:
+    """A stage run in a helper thread beside the calling thread's own stages (the second core).
+
+    ``work(is_cancelled)`` never sees the user's callbacks: it gets its own cancel flag, which is set when
+    the calling thread stops for any reason (an error, or the user's cancel seen while waiting in
+    :meth:`result`); so progress, cancellation and every message stay on the calling thread. Used as a
+    context: leaving it, in any way, stops the helper and waits for it, so nothing is still writing when the
+    working folder is committed or removed.
+    """
+
+    #: How often the calling thread asks the user's cancel while it waits for the helper (seconds).
+    POLL = 0.2
+
+    def __init__(self, name: str, work: Callable[[Callable[[], bool]], object]):
+        import threading
+
+        self._stop, self._done = threading.Event(), threading.Event()
+        self._value = self._error = None
+        self._work = work
+        self._thread = threading.Thread(target=self._run, name=f"landslide-{name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work(self._stop.is_set)
+        except BaseException as exc:  # handed to the calling thread by result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def __enter__(self) -> _Beside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self, is_cancelled=None):
+        """Wait for the helper (asking ``is_cancelled`` every ``POLL`` s), then its value or its error."""
+        while not self._done.wait(self.POLL):
+            if is_cancelled is not None and is_cancelled():
+                self._stop.set()
+                self._thread.join()
+                raise rasters.Cancelled("cancelled by the user")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 #: A method that flags more than this share of the analysed pixels is implausible: real events
 #: rarely bare more than a few percent of a scene, unrelated or unaligned images do.
 IMPLAUSIBLE_SHARE = 0.2
@@ -340,7 +390,9 @@ def map_landslides(
         say(f"why these images: {text.strip()}")
     inputs = [*pre_inputs, *post_inputs, pre_scl, post_scl, dem, exclusion, reference]
 
-    with output_folder.OutputFolder(folder, inputs=inputs) as out:
+    # Stages run beside others in helper threads (``_Beside``) are stopped and waited for before the folder
+    # is committed or cleaned up: the ExitStack closes first.
+    with output_folder.OutputFolder(folder, inputs=inputs) as out, contextlib.ExitStack() as beside:
         out.claim(planned)
         preflight.check_output_folder(folder, needed_bytes=preflight.estimate_run_bytes(
             pre_print.width, pre_print.height, bands=pre_print.count, methods=len(methods),
@@ -374,9 +426,14 @@ def map_landslides(
             if pre_scl_path:
                 outputs["pre_scl.tif"] = pre_scl_path
 
-        # 2. co-registration of the post image onto the pre grid
+        # 2. co-registration of the post image onto the pre grid; beside it, the slope from the DEM (it needs only
+        #    the pre-event grid, and align leaves most of the second core idle)
         stage = stages.callback("align")
         plan.begin("align")
+        if mask_options.dem_path:
+            slope_path, dem_path, slope_grid = work / "slope.tif", mask_options.dem_path, str(pre_stack)
+            slope_job = beside.enter_context(_Beside("slope", lambda stop: masks.write_slope(
+                dem_path, slope_grid, str(slope_path), is_cancelled=stop)))
         shift = correlation = None
         aligned, aligned_scl = work / "post_aligned.tif", (work / "post_aligned_scl.tif" if post_scl_path else None)
         if coregister:
@@ -403,18 +460,14 @@ def map_landslides(
         outputs["post_aligned.tif"] = aligned
         if aligned_scl:
             outputs["post_aligned_scl.tif"] = aligned_scl
-        pair_r = _pair_correlation(pre_stack, aligned, band_numbers)
-        if pair_r is not None and pair_r < LOW_PAIR_CORRELATION:
-            warnings.append(
-                f"The pre- and post-event images hardly match (SWIR-1 correlation {pair_r:.2f}): they may show "
-                "different places, be misaligned or be mostly cloud or noise. Check the pair before trusting any "
-                "map.")
+        # the pair's correlation (a check for the user), beside the detection
+        pair_job = beside.enter_context(_Beside("pair-check", lambda stop: _pair_correlation(
+            pre_stack, aligned, band_numbers)))
 
-        # 3. the slope, once for every method and the polygons
+        # 3. the slope, once for every method and the polygons (computed beside the co-registration)
         if mask_options.dem_path:
             plan.begin("slope")
-            slope_path = work / "slope.tif"
-            masks.write_slope(mask_options.dem_path, str(pre_stack), str(slope_path), is_cancelled=is_cancelled)
+            slope_job.result(is_cancelled)
             mask_options = dataclasses.replace(mask_options, slope_path=str(slope_path))
             outputs[slope_path.name] = slope_path
         # 4. every method
@@ -454,6 +507,12 @@ def map_landslides(
                                       features=tuple(cluster_options.features), sample_size=sample_size, seed=seed),
             specs, detection_outputs, on_method_ready=method_ready, progress=stages.callback("detect"),
             is_cancelled=is_cancelled)
+        pair_r = pair_job.result(is_cancelled)
+        if pair_r is not None and pair_r < LOW_PAIR_CORRELATION:
+            warnings.append(
+                f"The pre- and post-event images hardly match (SWIR-1 correlation {pair_r:.2f}): they may show "
+                "different places, be misaligned or be mostly cloud or noise. Check the pair before trusting any "
+                "map.")
         removed = ", ".join(f"{masks.REASON_LABELS[r]} {n:,}" for r, n in detected.removed.items() if n)
         say(f"analysed {detected.analysed_pixels:,} of {detected.total_pixels:,} pixels "
             f"({_percent(detected.analysed_pixels, detected.total_pixels)}; masks: {detected.masks_description}); "
@@ -487,29 +546,41 @@ def map_landslides(
         for text in warnings:
             say(f"WARNING: {text}")
 
-        # 5. polygons of the primary method
+        # 5. polygons of the primary method; with a reference, beside the evaluation and report (6), whose log
+        #    lines wait for the polygons' line so that the log reads in the order of the steps
         stages.callback("polygons")(0)
         plan.begin("polygons")
-        shapes = polygons.mask_to_polygons(
-            str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
-            dem_path=str(dem) if dem and not mask_options.slope_path else None,
-            slope_path=mask_options.slope_path, band_numbers=band_numbers,
-            probability_path=str(work / f"probability_{primary}.tif") if primary.startswith("gmm") else None,
-            opening_px=opening_px, min_area_m2=min_area_m2, is_cancelled=is_cancelled)
-        poly_path = work / f"landslides_{primary}.geojson"
-        polygons.write_polygons_geojson(shapes, str(poly_path), _crs_of(pre_stack))
-        outputs[poly_path.name] = poly_path
-        mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
-        total_ha = sum(shape.area_m2 for shape in shapes) / 10_000
-        say(f"{len(shapes):,} landslide polygons of {_label_of(methods, primary)}, {total_ha:,.1f} ha in all "
-            f"(opening {opening_px} px, smallest kept {min_area_m2:,.0f} m²)")
+        poly_path, poly_crs = work / f"landslides_{primary}.geojson", _crs_of(pre_stack)
+
+        def make_polygons(stop):
+            found = polygons.mask_to_polygons(
+                str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
+                dem_path=str(dem) if dem and not mask_options.slope_path else None,
+                slope_path=mask_options.slope_path, band_numbers=band_numbers,
+                probability_path=str(work / f"probability_{primary}.tif") if primary.startswith("gmm") else None,
+                opening_px=opening_px, min_area_m2=min_area_m2, is_cancelled=stop)
+            polygons.write_polygons_geojson(found, str(poly_path), poly_crs)
+            return found
+
+        def polygons_done(shapes) -> None:
+            outputs[poly_path.name] = poly_path
+            mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
+            total_ha = sum(shape.area_m2 for shape in shapes) / 10_000
+            say(f"{len(shapes):,} landslide polygons of {_label_of(methods, primary)}, {total_ha:,.1f} ha in all "
+                f"(opening {opening_px} px, smallest kept {min_area_m2:,.0f} m²)")
+
+        if not with_reference:
+            polygons_done(make_polygons(is_cancelled))
+        else:
+            polygons_job = beside.enter_context(_Beside("polygons", make_polygons))
 
         # 6. evaluation and report
         stage = stages.callback("evaluate")
         if with_reference:
             plan.begin("evaluate")
+            held: list[str] = []
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
-                      stage, is_cancelled, say, warnings, locals_for_report={
+                      stage, is_cancelled, held.append, warnings, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
                           "masks": mask_options.describe() if use_masks else "none",
                           "clustering": _describe_clustering(cluster_options),
@@ -520,6 +591,9 @@ def map_landslides(
                           "pre-event images": pre_images.description, "post-event images": post_images.description,
                           **({"why these images": " ".join(options.pair_summary.split())}
                              if options.pair_summary.strip() else {})})
+            polygons_done(polygons_job.result(is_cancelled))
+            for text in held:
+                say(text)
         else:
             say("no reference given: no evaluation (give an inventory or a reference raster to get F1, IoU, MCC)")
 
