@@ -182,11 +182,12 @@ class _Stages:
 class _Beside:
     """A stage run in a helper thread beside the calling thread's own stages (the second core).
 
-    ``work(is_cancelled)`` never sees the user's callbacks: it gets its own cancel flag, which is set when
-    the calling thread stops for any reason (an error, or the user's cancel seen while waiting in
-    :meth:`result`); so progress, cancellation and every message stay on the calling thread. Used as a
-    context: leaving it, in any way, stops the helper and waits for it, so nothing is still writing when the
-    working folder is committed or removed.
+    ``work(is_cancelled, progress)`` never sees the user's callbacks: it gets its own cancel flag, which is set
+    when the calling thread stops for any reason (an error, or the user's cancel seen while waiting in
+    :meth:`result`), and a progress it reports into, which the calling thread passes on while it waits; so
+    progress, cancellation and every message stay on the calling thread. Used as a context: leaving it, in any
+    way, stops the helper and waits for it, so nothing is still writing when the working folder is committed
+    or removed.
     """
 
     #: How often the calling thread asks the user's cancel while it waits for the helper (seconds).
@@ -196,17 +197,20 @@ class _Beside:
         import threading
 
         self._stop, self._done = threading.Event(), threading.Event()
-        self._value = self._error = None
+        self._value = self._error = self._percent = None
         self._work = work
         self._thread = threading.Thread(target=self._run, name=f"landslide-{name}", daemon=True)
 
     def _run(self) -> None:
         try:
-            self._value = self._work(self._stop.is_set)
+            self._value = self._work(self._stop.is_set, self._report)
         except BaseException as exc:  # handed to the calling thread by result()
             self._error = exc
         finally:
             self._done.set()
+
+    def _report(self, percent: float) -> None:
+        self._percent = percent  # read by the calling thread (a float: no lock needed)
 
     def __enter__(self) -> _Beside:
         self._thread.start()
@@ -216,15 +220,20 @@ class _Beside:
         self._stop.set()
         self._thread.join()
 
-    def result(self, is_cancelled=None):
-        """Wait for the helper (asking ``is_cancelled`` every ``POLL`` s), then its value or its error."""
+    def result(self, is_cancelled=None, progress=None):
+        """Wait for the helper (asking ``is_cancelled`` and passing its progress to ``progress`` every ``POLL``
+        s), then its value or its error."""
         while not self._done.wait(self.POLL):
+            if progress is not None and self._percent is not None:
+                progress(self._percent)
             if is_cancelled is not None and is_cancelled():
                 self._stop.set()
                 self._thread.join()
                 raise rasters.Cancelled("cancelled by the user")
         if self._error is not None:
             raise self._error
+        if progress is not None and self._percent is not None:
+            progress(self._percent)  # where the helper got to, even when it ended before the first poll
         return self._value
 
 
@@ -432,7 +441,7 @@ def map_landslides(
         plan.begin("align")
         if mask_options.dem_path:
             slope_path, dem_path, slope_grid = work / "slope.tif", mask_options.dem_path, str(pre_stack)
-            slope_job = beside.enter_context(_Beside("slope", lambda stop: masks.write_slope(
+            slope_job = beside.enter_context(_Beside("slope", lambda stop, _: masks.write_slope(
                 dem_path, slope_grid, str(slope_path), is_cancelled=stop)))
         shift = correlation = None
         aligned, aligned_scl = work / "post_aligned.tif", (work / "post_aligned_scl.tif" if post_scl_path else None)
@@ -461,7 +470,7 @@ def map_landslides(
         if aligned_scl:
             outputs["post_aligned_scl.tif"] = aligned_scl
         # the pair's correlation (a check for the user), beside the detection
-        pair_job = beside.enter_context(_Beside("pair-check", lambda stop: _pair_correlation(
+        pair_job = beside.enter_context(_Beside("pair-check", lambda stop, _: _pair_correlation(
             pre_stack, aligned, band_numbers)))
 
         # 3. the slope, once for every method and the polygons (computed beside the co-registration)
@@ -546,41 +555,30 @@ def map_landslides(
         for text in warnings:
             say(f"WARNING: {text}")
 
-        # 5. polygons of the primary method; with a reference, beside the evaluation and report (6), whose log
-        #    lines wait for the polygons' line so that the log reads in the order of the steps
+        # 5. polygons of the primary method (not beside the evaluation: the two together would hold both stages'
+        #    arrays and GDAL's cache filled from four threads, hundreds of MB above the run's peak)
         stages.callback("polygons")(0)
         plan.begin("polygons")
-        poly_path, poly_crs = work / f"landslides_{primary}.geojson", _crs_of(pre_stack)
-
-        def make_polygons(stop):
-            found = polygons.mask_to_polygons(
-                str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
-                dem_path=str(dem) if dem and not mask_options.slope_path else None,
-                slope_path=mask_options.slope_path, band_numbers=band_numbers,
-                probability_path=str(work / f"probability_{primary}.tif") if primary.startswith("gmm") else None,
-                opening_px=opening_px, min_area_m2=min_area_m2, is_cancelled=stop)
-            polygons.write_polygons_geojson(found, str(poly_path), poly_crs)
-            return found
-
-        def polygons_done(shapes) -> None:
-            outputs[poly_path.name] = poly_path
-            mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
-            total_ha = sum(shape.area_m2 for shape in shapes) / 10_000
-            say(f"{len(shapes):,} landslide polygons of {_label_of(methods, primary)}, {total_ha:,.1f} ha in all "
-                f"(opening {opening_px} px, smallest kept {min_area_m2:,.0f} m²)")
-
-        if not with_reference:
-            polygons_done(make_polygons(is_cancelled))
-        else:
-            polygons_job = beside.enter_context(_Beside("polygons", make_polygons))
+        shapes = polygons.mask_to_polygons(
+            str(work / f"mask_{primary}.tif"), pre_stack_path=str(pre_stack), post_stack_path=str(aligned),
+            dem_path=str(dem) if dem and not mask_options.slope_path else None,
+            slope_path=mask_options.slope_path, band_numbers=band_numbers,
+            probability_path=str(work / f"probability_{primary}.tif") if primary.startswith("gmm") else None,
+            opening_px=opening_px, min_area_m2=min_area_m2, is_cancelled=is_cancelled)
+        poly_path = work / f"landslides_{primary}.geojson"
+        polygons.write_polygons_geojson(shapes, str(poly_path), _crs_of(pre_stack))
+        outputs[poly_path.name] = poly_path
+        mapped.polygons, mapped.polygon_count = folder / poly_path.name, len(shapes)
+        total_ha = sum(shape.area_m2 for shape in shapes) / 10_000
+        say(f"{len(shapes):,} landslide polygons of {_label_of(methods, primary)}, {total_ha:,.1f} ha in all "
+            f"(opening {opening_px} px, smallest kept {min_area_m2:,.0f} m²)")
 
         # 6. evaluation and report
         stage = stages.callback("evaluate")
         if with_reference:
             plan.begin("evaluate")
-            held: list[str] = []
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
-                      stage, is_cancelled, held.append, warnings, locals_for_report={
+                      stage, is_cancelled, say, warnings, beside, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
                           "masks": mask_options.describe() if use_masks else "none",
                           "clustering": _describe_clustering(cluster_options),
@@ -591,9 +589,6 @@ def map_landslides(
                           "pre-event images": pre_images.description, "post-event images": post_images.description,
                           **({"why these images": " ".join(options.pair_summary.split())}
                              if options.pair_summary.strip() else {})})
-            polygons_done(polygons_job.result(is_cancelled))
-            for text in held:
-                say(text)
         else:
             say("no reference given: no evaluation (give an inventory or a reference raster to get F1, IoU, MCC)")
 
@@ -839,13 +834,17 @@ def _crs_of(path):
 
 
 def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_crs, true_colour_stack,
-              progress, is_cancelled, say, warnings, locals_for_report):
+              progress, is_cancelled, say, warnings, beside, locals_for_report):
     from . import evaluation, reports
 
     paths = [str(work / f"mask_{m.name}.tif") for m in methods]
-    result = evaluation.evaluate(
+    # The scores in a helper thread; beside them, in this thread, the overlay's image (a decimated read of the
+    # post-event stack, mostly decoding: its blocks in GDAL's cache are this thread's memory to reuse).
+    scores_job = beside.enter_context(_Beside("scores", lambda stop, report: evaluation.evaluate(
         str(reference) if reference else None, paths, reference_geometries=geometries, reference_crs=reference_crs,
-        names=[m.label for m in methods], progress=progress, is_cancelled=is_cancelled)
+        names=[m.label for m in methods], progress=report, is_cancelled=stop)))
+    image = reports.read_true_colour(str(true_colour_stack))
+    result = scores_job.result(is_cancelled, progress)
     # The report names the files where they will be, not in the working folder.
     result = dataclasses.replace(result, predictions=[
         dataclasses.replace(item, path=str(mapped.folder / Path(item.path).name)) for item in result.predictions])
@@ -871,7 +870,7 @@ def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_c
         titles[item.name] = f"{item.name}{' (primary)' if item.name == primary else ''}: {scores}"
     figures = {
         "Maps over the post-event image": (
-            reports.overlay_figure(str(true_colour_stack), {m.label: p for m, p in zip(methods, paths)},
+            reports.overlay_figure(image, {m.label: p for m, p in zip(methods, paths)},
                                    str(work / "overlay.png"), reference=str(reference) if reference else geometries,
                                    reference_crs=None if reference else reference_crs, titles=titles),
             reports.OVERLAY_CAPTION),

@@ -9,7 +9,6 @@ with ``np.bincount``.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -283,61 +282,64 @@ def _accumulate(means, labels, grid, *, dndvi_path, pre_stack_path, post_stack_p
                 slope_path, probability_path, progress, is_cancelled) -> None:
     """Per-polygon sums of every statistic, block by block, from the polygons' pixels only.
 
-    Each raster is read by one task per block (the pre-event and post-event stacks, the slope and the
-    probability side by side in ``READ_THREADS`` threads; a dataset is only ever read by one thread at a
-    time); the NDVI and the sums are computed from the pixels of the polygons, in the calling thread, which
-    alone reports progress and checks cancellation.
+    Each raster's block is read by one task (side by side in ``READ_THREADS`` threads), which opens the raster
+    for that block only: GDAL frees a dataset's cached blocks when it is closed, so what the reading threads
+    hold stays one block of each raster, however large GDAL's cache (blocks cached by one thread and freed by
+    another are not reused by the allocator, and would add up to the whole cache per thread). The NDVI and the
+    sums are computed from the pixels of the polygons, in the calling thread, which alone reports progress
+    and checks cancellation.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from . import indices
 
-    readers = []  # (statistic, dataset, bands) each read by one task per block
-    with contextlib.ExitStack() as stack:
-        if dndvi_path is not None:
-            readers.append(("dndvi", stack.enter_context(rasterio.open(dndvi_path)), (_band_of(dndvi_path, "dNDVI"),)))
-        if pre_stack_path is not None:
-            for key, path in (("pre", pre_stack_path), ("post", post_stack_path)):
-                bands = rasters.find_bands(path, ("B04", "B8A"), band_numbers)
-                readers.append((key, stack.enter_context(rasterio.open(path)), (bands["B04"], bands["B8A"])))
-        if slope_path is not None:
-            readers.append(("slope", stack.enter_context(rasterio.open(slope_path)), (1,)))
-        if probability_path is not None:
-            readers.append(("prob", stack.enter_context(rasterio.open(probability_path)), (1,)))
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=READ_THREADS,
-                                                      thread_name_prefix="landslide-polygons"))
-        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-        height, width = grid["height"], grid["width"]
-        for window in rasters.row_windows(height, width, BLOCK_ROWS):
-            rasters.check_cancelled(is_cancelled)
-            rows = slice(window.row_off, window.row_off + window.height)
-            block = labels[rows]
-            inside = block > 0
-            if not inside.any():
-                continue
-            lab = block[inside]
-            tasks = [(key, pool.submit(_read_at, src, bands, window, inside)) for key, src, bands in readers]
-            values = {key: task.result() for key, task in tasks}
-            if "dndvi" in values:
-                means["dndvi"].add(lab, values["dndvi"][0])
-            if "pre" in values:
-                (red_pre, nir_pre), (red_post, nir_post) = values["pre"], values["post"]
-                means["dndvi"].add(lab, indices.ndvi(red_post, nir_post) - indices.ndvi(red_pre, nir_pre))
-            for key in ("slope", "prob"):
-                if key in values:
-                    means[key].add(lab, values[key][0])
-            rasters.report(progress, 20 + 60 * (window.row_off + window.height) / height)
+    readers = []  # (statistic, path, bands) each read by one task per block
+    if dndvi_path is not None:
+        readers.append(("dndvi", os.fspath(dndvi_path), (_band_of(dndvi_path, "dNDVI"),)))
+    if pre_stack_path is not None:
+        for key, path in (("pre", pre_stack_path), ("post", post_stack_path)):
+            bands = rasters.find_bands(path, ("B04", "B8A"), band_numbers)
+            readers.append((key, os.fspath(path), (bands["B04"], bands["B8A"])))
+    if slope_path is not None:
+        readers.append(("slope", os.fspath(slope_path), (1,)))
+    if probability_path is not None:
+        readers.append(("prob", os.fspath(probability_path), (1,)))
+    with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="landslide-polygons") as pool:
+        try:
+            height, width = grid["height"], grid["width"]
+            for window in rasters.row_windows(height, width, BLOCK_ROWS):
+                rasters.check_cancelled(is_cancelled)
+                rows = slice(window.row_off, window.row_off + window.height)
+                block = labels[rows]
+                inside = block > 0
+                if not inside.any():
+                    continue
+                lab = block[inside]
+                tasks = [(key, pool.submit(_read_at, path, bands, window, inside)) for key, path, bands in readers]
+                values = {key: task.result() for key, task in tasks}
+                if "dndvi" in values:
+                    means["dndvi"].add(lab, values["dndvi"][0])
+                if "pre" in values:
+                    (red_pre, nir_pre), (red_post, nir_post) = values["pre"], values["post"]
+                    means["dndvi"].add(lab, indices.ndvi(red_post, nir_post) - indices.ndvi(red_pre, nir_pre))
+                for key in ("slope", "prob"):
+                    if key in values:
+                        means[key].add(lab, values[key][0])
+                rasters.report(progress, 20 + 60 * (window.row_off + window.height) / height)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_at(src, bands, window, inside: np.ndarray) -> list[np.ndarray]:
+def _read_at(path: str, bands, window, inside: np.ndarray) -> list[np.ndarray]:
     """Bands of a block at the pixels ``inside``, as float32 with the raster's nodata value as NaN."""
     out = []
-    for band in bands:
-        values = src.read(band, window=window)[inside].astype(np.float32)
-        nodata = src.nodatavals[band - 1]
-        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-            values[values == nodata] = np.nan
-        out.append(values)
+    with rasterio.open(path) as src:
+        for band in bands:
+            values = src.read(band, window=window)[inside].astype(np.float32)
+            nodata = src.nodatavals[band - 1]
+            if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+                values[values == nodata] = np.nan
+            out.append(values)
     return out
 
 

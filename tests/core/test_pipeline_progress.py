@@ -79,8 +79,9 @@ def _helpers_alive() -> list[str]:
 
 
 def test_callbacks_come_from_the_calling_thread_and_the_log_follows_the_steps(example_pair, tmp_path):
-    """Slope, pair check and polygons run beside other stages, yet the user's callbacks are only ever called from
-    the thread that called map_landslides, and the log reads in the order of the steps."""
+    """The slope, the pair check and the overlay's image are made beside other stages, yet the user's callbacks
+    are only ever called from the thread that called map_landslides, and the log reads in the order of the
+    steps."""
     caller = threading.current_thread()
     threads, events, seen = set(), [], []
 
@@ -106,42 +107,51 @@ def test_callbacks_come_from_the_calling_thread_and_the_log_follows_the_steps(ex
     polygons_line = next(i for i, text in enumerate(order) if " landslide polygons of " in text)
     scoring_step = next(i for i, text in enumerate(order) if text.startswith("Scoring every method"))
     answer = next(i for i, text in enumerate(order) if text.startswith("Short answer:"))
-    assert polygons_step < scoring_step < polygons_line < answer  # the polygons' line before the scores' lines
+    assert polygons_step < polygons_line < scoring_step < answer
     assert (tmp_path / "out" / f"landslides_{result.primary}.geojson").exists() and result.polygon_count > 0
     assert (tmp_path / "out" / "slope.tif").exists() and (tmp_path / "out" / "report.html").exists()
 
 
-def test_a_cancel_while_the_polygons_are_made_beside_the_report_stops_both(example_pair, tmp_path, monkeypatch):
-    from landslide_plugin.core import polygons, rasters
+def test_a_cancel_while_the_scores_are_computed_beside_the_report_stops_them(example_pair, tmp_path, monkeypatch):
+    """The scores run in a helper thread: the user's cancel reaches them through the calling thread, and the run
+    waits for them to stop before it cleans up."""
+    from landslide_plugin.core import evaluation, rasters
 
-    started, stopped = threading.Event(), threading.Event()
+    started, stopped, helper = threading.Event(), threading.Event(), []
 
-    def polygons_until_stopped(*args, is_cancelled=None, **kwargs):
+    def scores_until_stopped(*args, progress=None, is_cancelled=None, **kwargs):
+        helper.append(threading.current_thread() is not threading.main_thread())
+        progress(50.0)
         started.set()
-        for _ in range(2000):  # the helper's own flag, set by the calling thread
-            if is_cancelled():
+        for _ in range(2000):
+            if is_cancelled():  # the helper's own flag, set by the calling thread
                 break
             threading.Event().wait(0.01)
         else:
-            raise AssertionError("the polygons were never told to stop")
+            raise AssertionError("the scores were never told to stop")
         stopped.set()
         raise rasters.Cancelled("cancelled by the user")
 
-    monkeypatch.setattr(polygons, "mask_to_polygons", polygons_until_stopped)
-    scoring = threading.Event()
+    monkeypatch.setattr(evaluation, "evaluate", scores_until_stopped)
+    scoring, seen = threading.Event(), []
 
     def step(number, count, title):
         if title.startswith("Scoring every method"):
             scoring.set()
 
     def is_cancelled():
-        return scoring.is_set() and started.wait(timeout=20)
+        return scoring.is_set() and started.wait(timeout=20) and len(seen) > 0
+
+    def progress(percent):
+        if started.is_set():
+            seen.append(percent)  # the helper's progress, passed on by the calling thread
 
     folder = tmp_path / "out"
     with pytest.raises(rasters.Cancelled):
         pipeline.map_landslides([example_pair.pre], [example_pair.post], folder, dem=example_pair.dem,
-                                reference=example_pair.truth, step=step, is_cancelled=is_cancelled)
-    assert stopped.is_set() and not _helpers_alive()
+                                reference=example_pair.truth, step=step, is_cancelled=is_cancelled,
+                                progress=progress)
+    assert helper == [True] and stopped.is_set() and not _helpers_alive()
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
