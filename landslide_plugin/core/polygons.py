@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from . import rasters
 
@@ -331,11 +332,21 @@ def _accumulate(means, labels, grid, *, dndvi_path, pre_stack_path, post_stack_p
 
 
 def _read_at(path: str, bands, window, inside: np.ndarray) -> list[np.ndarray]:
-    """Bands of a block at the pixels ``inside``, as float32 with the raster's nodata value as NaN."""
+    """Bands of a block at the pixels ``inside``, as float32 with the raster's nodata value as NaN.
+
+    Only the raster's own tiles that hold such a pixel are read (decoded): scars of an event usually fill a
+    small part of a tile, and the rest of a strip is not needed."""
     out = []
     with rasterio.open(path) as src:
+        tile = max(1, int(src.block_shapes[0][1]))
+        used = inside.any(axis=0)
+        spans = [(c, min(c + tile, inside.shape[1])) for c in range(0, inside.shape[1], tile) if used[c:c + tile].any()]
         for band in bands:
-            values = src.read(band, window=window)[inside].astype(np.float32)
+            strip = np.empty(inside.shape, dtype=src.dtypes[band - 1])
+            for c0, c1 in spans:
+                part = Window(window.col_off + c0, window.row_off, c1 - c0, window.height)
+                strip[:, c0:c1] = src.read(band, window=part)
+            values = strip[inside].astype(np.float32)  # every pixel inside lies in a tile read above
             nodata = src.nodatavals[band - 1]
             if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
                 values[values == nodata] = np.nan

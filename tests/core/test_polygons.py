@@ -279,3 +279,25 @@ def test_a_cancel_during_the_statistics_stops_the_polygons(scene, monkeypatch):
                          probability_path=paths["prob"], opening_px=0, min_pixels=2, is_cancelled=is_cancelled)
     seen = len(calls)
     assert seen == 4  # nothing asks again after the cancel
+
+
+def test_statistics_of_polygons_across_tiles_of_tiled_rasters(tmp_path, monkeypatch):
+    """Only the tiles holding polygons are read; polygons straddling tile borders still get every pixel's value."""
+    monkeypatch.setattr(polygons, "BLOCK_ROWS", 16)
+    mask = np.zeros((64, 80), np.uint8)
+    mask[10:22, 14:20] = 1    # across a row and a column tile border (16 px tiles)
+    mask[40:44, 60:70] = 1    # inside one tile row, across a column border
+    rng = np.random.default_rng(4)
+    slope = rng.uniform(0, 45, mask.shape).astype(np.float32)
+    slope[12, 17] = -9999.0
+    mask_path = write(tmp_path / "mask.tif", mask, "uint8", 255)
+    slope_path = str(tmp_path / "slope_tiled.tif")
+    with rasterio.open(slope_path, "w", driver="GTiff", width=80, height=64, count=1, dtype="float32",
+                       nodata=-9999.0, crs=CRS, transform=TRANSFORM, tiled=True, blockxsize=16,
+                       blockysize=16) as dst:
+        dst.write(slope, 1)
+    result = mask_to_polygons(mask_path, slope_path=slope_path, opening_px=0, min_pixels=2)
+    values = np.where(slope == -9999.0, np.nan, slope)
+    assert [p.n_pixels for p in result] == [72, 40]
+    assert result[0].mean_slope == pytest.approx(float(np.nanmean(values[10:22, 14:20])), abs=1e-4)
+    assert result[1].mean_slope == pytest.approx(float(values[40:44, 60:70].mean()), abs=1e-4)
