@@ -469,9 +469,14 @@ def map_landslides(
         outputs["post_aligned.tif"] = aligned
         if aligned_scl:
             outputs["post_aligned_scl.tif"] = aligned_scl
-        # the pair's correlation (a check for the user), beside the detection
-        pair_job = beside.enter_context(_Beside("pair-check", lambda stop, _: _pair_correlation(
-            pre_stack, aligned, band_numbers)))
+        # The pair's correlation (a check for the user) stays in this thread: beside the detection, its reads filled
+        # GDAL's cache from a second thread, whose freed blocks the allocator keeps (+300 MB at the run's peak).
+        pair_r = _pair_correlation(pre_stack, aligned, band_numbers)
+        if pair_r is not None and pair_r < LOW_PAIR_CORRELATION:
+            warnings.append(
+                f"The pre- and post-event images hardly match (SWIR-1 correlation {pair_r:.2f}): they may show "
+                "different places, be misaligned or be mostly cloud or noise. Check the pair before trusting any "
+                "map.")
 
         # 3. the slope, once for every method and the polygons (computed beside the co-registration)
         if mask_options.dem_path:
@@ -516,12 +521,6 @@ def map_landslides(
                                       features=tuple(cluster_options.features), sample_size=sample_size, seed=seed),
             specs, detection_outputs, on_method_ready=method_ready, progress=stages.callback("detect"),
             is_cancelled=is_cancelled)
-        pair_r = pair_job.result(is_cancelled)
-        if pair_r is not None and pair_r < LOW_PAIR_CORRELATION:
-            warnings.append(
-                f"The pre- and post-event images hardly match (SWIR-1 correlation {pair_r:.2f}): they may show "
-                "different places, be misaligned or be mostly cloud or noise. Check the pair before trusting any "
-                "map.")
         removed = ", ".join(f"{masks.REASON_LABELS[r]} {n:,}" for r, n in detected.removed.items() if n)
         say(f"analysed {detected.analysed_pixels:,} of {detected.total_pixels:,} pixels "
             f"({_percent(detected.analysed_pixels, detected.total_pixels)}; masks: {detected.masks_description}); "

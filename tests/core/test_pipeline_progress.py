@@ -79,7 +79,7 @@ def _helpers_alive() -> list[str]:
 
 
 def test_callbacks_come_from_the_calling_thread_and_the_log_follows_the_steps(example_pair, tmp_path):
-    """The slope, the pair check and the overlay's image are made beside other stages, yet the user's callbacks
+    """The slope and the scores are made beside other stages, yet the user's callbacks
     are only ever called from the thread that called map_landslides, and the log reads in the order of the
     steps."""
     caller = threading.current_thread()
