@@ -182,6 +182,10 @@ def _instrument(monitor: _Monitor) -> None:
         original = getattr(module, name)
 
         def wrapper(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                # a stage run beside others (the slope beside align, the scores beside the overlay's image):
+                # its time belongs to the phase of the calling thread
+                return original(*args, **kwargs)
             depth[0] += 1
             if depth[0] == 1:
                 monitor.mark(label() if callable(label) else label)
@@ -216,6 +220,8 @@ def _instrument(monitor: _Monitor) -> None:
     wrap(polygons, "mask_to_polygons", "polygons")
     wrap(polygons, "write_polygons_geojson", "polygons")
     wrap(evaluation, "evaluate", "evaluate: scores")
+    if hasattr(reports, "read_true_colour"):  # read by the calling thread while a helper computes the scores
+        wrap(reports, "read_true_colour", "evaluate: scores")
     for name in ("write_metrics_csv", "write_metrics_json", "confusion_figure", "overlay_figure", "write_html_report"):
         if hasattr(reports, name):
             wrap(reports, name, "evaluate: figures and report")

@@ -246,8 +246,8 @@ class _ObjectTracker:
         top = int(labels.max()) if labels.size else 0
         self.count = max(self.count, top)
         self._grow(self.count)
-        self.valid[np.unique(labels[valid & (labels > 0)])] = True
-        self.hit[np.unique(labels[hit & (labels > 0)])] = True
+        self.valid[labels[valid & (labels > 0)]] = True  # no sort needed: flags, repeated labels set them twice
+        self.hit[labels[hit & (labels > 0)]] = True
         if self.merge:
             first = labels[0]
             if self.previous_row is not None:
@@ -631,13 +631,31 @@ def evaluate(
                 f"The reference raster {reference_path} has no landslide pixel at all ({reference.criterion()}): "
                 f"{labels} are undefined for every map. Check that the reference value is right and that this is "
                 "the landslide inventory you meant to use.")
-        results = []
-        for index, (name, path) in enumerate(zip(names, prediction_paths)):
-            def sub_progress(percent, index=index):
-                rasters.report(progress, (index + percent / 100.0) * 100.0 / len(prediction_paths))
+        # Maps on one grid (a run's methods) are scored in one pass: the reference is read and its
+        # objects labelled once per strip for all of them.
+        groups: dict[int, list[int]] = {}
+        grids: list[Grid] = []
+        for index, path in enumerate(prediction_paths):
+            grid = _prediction_grid(path)
+            first = next((g for g, other in enumerate(grids) if grid.same_as(other)), None)
+            if first is None:
+                grids.append(grid)
+                first = len(grids) - 1
+            groups.setdefault(first, []).append(index)
+        results: list[PredictionEvaluation | None] = [None] * len(prediction_paths)
+        done = 0
+        for members in groups.values():
+            size = len(members)
 
-            item = _evaluate_one(reference, name, path, zero_division, sub_progress, is_cancelled, reference_empty)
-            results.append(item)
+            def sub_progress(percent, done=done, size=size):
+                rasters.report(progress, (done + size * percent / 100.0) * 100.0 / len(prediction_paths))
+
+            items = _evaluate_together(reference, [names[i] for i in members], [prediction_paths[i] for i in members],
+                                       zero_division, sub_progress, is_cancelled, reference_empty)
+            for index, item in zip(members, items):
+                results[index] = item
+            done += len(members)
+        for item in results:
             messages.extend(item.warnings)
     rasters.report(progress, 100.0)
     return Evaluation(kind, reference.description, baseline, bool(all_touched), results, messages)
@@ -661,52 +679,81 @@ def _read_prediction(src, window: Window, path: str) -> np.ndarray:
     return out
 
 
-def _evaluate_one(reference, name: str, path: str, zero_division: float | None, progress, is_cancelled,
-                  reference_empty: bool = False):
-    total = Confusion(0, 0, 0, 0)
-    excluded_prediction = excluded_reference = 0
-    reference_objects = _ObjectTracker(merge_across_strips=reference.kind == "raster")
-    predicted_objects = _ObjectTracker(merge_across_strips=True)
+def _prediction_grid(path: str) -> Grid:
     with rasterio.open(path) as src:
         if src.crs is None:
             raise ValueError(f"prediction {path} has no coordinate reference system; assign one and try again")
+        return Grid.of(src)
+
+
+class _Tally:
+    """What one map's scores are counted from, strip by strip."""
+
+    def __init__(self, reference_kind: str):
+        self.total = Confusion(0, 0, 0, 0)
+        self.excluded_prediction = self.excluded_reference = 0
+        self.reference_objects = _ObjectTracker(merge_across_strips=reference_kind == "raster")
+        self.predicted_objects = _ObjectTracker(merge_across_strips=True)
+
+
+def _evaluate_together(reference, names: Sequence[str], paths: Sequence[str], zero_division: float | None, progress,
+                       is_cancelled, reference_empty: bool = False) -> list[PredictionEvaluation]:
+    """Scores of maps on one grid, in one pass over its strips (each map's counts are its own)."""
+    import contextlib
+
+    tallies = [_Tally(reference.kind) for _ in paths]
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(rasterio.open(path)) for path in paths]
+        src = sources[0]
         grid = Grid.of(src)
         windows = list(rasters.row_windows(src.height, src.width, BLOCK_ROWS))
         for i, window in enumerate(windows):
             rasters.check_cancelled(is_cancelled)
             dst_transform = src.window_transform(window)
-            pred = _read_prediction(src, window, path)
             ref = reference.read(grid, window, dst_transform)
-            pred_valid = pred != NODATA
             ref_valid = ref != NODATA
-            valid = pred_valid & ref_valid
-            excluded_prediction += int(np.count_nonzero(~pred_valid))
-            excluded_reference += int(np.count_nonzero(pred_valid & ~ref_valid))
-            total = total + confusion(ref, pred)
-            hit = valid & (pred == LANDSLIDE) & (ref == LANDSLIDE)
-            ref_labels = reference.labels(ref, reference_objects, grid, window, dst_transform)
-            reference_objects.add_strip(ref_labels, valid, hit)
-            pred_labels = _components(pred == LANDSLIDE, predicted_objects.count)
-            predicted_objects.add_strip(pred_labels, valid, hit)
+            first = tallies[0].reference_objects
+            for tally in tallies[1:]:  # every map's tracker has seen the same reference labels
+                first.count = max(first.count, tally.reference_objects.count)
+            ref_labels = reference.labels(ref, first, grid, window, dst_transform)
+            for tally, source, path in zip(tallies, sources, paths):
+                pred = _read_prediction(source, window, path)
+                pred_valid = pred != NODATA
+                valid = pred_valid & ref_valid
+                tally.excluded_prediction += int(np.count_nonzero(~pred_valid))
+                tally.excluded_reference += int(np.count_nonzero(pred_valid & ~ref_valid))
+                tally.total = tally.total + confusion(ref, pred)
+                hit = valid & (pred == LANDSLIDE) & (ref == LANDSLIDE)
+                tally.reference_objects.count = max(tally.reference_objects.count, first.count)
+                tally.reference_objects.add_strip(ref_labels, valid, hit)
+                pred_labels = _components(pred == LANDSLIDE, tally.predicted_objects.count)
+                tally.predicted_objects.add_strip(pred_labels, valid, hit)
             progress(100.0 * (i + 1) / len(windows))
+    return [_finish(reference, name, path, tally, grid, zero_division, reference_empty)
+            for name, path, tally in zip(names, paths, tallies)]
+
+
+def _finish(reference, name: str, path: str, tally: _Tally, grid: Grid, zero_division: float | None,
+            reference_empty: bool) -> PredictionEvaluation:
+    total = tally.total
     if total.total == 0:
         raise ValueError(
             f"prediction {path} and the reference share no pixel with data; check that they cover the same area "
             f"(reference: {reference.description})")
-    ref_with_data, ref_hit = reference_objects.objects()
-    pred_with_data, pred_hit = predicted_objects.objects()
+    ref_with_data, ref_hit = tally.reference_objects.objects()
+    pred_with_data, pred_hit = tally.predicted_objects.objects()
     objects = ObjectCounts(
         reference_objects=ref_with_data,
         reference_hit=ref_hit,
         reference_missed=ref_with_data - ref_hit,
-        reference_unmapped=(len(reference.geometries) if reference.kind == "vector" else reference_objects.total())
-        - ref_with_data,
+        reference_unmapped=(len(reference.geometries) if reference.kind == "vector"
+                            else tally.reference_objects.total()) - ref_with_data,
         predicted_objects=pred_with_data,
         predicted_false=pred_with_data - pred_hit,
     )
     messages = _score_warnings(name, total, reference, reference.overlaps(grid), reference_empty)
     return PredictionEvaluation(name, path, total, scores(total, zero_division=zero_division),
-                                excluded_prediction, excluded_reference, objects, tuple(messages))
+                                tally.excluded_prediction, tally.excluded_reference, objects, tuple(messages))
 
 
 def _listing(items: Sequence[str]) -> str:

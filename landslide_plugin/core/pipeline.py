@@ -6,6 +6,7 @@ finished files into place at the end, so a failed or cancelled run leaves the de
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -186,6 +187,64 @@ class _Stages:
         return lambda pct: rasters.report(self.progress, lo + (hi - lo) * pct / 100.0)
 
 
+class _Beside:
+    """A stage run in a helper thread beside the calling thread's own stages (the second core).
+
+    ``work(is_cancelled, progress)`` never sees the user's callbacks: it gets its own cancel flag, which is set
+    when the calling thread stops for any reason (an error, or the user's cancel seen while waiting in
+    :meth:`result`), and a progress it reports into, which the calling thread passes on while it waits; so
+    progress, cancellation and every message stay on the calling thread. Used as a context: leaving it, in any
+    way, stops the helper and waits for it, so nothing is still writing when the working folder is committed
+    or removed.
+    """
+
+    #: How often the calling thread asks the user's cancel while it waits for the helper (seconds).
+    POLL = 0.2
+
+    def __init__(self, name: str, work: Callable[[Callable[[], bool]], object]):
+        import threading
+
+        self._stop, self._done = threading.Event(), threading.Event()
+        self._value = self._error = self._percent = None
+        self._work = work
+        self._thread = threading.Thread(target=self._run, name=f"landslide-{name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work(self._stop.is_set, self._report)
+        except BaseException as exc:  # handed to the calling thread by result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def _report(self, percent: float) -> None:
+        self._percent = percent  # read by the calling thread (a float: no lock needed)
+
+    def __enter__(self) -> _Beside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self, is_cancelled=None, progress=None):
+        """Wait for the helper (asking ``is_cancelled`` and passing its progress to ``progress`` every ``POLL``
+        s), then its value or its error."""
+        while not self._done.wait(self.POLL):
+            if progress is not None and self._percent is not None:
+                progress(self._percent)
+            if is_cancelled is not None and is_cancelled():
+                self._stop.set()
+                self._thread.join()
+                raise rasters.Cancelled("cancelled by the user")
+        if self._error is not None:
+            raise self._error
+        if progress is not None and self._percent is not None:
+            progress(self._percent)  # where the helper got to, even when it ended before the first poll
+        return self._value
+
+
 #: A method that flags more than this share of the analysed pixels is implausible: real events
 #: rarely bare more than a few percent of a scene, unrelated or unaligned images do.
 IMPLAUSIBLE_SHARE = 0.2
@@ -348,7 +407,9 @@ def map_landslides(
         say(f"why these images: {text.strip()}")
     inputs = [*pre_inputs, *post_inputs, pre_scl, post_scl, dem, exclusion, reference]
 
-    with output_folder.OutputFolder(folder, inputs=inputs) as out:
+    # Stages run beside others in helper threads (``_Beside``) are stopped and waited for before the folder
+    # is committed or cleaned up: the ExitStack closes first.
+    with output_folder.OutputFolder(folder, inputs=inputs) as out, contextlib.ExitStack() as beside:
         out.claim(planned)
         preflight.check_output_folder(folder, needed_bytes=preflight.estimate_run_bytes(
             pre_print.width, pre_print.height, bands=pre_print.count, methods=len(methods),
@@ -382,9 +443,14 @@ def map_landslides(
             if pre_scl_path:
                 outputs["pre_scl.tif"] = pre_scl_path
 
-        # 2. co-registration of the post image onto the pre grid
+        # 2. co-registration of the post image onto the pre grid; beside it, the slope from the DEM (it needs only
+        #    the pre-event grid, and align leaves most of the second core idle)
         stage = stages.callback("align")
         plan.begin("align")
+        if mask_options.dem_path:
+            slope_path, dem_path, slope_grid = work / "slope.tif", mask_options.dem_path, str(pre_stack)
+            slope_job = beside.enter_context(_Beside("slope", lambda stop, _: masks.write_slope(
+                dem_path, slope_grid, str(slope_path), is_cancelled=stop)))
         shift = correlation = None
         aligned, aligned_scl = work / "post_aligned.tif", (work / "post_aligned_scl.tif" if post_scl_path else None)
         if coregister:
@@ -411,6 +477,8 @@ def map_landslides(
         outputs["post_aligned.tif"] = aligned
         if aligned_scl:
             outputs["post_aligned_scl.tif"] = aligned_scl
+        # The pair's correlation (a check for the user) stays in this thread: beside the detection, its reads filled
+        # GDAL's cache from a second thread, whose freed blocks the allocator keeps (+300 MB at the run's peak).
         pair_r = _pair_correlation(pre_stack, aligned, band_numbers)
         if pair_r is not None and pair_r < LOW_PAIR_CORRELATION:
             warnings.append(
@@ -418,11 +486,10 @@ def map_landslides(
                 "different places, be misaligned or be mostly cloud or noise. Check the pair before trusting any "
                 "map.")
 
-        # 3. the slope, once for every method and the polygons
+        # 3. the slope, once for every method and the polygons (computed beside the co-registration)
         if mask_options.dem_path:
             plan.begin("slope")
-            slope_path = work / "slope.tif"
-            masks.write_slope(mask_options.dem_path, str(pre_stack), str(slope_path), is_cancelled=is_cancelled)
+            slope_job.result(is_cancelled)
             mask_options = dataclasses.replace(mask_options, slope_path=str(slope_path))
             outputs[slope_path.name] = slope_path
         # 4. every method
@@ -495,7 +562,8 @@ def map_landslides(
         for text in warnings:
             say(f"WARNING: {text}")
 
-        # 5. polygons of the primary method
+        # 5. polygons of the primary method (not beside the evaluation: the two together would hold both stages'
+        #    arrays and GDAL's cache filled from four threads, hundreds of MB above the run's peak)
         stages.callback("polygons")(0)
         plan.begin("polygons")
         shapes = polygons.mask_to_polygons(
@@ -517,7 +585,7 @@ def map_landslides(
         if with_reference:
             plan.begin("evaluate")
             _evaluate(mapped, methods, work, outputs, reference, reference_geometries, reference_crs, aligned,
-                      stage, is_cancelled, say, warnings, locals_for_report={
+                      stage, is_cancelled, say, warnings, beside, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
                           "masks": mask_options.describe() if use_masks else "none",
                           "clustering": _describe_clustering(cluster_options),
@@ -773,13 +841,17 @@ def _crs_of(path):
 
 
 def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_crs, true_colour_stack,
-              progress, is_cancelled, say, warnings, locals_for_report):
+              progress, is_cancelled, say, warnings, beside, locals_for_report):
     from . import evaluation, reports
 
     paths = [str(work / f"mask_{m.name}.tif") for m in methods]
-    result = evaluation.evaluate(
+    # The scores in a helper thread; beside them, in this thread, the overlay's image (a decimated read of the
+    # post-event stack, mostly decoding: its blocks in GDAL's cache are this thread's memory to reuse).
+    scores_job = beside.enter_context(_Beside("scores", lambda stop, report: evaluation.evaluate(
         str(reference) if reference else None, paths, reference_geometries=geometries, reference_crs=reference_crs,
-        names=[m.label for m in methods], progress=progress, is_cancelled=is_cancelled)
+        names=[m.label for m in methods], progress=report, is_cancelled=stop)))
+    image = reports.read_true_colour(str(true_colour_stack))
+    result = scores_job.result(is_cancelled, progress)
     # The report names the files where they will be, not in the working folder.
     result = dataclasses.replace(result, predictions=[
         dataclasses.replace(item, path=str(mapped.folder / Path(item.path).name)) for item in result.predictions])
@@ -805,7 +877,7 @@ def _evaluate(mapped, methods, work, outputs, reference, geometries, reference_c
         titles[item.name] = f"{item.name}{' (primary)' if item.name == primary else ''}: {scores}"
     figures = {
         "Maps over the post-event image": (
-            reports.overlay_figure(str(true_colour_stack), {m.label: p for m, p in zip(methods, paths)},
+            reports.overlay_figure(image, {m.label: p for m, p in zip(methods, paths)},
                                    str(work / "overlay.png"), reference=str(reference) if reference else geometries,
                                    reference_crs=None if reference else reference_crs, titles=titles),
             reports.OVERLAY_CAPTION),

@@ -319,6 +319,24 @@ def _decimated(full: rasters.Grid, factor: int) -> rasters.Grid:
                         math.ceil(full.width / factor), math.ceil(full.height / factor))
 
 
+@dataclass(frozen=True)
+class TrueColour:
+    """A raster's true colour read for the overlay (``read_true_colour``): what ``overlay_figure`` draws it from."""
+
+    #: 2–98 % stretched RGB on the display grid (h, w, 3; NaN where there is no data)
+    rgb: np.ndarray
+    #: the raster's own grid, and how many of its pixels a display pixel spans
+    grid: rasters.Grid
+    factor: int
+
+
+def read_true_colour(path: str | os.PathLike, band_names: Sequence[str] = ("B04", "B03", "B02"),
+                     max_pixels: int = 640_000) -> TrueColour:
+    """The true colour of a stack (bands described B04/B03/B02) or a 3-band RGB raster, averaged onto a display
+    grid of at most ``max_pixels`` and stretched; to read it beside other work and draw it later."""
+    return TrueColour(*_read_true_colour(os.fspath(path), band_names, max_pixels))
+
+
 def _read_true_colour(path: str, band_names: Sequence[str], max_pixels: int):
     """(stretched RGB on the display grid, full grid, decimation factor) of a stack or a 3-band RGB raster."""
     with rasterio.open(path) as src:
@@ -446,7 +464,8 @@ def overlay_figure(
     """Panels of masks over the post-event true-colour image, two a row, the legend right above them.
 
     true_colour: an (h, w, 3) float array scaled 0..1, or a raster path (a reflectance stack with bands
-        described B04/B03/B02, or a 3-band RGB) shown with a 2–98 % stretch over the land, or None (grey).
+        described B04/B03/B02, or a 3-band RGB) shown with a 2–98 % stretch over the land, or that raster
+        already read (:func:`read_true_colour`, with the same ``band_names`` and ``max_pixels``), or None (grey).
     masks: name -> mask path or array (1 = landslide, 0 = not, 255 = no data).
     reference: a reference mask (path or array) or GeoJSON-like polygons in ``reference_crs``; when given
         it gets its own panel (filled yellow, ringed in black) and each map is coloured as agreement /
@@ -471,8 +490,11 @@ def overlay_figure(
         shown = _decimated(full, factor)
         rgb = np.full((shown.height, shown.width, 3), 0.8, dtype=np.float32)
         image_title = "no image given"
-    elif isinstance(true_colour, (str, os.PathLike)):
-        rgb, full, factor = _read_true_colour(os.fspath(true_colour), band_names, max_pixels)
+    elif isinstance(true_colour, (str, os.PathLike, TrueColour)):
+        read = true_colour
+        if not isinstance(read, TrueColour):
+            read = read_true_colour(true_colour, band_names, max_pixels)
+        rgb, full, factor = read.rgb, read.grid, read.factor
         georeferenced = True
         shown = _decimated(full, factor)
         image_title = "post-event true colour (contrast-stretched)"

@@ -450,3 +450,33 @@ def test_cancel_stops(tmp_path):
     ref_path = write_mask(tmp_path / "ref.tif", np.zeros((10, 10), np.uint8))
     with pytest.raises(rasters.Cancelled):
         evaluate(ref_path, [ref_path], is_cancelled=lambda: True)
+
+
+@pytest.mark.parametrize("reference_kind", ["raster", "vector"])
+def test_maps_scored_together_get_the_scores_each_gets_alone(tmp_path, monkeypatch, reference_kind):
+    """A run's maps share a grid and are scored in one pass; maps on another grid (a coarser one here) are
+    scored on theirs. Every map's counts, objects (across strips) and warnings are its own, in the order given."""
+    monkeypatch.setattr(evaluation, "BLOCK_ROWS", 6)
+    rng = np.random.default_rng(11)
+    shape = (40, 36)
+    reference = blobs(shape, [(8, 8), (20, 25), (33, 10)], 4)
+    reference[5:30, 30] = 1  # a long object crossing several strips
+    maps = [(rng.random(shape) < 0.2).astype(np.uint8) | blobs(shape, [(8, 9)], 3),
+            np.zeros(shape, np.uint8),                      # an empty map: its own warning
+            blobs(shape, [(20, 26), (33, 30)], 4)]
+    maps[0][::7, ::5] = 255
+    paths = [write_mask(tmp_path / f"m{i}.tif", m) for i, m in enumerate(maps)]
+    coarse = blobs((20, 18), [(10, 12)], 3)
+    paths.insert(1, write_mask(tmp_path / "coarse.tif", coarse, transform=from_origin(*ORIGIN, 40, 40)))
+    if reference_kind == "raster":
+        kwargs = {"reference_path": write_mask(tmp_path / "ref.tif", reference)}
+    else:
+        kwargs = {"reference_path": None, "reference_crs": UTM,
+                  "reference_geometries": [square(3, 4, 12, 12), square(20, 15, 30, 25), square(29, 4, 31, 30)]}
+    names = ["noisy", "coarse", "empty", "shifted"]
+    together = evaluate(names=names, prediction_paths=paths, **kwargs)
+    alone = [evaluate(names=[name], prediction_paths=[path], **kwargs).predictions[0]
+             for name, path in zip(names, paths)]
+    assert together.predictions == alone
+    assert [p.name for p in together.predictions] == names
+    assert together.warnings == [w for p in alone for w in p.warnings] and together.warnings

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from landslide_plugin.core import detection, pipeline
 
 
@@ -70,3 +72,99 @@ def test_a_run_is_titled_by_its_tile_and_dates(tmp_path):
                  COMPOSITE_DATES="2023-08-20,2023-08-25,2023-08-30")
     assert pipeline.pair_title(pre, post) == "T37SCB 2023-01-05 → 2023-08-20…2023-08-30"
     assert pipeline.pair_title(pre, stack("bare.tif")) is None  # no dates: the folder names the group instead
+
+
+def _helpers_alive() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("landslide-") and t.is_alive()]
+
+
+def test_callbacks_come_from_the_calling_thread_and_the_log_follows_the_steps(example_pair, tmp_path):
+    """The slope and the scores are made beside other stages, yet the user's callbacks
+    are only ever called from the thread that called map_landslides, and the log reads in the order of the
+    steps."""
+    caller = threading.current_thread()
+    threads, events, seen = set(), [], []
+
+    def note(kind):
+        def callback(*args):
+            threads.add(threading.current_thread())
+            if kind == "progress":
+                seen.append(args[0])
+            elif kind != "cancel":
+                events.append((kind, args[-1]))
+            return False
+        return callback
+
+    result = pipeline.map_landslides([example_pair.pre], [example_pair.post], tmp_path / "out", dem=example_pair.dem,
+                                     reference=example_pair.truth, log=note("log"), step=note("step"),
+                                     progress=note("progress"), is_cancelled=note("cancel"))
+    assert threads == {caller}
+    assert seen == sorted(seen) and seen[-1] == 100.0
+    assert not _helpers_alive()
+    order = [text.split("\n")[0] for _, text in events]
+    polygons_step = order.index(f"Turning the {pipeline._label_of(pipeline.DEFAULT_METHODS, result.primary)} mask "
+                                "into polygons")
+    polygons_line = next(i for i, text in enumerate(order) if " landslide polygons of " in text)
+    scoring_step = next(i for i, text in enumerate(order) if text.startswith("Scoring every method"))
+    answer = next(i for i, text in enumerate(order) if text.startswith("Short answer:"))
+    assert polygons_step < polygons_line < scoring_step < answer
+    assert (tmp_path / "out" / f"landslides_{result.primary}.geojson").exists() and result.polygon_count > 0
+    assert (tmp_path / "out" / "slope.tif").exists() and (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_cancel_while_the_scores_are_computed_beside_the_report_stops_them(example_pair, tmp_path, monkeypatch):
+    """The scores run in a helper thread: the user's cancel reaches them through the calling thread, and the run
+    waits for them to stop before it cleans up."""
+    from landslide_plugin.core import evaluation, rasters
+
+    started, stopped, helper = threading.Event(), threading.Event(), []
+
+    def scores_until_stopped(*args, progress=None, is_cancelled=None, **kwargs):
+        helper.append(threading.current_thread() is not threading.main_thread())
+        progress(50.0)
+        started.set()
+        for _ in range(2000):
+            if is_cancelled():  # the helper's own flag, set by the calling thread
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the scores were never told to stop")
+        stopped.set()
+        raise rasters.Cancelled("cancelled by the user")
+
+    monkeypatch.setattr(evaluation, "evaluate", scores_until_stopped)
+    scoring, seen = threading.Event(), []
+
+    def step(number, count, title):
+        if title.startswith("Scoring every method"):
+            scoring.set()
+
+    def is_cancelled():
+        return scoring.is_set() and started.wait(timeout=20) and len(seen) > 0
+
+    def progress(percent):
+        if started.is_set():
+            seen.append(percent)  # the helper's progress, passed on by the calling thread
+
+    folder = tmp_path / "out"
+    with pytest.raises(rasters.Cancelled):
+        pipeline.map_landslides([example_pair.pre], [example_pair.post], folder, dem=example_pair.dem,
+                                reference=example_pair.truth, step=step, is_cancelled=is_cancelled,
+                                progress=progress)
+    assert helper == [True] and stopped.is_set() and not _helpers_alive()
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_a_slope_error_beside_the_coregistration_reaches_the_user(example_pair, tmp_path, monkeypatch):
+    from landslide_plugin.core import masks
+
+    def broken_slope(*args, **kwargs):
+        raise ValueError("the DEM could not be read")
+
+    monkeypatch.setattr(masks, "write_slope", broken_slope)
+    folder = tmp_path / "out"
+    with pytest.raises(ValueError, match="the DEM could not be read"):
+        pipeline.map_landslides([example_pair.pre], [example_pair.post], folder, dem=example_pair.dem,
+                                reference=example_pair.truth)
+    assert not _helpers_alive()
+    assert not folder.exists() or list(folder.iterdir()) == []

@@ -227,3 +227,77 @@ def test_geojson_attributes_are_rounded_to_what_they_mean(scene, tmp_path):
     props = json.loads(Path(out).read_text())["features"][0]["properties"]
     assert props["mean_dndvi"] == round(result[0].mean_dndvi, 3) != result[0].mean_dndvi
     assert result[0].properties()["mean_dndvi"] == result[0].mean_dndvi  # the data keep full precision
+
+
+def test_statistics_across_strips_leave_out_each_rasters_nodata(scene, tmp_path, monkeypatch):
+    """Polygons crossing the strips the rasters are read in get the means of their own pixels; each raster's
+    nodata value (not only NaN) is left out of its mean, whichever thread read it."""
+    monkeypatch.setattr(polygons, "BLOCK_ROWS", 4)
+    mask, _, slope, prob, paths = scene
+    rng = np.random.default_rng(3)
+    shape = mask.shape
+    pre = np.stack([rng.uniform(0.02, 0.1, shape), rng.uniform(0.3, 0.5, shape)]).astype(np.float32)
+    post = np.stack([rng.uniform(0.1, 0.2, shape), rng.uniform(0.2, 0.3, shape)]).astype(np.float32)
+    post[:, 4, 5] = -1.0          # scar A: no data in the post-event stack
+    slope = slope.copy()
+    slope[16, 16] = -9999.0       # scar B: no data in the slope
+    pre_path = write(tmp_path / "pre.tif", pre, "float32", -1.0, descriptions=["B04", "B8A"])
+    post_path = write(tmp_path / "post.tif", post, "float32", -1.0, descriptions=["B04", "B8A"])
+    slope_path = write(tmp_path / "slope_nodata.tif", slope, "float32", -9999.0)
+    result = mask_to_polygons(paths["mask"], pre_stack_path=pre_path, post_stack_path=post_path,
+                              slope_path=slope_path, probability_path=paths["prob"], opening_px=0, min_pixels=2)
+
+    def ndvi(stack):
+        return (stack[1] - stack[0]) / (stack[1] + stack[0])
+
+    a = np.zeros(shape, bool)
+    a[2:6, 3:8] = True            # rows 2-5: two strips of 4 rows
+    b = np.zeros(shape, bool)
+    b[15:18, 15:18] = True        # rows 15-18: two strips
+    b[18, 18] = True
+    dndvi = ndvi(post) - ndvi(pre)
+    dndvi[4, 5] = np.nan
+    slope[16, 16] = np.nan
+    assert [p.n_pixels for p in result] == [20, 10]
+    assert result[0].mean_dndvi == pytest.approx(float(np.nanmean(dndvi[a])), abs=1e-5)
+    assert result[1].mean_dndvi == pytest.approx(float(dndvi[b].mean()), abs=1e-5)
+    assert result[1].mean_slope == pytest.approx(float(np.nanmean(slope[b])), abs=1e-4)
+    assert result[0].mean_probability == pytest.approx(float(prob[a].mean()), abs=1e-6)
+
+
+def test_a_cancel_during_the_statistics_stops_the_polygons(scene, monkeypatch):
+    monkeypatch.setattr(polygons, "BLOCK_ROWS", 4)
+    _, _, _, _, paths = scene
+    calls = []
+
+    def is_cancelled():
+        calls.append(1)
+        return len(calls) > 3  # after the mask is read, while the strips are read
+
+    with pytest.raises(rasters.Cancelled):
+        mask_to_polygons(paths["mask"], dndvi_path=paths["dndvi"], slope_path=paths["slope"],
+                         probability_path=paths["prob"], opening_px=0, min_pixels=2, is_cancelled=is_cancelled)
+    seen = len(calls)
+    assert seen == 4  # nothing asks again after the cancel
+
+
+def test_statistics_of_polygons_across_tiles_of_tiled_rasters(tmp_path, monkeypatch):
+    """Only the tiles holding polygons are read; polygons straddling tile borders still get every pixel's value."""
+    monkeypatch.setattr(polygons, "BLOCK_ROWS", 16)
+    mask = np.zeros((64, 80), np.uint8)
+    mask[10:22, 14:20] = 1    # across a row and a column tile border (16 px tiles)
+    mask[40:44, 60:70] = 1    # inside one tile row, across a column border
+    rng = np.random.default_rng(4)
+    slope = rng.uniform(0, 45, mask.shape).astype(np.float32)
+    slope[12, 17] = -9999.0
+    mask_path = write(tmp_path / "mask.tif", mask, "uint8", 255)
+    slope_path = str(tmp_path / "slope_tiled.tif")
+    with rasterio.open(slope_path, "w", driver="GTiff", width=80, height=64, count=1, dtype="float32",
+                       nodata=-9999.0, crs=CRS, transform=TRANSFORM, tiled=True, blockxsize=16,
+                       blockysize=16) as dst:
+        dst.write(slope, 1)
+    result = mask_to_polygons(mask_path, slope_path=slope_path, opening_px=0, min_pixels=2)
+    values = np.where(slope == -9999.0, np.nan, slope)
+    assert [p.n_pixels for p in result] == [72, 40]
+    assert result[0].mean_slope == pytest.approx(float(np.nanmean(values[10:22, 14:20])), abs=1e-4)
+    assert result[1].mean_slope == pytest.approx(float(values[40:44, 60:70].mean()), abs=1e-4)
