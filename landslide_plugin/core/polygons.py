@@ -320,12 +320,8 @@ def _accumulate(means, labels, grid, *, dndvi_path, pre_stack_path, post_stack_p
 
 
 def _read(src, band: int, window) -> np.ndarray:
-    """A band as float32 with the raster's nodata value as NaN."""
-    values = src.read(band, window=window).astype(np.float32)
-    nodata = src.nodatavals[band - 1]
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        values[values == nodata] = np.nan
-    return values
+    """A band as float32 with the raster's nodata value as NaN (reflectance, where a stack stores scaled DNs)."""
+    return rasters.read_reflectance(src, band, window)
 
 
 def crs_name(crs) -> str | None:
