@@ -100,9 +100,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                  "Estimates whose enhanced correlation coefficient is below this value are rejected.",
                  advanced=True)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Aligned image"),
-                 "Every band of the image to align on the reference grid, stored as the image stores it: the "
-                 "plugin's stacks as DNs with their scale and offset (0 = no data), float32 reflectance as float32 "
-                 "(NaN = no data).")
+                 "Every band of the image to align, float32 reflectance on the reference grid; no data is NaN.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_SCL, "Aligned scene classification",
                                                          optional=True, createByDefault=False),
                  "The SCL of the image to align, aligned with nearest neighbour (0 = no data outside).")
