@@ -175,7 +175,7 @@ def reflectance_profile(like: dict, count: int, scaling: Scaling | None) -> dict
     ``set_scaling`` once open), DN 0 = no data; or float32, NaN = no data, when ``scaling`` is None."""
     if scaling is None:
         profile = geotiff_profile(like, count)
-        predictor = 1  # the floating-point predictor would save a sixth of the size for twice the time
+        predictor = 1  # the floating-point predictor: a sixth smaller, but 1.4x the write and 2x the read time
     else:
         profile = geotiff_profile(like, count, "uint16", REFLECTANCE_NODATA)
         predictor = 2
