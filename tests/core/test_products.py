@@ -436,6 +436,23 @@ def test_prepare_in_several_blocks_equals_reading_in_memory(tmp_path, monkeypatc
                                       products.read_l2a([left, right]).reflectance)
 
 
+def test_a_mosaic_of_two_processing_baselines_keeps_every_reflectance(tmp_path):
+    """Baseline 03.01 (no offset) beside 05.09 (offset -1000): the stack takes the most negative offset, so
+    the darkest pixels of the newer product (reflectance below 0) are kept, not clipped."""
+    left_dn = field_dn(30, 30)
+    right_dn = field_dn(30, 30, col0=20, row0=3)
+    right_dn["B02"][:, -5:] = 900  # reflectance -0.01 in baseline 05.09
+    left = make(tmp_path, left_dn, tile="T37SCB", baseline="03.01")
+    right = make(tmp_path, right_dn, ulx=300400, uly=3999960, tile="T37SDB")
+    prepared = products.prepare_l2a([left, right], tmp_path / "s.tif", tmp_path / "c.tif")
+    expected = products.read_l2a([left, right]).reflectance
+    with rasterio.open(prepared.stack_path) as src:
+        assert src.offsets == (-0.1,) * 6 and src.scales == (1e-4,) * 6
+        values = rasters.read_reflectance(src, src.indexes)
+    assert np.nanmin(expected[0]) == pytest.approx(-0.01)
+    np.testing.assert_allclose(values, expected, atol=1e-7)
+
+
 def test_cancelled_prepare_leaves_no_output(tmp_path):
     path = make(tmp_path, field_dn(16, 16))
     out = tmp_path / "out"
