@@ -138,8 +138,12 @@ def geotiff_profile(like: dict, count: int, dtype: str = "float32", nodata=np.na
 
 
 def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
-    """2, 4, 8 ... down to an overview of about ``smallest`` pixels on its longer side (gdaladdo's default)."""
-    factors, factor = [], 2
+    """4, 8, 16 ... down to an overview of about ``smallest`` pixels on its longer side.
+
+    No 1/2 level: it costs as much as all the others together (measured on a 2048 x 2048 stack: 0.5 s CPU
+    with it, 0.23 s without; all of a full tile's outputs took 13 s with it), and QGIS reads the full
+    resolution fast enough up to 4x zoomed out."""
+    factors, factor = [], 4
     while max(width, height) / factor >= smallest:
         factors.append(factor)
         factor *= 2
