@@ -102,7 +102,7 @@ def reference_way(pre: str, post: str, out: str, method: str) -> dict:
     for path in (pre, post):
         with rasterio.open(path) as src:
             profile = src.profile
-            bands = {name: src.read(i + 1) for i, name in enumerate(BANDS)}
+            bands = {name: rasters.read_reflectance(src, i + 1) for i, name in enumerate(BANDS)}
         features += [indices.ndvi(bands["B04"], bands["B8A"]),
                      indices.bare_soil_index(bands["B02"], bands["B04"], bands["B8A"], bands["B11"])]
         del bands

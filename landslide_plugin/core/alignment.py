@@ -486,14 +486,6 @@ def _on_grid(path, grid: rasters.Grid, resampling: Resampling, what: str, messag
             yield vrt
 
 
-def _read_float(ds, band: int, window: Window | None = None) -> np.ndarray:
-    data = ds.read(band, window=window).astype(np.float32)
-    nodata = ds.nodata
-    if nodata is not None and not np.isnan(nodata):
-        data[data == np.float32(nodata)] = np.nan
-    return data
-
-
 def coregister_stack(
     reference_stack_path: str | os.PathLike,
     moving_stack_path: str | os.PathLike,
@@ -528,9 +520,12 @@ def coregister_stack(
     grid (CRS, resolution, extent) than the reference stack are first resampled onto it (the
     returned ``Alignment.messages`` say so).
 
-    Output: every band of the moving stack as float32 on the reference grid, NaN where the source
-    pixel is outside the moving image or next to one of its no-data pixels (never 0), band
-    descriptions and tags kept, the transform added as tags. ``out_scl_path`` (needs
+    Output: every band of the moving stack as float32 reflectance on the reference grid (zstd, one band per
+    tile, internal overviews), NaN where the source pixel is outside the moving image or next to one of its
+    no-data pixels (never 0), band descriptions and tags kept, the transform added as tags. Float32, not
+    the moving stack's DNs: rounding the interpolated values to the nearest DN (at most 0.00005 of
+    reflectance) changed the clustering maps of 8 of the 14 benchmark scenes (mean F1 of GMM 5 +0.024, of
+    the reference study's GMM 2 -0.027): the clusterings are that sensitive. ``out_scl_path`` (needs
     ``moving_scl_path``): the moving SCL aligned with nearest neighbour, 0 (no data) outside.
     Outputs are written atomically; a failure or cancellation leaves none.
     """
@@ -556,7 +551,7 @@ def coregister_stack(
 
     with rasterio.open(reference_stack_path) as ref:
         grid = rasters.Grid.of(ref)
-        reference = _read_float(ref, ref_index)
+        reference = rasters.read_reflectance(ref, ref_index)
     rasters.check_cancelled(is_cancelled)
     valid = np.ones(reference.shape, bool)
     for what, path in (("reference SCL", reference_scl_path), ("moving SCL", moving_scl_path)):
@@ -571,7 +566,7 @@ def coregister_stack(
                 excluded &= ~((values == user_mask.nodata) | np.isnan(values.astype(np.float64)))
             valid &= ~excluded
     with _on_grid(moving_stack_path, grid, Resampling.bilinear, "moving stack", messages) as mov:
-        moving = _read_float(mov, mov_index)
+        moving = rasters.read_reflectance(mov, mov_index)
     rasters.report(progress, 5)
     pixel_size = (abs(grid.transform.a), abs(grid.transform.e))
     try:
@@ -592,12 +587,13 @@ def coregister_stack(
             "ECC_MATRIX": result.describe_matrix(), "ECC_SHIFT_X_PX": f"{result.shift_px[0]:.4f}",
             "ECC_SHIFT_Y_PX": f"{result.shift_px[1]:.4f}", "ECC_CORRELATION": f"{result.correlation:.4f}"}
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(rasters.atomic_output(out_path))
-        tmp_scl = stack.enter_context(rasters.atomic_output(out_scl_path)) if out_scl_path is not None else None
+        tmp = stack.enter_context(rasters.atomic_output(out_path, overviews=Resampling.average))
+        tmp_scl = (stack.enter_context(rasters.atomic_output(out_scl_path, overviews=Resampling.nearest))
+                   if out_scl_path is not None else None)
         with _on_grid(moving_stack_path, grid, Resampling.bilinear, "moving stack", []) as mov:
             bands = mov.count
             steps = bands + (1 if tmp_scl else 0)
-            with rasterio.open(tmp, "w", **rasters.geotiff_profile(_profile(grid), bands)) as dst:
+            with rasterio.open(tmp, "w", **rasters.reflectance_profile(_profile(grid), bands, None)) as dst:
                 dst.update_tags(**{**mov.tags(), **tags})
                 for index in range(1, bands + 1):
                     description = mov.descriptions[index - 1]
@@ -648,9 +644,12 @@ def _warp_band(src, src_band: int, dst, dst_band: int, matrix: np.ndarray, inter
                 block = cv2.warpAffine(source, local, (width, rows), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             else:
-                block = _warp_values(_read_float(src, src_band, source_window), local, (width, rows), interpolation,
-                                     top_is_edge=s0 == 0, bottom_is_edge=s1 == src.height)
-        dst.write(block.astype(dst.dtypes[dst_band - 1], copy=False), dst_band, window=window)
+                block = _warp_values(rasters.read_reflectance(src, src_band, source_window), local, (width, rows),
+                                     interpolation, top_is_edge=s0 == 0, bottom_is_edge=s1 == src.height)
+        if nearest:
+            dst.write(block.astype(dst.dtypes[dst_band - 1], copy=False), dst_band, window=window)
+        else:
+            rasters.write_reflectance(dst, block, dst_band, window)
         rasters.report(progress, start + span * (r0 + rows) / height)
 
 

@@ -120,12 +120,15 @@ def composite_blocks(reflectance: np.ndarray, scl: np.ndarray, *, method: str = 
 def composite_l2a(sources, stack_path, scl_path, count_path, *, method: str = "median",
                   bands: Sequence[str] = products.DEFAULT_BANDS, aoi=None, aoi_crs="EPSG:4326",
                   exclude_dark: bool = False, work_dir=None, progress: rasters.Progress | None = None,
-                  is_cancelled: rasters.IsCancelled | None = None) -> CompositeResult:
+                  is_cancelled: rasters.IsCancelled | None = None, overviews: bool = True) -> CompositeResult:
     """Composite the products of one period (several dates, each one tile or several) into three rasters.
 
     Each date is first prepared (reflectance with its offset, SCL, area of interest, mosaic of its tiles) in
     a temporary folder beside the outputs (or in ``work_dir``); the first date's grid is the output grid,
-    other dates are resampled onto it where theirs differs. The three outputs appear only when complete.
+    other dates are resampled onto it where theirs differs. The three outputs appear only when complete, with
+    internal overviews (the stack and the SCL without them when ``overviews`` is False: working files). The
+    stack stores DNs with a GDAL scale and offset as ``products.prepare_l2a``'s does (composited values
+    rounded to the nearest DN).
     """
     if method not in METHODS:
         raise ValueError(f"composite method {method!r} is unknown; choose {' or '.join(METHODS)}")
@@ -153,7 +156,7 @@ def composite_l2a(sources, stack_path, scl_path, count_path, *, method: str = "m
 
             result = products.prepare_l2a(
                 paths, Path(tmp) / f"{day:%Y%m%d}_stack.tif", Path(tmp) / f"{day:%Y%m%d}_scl.tif", bands=bands,
-                aoi=aoi, aoi_crs=aoi_crs, is_cancelled=is_cancelled, progress=step)
+                aoi=aoi, aoi_crs=aoi_crs, is_cancelled=is_cancelled, progress=step, overviews=False)
             prepared.append(result)
             notes += list(result.notes)
         first = prepared[0]
@@ -168,11 +171,21 @@ def composite_l2a(sources, stack_path, scl_path, count_path, *, method: str = "m
                 "PRODUCT": ",".join(i.name for p in prepared for i in p.infos),
                 "CLEAR_SCL_CLASSES": ",".join(str(c) for c in clear_classes)}
         observed, total_count = 0, 0
-        with rasters.atomic_output(stack_path) as stack_tmp, rasters.atomic_output(scl_path) as scl_tmp, \
-                rasters.atomic_output(count_path) as count_tmp:
-            with rasterio.open(stack_tmp, "w", **rasters.geotiff_profile(like, len(bands))) as stack_dst, \
+        # The composite's DNs: the scale and the most negative offset of the dates (which holds every date).
+        scalings = []
+        for p in prepared:
+            with rasterio.open(p.stack_path) as src:
+                scalings.append(rasters.stored_scaling(src))
+        scaling = (scalings[0][0], tuple(min(s[1][i] for s in scalings) for i in range(len(bands))))
+        indexes = list(range(1, len(bands) + 1))
+        average, nearest = (Resampling.average, Resampling.nearest) if overviews else (None, None)
+        with rasters.atomic_output(stack_path, overviews=average) as stack_tmp, \
+                rasters.atomic_output(scl_path, overviews=nearest) as scl_tmp, \
+                rasters.atomic_output(count_path, overviews=Resampling.nearest) as count_tmp:
+            with rasterio.open(stack_tmp, "w", **rasters.reflectance_profile(like, len(bands), scaling)) as stack_dst, \
                     rasterio.open(scl_tmp, "w", **rasters.geotiff_profile(like, 1, "uint8", 0)) as scl_dst, \
                     rasterio.open(count_tmp, "w", **rasters.geotiff_profile(like, 1, "uint8", None)) as count_dst:
+                rasters.set_scaling(stack_dst, scaling)
                 for index, name in enumerate(bands, start=1):
                     stack_dst.set_band_description(index, name)
                 scl_dst.set_band_description(1, "SCL")
@@ -188,7 +201,7 @@ def composite_l2a(sources, stack_path, scl_path, count_path, *, method: str = "m
                         scl = np.empty((n, h, w), dtype=np.uint8)
                         for k, ((stack_src, scl_src), p) in enumerate(zip(sources_open, prepared)):
                             if same[k]:
-                                block[k] = stack_src.read(window=window)
+                                block[k] = rasters.read_reflectance(stack_src, indexes, window)
                                 scl[k] = scl_src.read(1, window=window)
                             else:
                                 for i in range(len(bands)):
@@ -198,7 +211,7 @@ def composite_l2a(sources, stack_path, scl_path, count_path, *, method: str = "m
                         out, out_scl, count = composite_blocks(block, scl, method=method, band_names=bands,
                                                                clear_classes=clear_classes)
                         del block, scl
-                        stack_dst.write(out, window=window)
+                        rasters.write_reflectance(stack_dst, out, indexes, window)
                         scl_dst.write(out_scl, 1, window=window)
                         count_dst.write(count, 1, window=window)
                         observed += int(np.count_nonzero(count))

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 
 from . import indices as idx
 from . import masks, rasters
@@ -551,17 +552,17 @@ class _Writers:
         for name, result in results.items():
             detector, out = result.detector, outputs[name]
             tags = {**detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
-            mask = self._open(out.mask, mask_profile, "landslide", tags)
+            mask = self._open(out.mask, mask_profile, "landslide", tags, Resampling.nearest)
             mask.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
-            clusters = (self._open(out.clusters, mask_profile, "cluster", tags)
+            clusters = (self._open(out.clusters, mask_profile, "cluster", tags, Resampling.nearest)
                         if detector.gives_clusters and out.clusters else None)
             probability = (self._open(out.probability, rasters.geotiff_profile(profile_like, 1),
-                                      "landslide_probability", tags)
+                                      "landslide_probability", tags, Resampling.average)
                            if detector.gives_probability and out.probability else None)
             self.targets.append((result, mask, clusters, probability))
 
-    def _open(self, path, profile, description, tags):
-        tmp = self._stack.enter_context(rasters.atomic_output(path))
+    def _open(self, path, profile, description, tags, overviews):
+        tmp = self._stack.enter_context(rasters.atomic_output(path, overviews=overviews))
         dst = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
         dst.set_band_description(1, description)
         dst.update_tags(**tags)
@@ -645,8 +646,6 @@ def _on_grid(path, grid, window, dtype, fill):
 
 def _slope(options: masks.MaskOptions, like_path, grid, window):
     if options.slope_path:
-        from rasterio.enums import Resampling
-
         return rasters.read_on_grid(options.slope_path, grid, window, resampling=Resampling.bilinear)
     if options.dem_path:
         return masks.slope_on_grid(options.dem_path, like_path, window=window)

@@ -231,15 +231,8 @@ def change_features(
 
 # -- rasters on disk -----------------------------------------------------------------------------------
 def read_bands(src, bands: Mapping[str, int], window=None) -> dict[str, np.ndarray]:
-    """Bands of an open dataset as float32, with the dataset's nodata value (if any) turned into NaN."""
-    out = {}
-    nodata = src.nodata
-    for name, index in bands.items():
-        data = src.read(index, window=window).astype(np.float32, copy=False)
-        if nodata is not None and not np.isnan(nodata):
-            data[data == np.float32(nodata)] = np.nan
-        out[name] = data
-    return out
+    """Reflectance bands of an open stack by name (``rasters.read_reflectance``: float32, NaN = no data)."""
+    return {name: rasters.read_reflectance(src, index, window) for name, index in bands.items()}
 
 
 def check_same_grid(path_a, path_b, *, what_a: str = "pre-event image", what_b: str = "post-event image") -> None:

@@ -161,7 +161,8 @@ def write_slope(dem_path, like_path, out_path, *, progress=None, is_cancelled=No
     profile = rasters.geotiff_profile({"crs": grid.crs, "transform": grid.transform, "width": grid.width,
                                        "height": grid.height}, 1)
     windows = list(rasters.row_windows(grid.height, grid.width))
-    with rasters.atomic_output(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with rasters.atomic_output(out_path, overviews=Resampling.average) as tmp, \
+            rasterio.open(tmp, "w", **profile) as dst:
         dst.set_band_description(1, "slope_deg")
         for n, window in enumerate(windows):
             rasters.check_cancelled(is_cancelled)
@@ -450,7 +451,8 @@ def _rewrite_band(path, values: np.ndarray) -> None:
         except ValueError:
             colormap = None
     profile.update(rasters.GTIFF_OPTIONS if profile.get("tiled") else {})
-    with rasters.atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    overviews = Resampling.average if np.issubdtype(values.dtype, np.floating) else Resampling.nearest
+    with rasters.atomic_output(path, overviews=overviews) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(values, 1)
         dst.update_tags(**tags)
         if description:

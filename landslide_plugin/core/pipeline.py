@@ -276,6 +276,7 @@ def planned_files(methods: Sequence[Method], primary: str, *, pre_is_stack: bool
     return names
 
 
+@rasters.bounded_gdal_cache()  # the run's memory stays bounded whatever GDAL's cache is outside it
 def map_landslides(
     pre: Sequence[str | os.PathLike],
     post: Sequence[str | os.PathLike],
@@ -431,7 +432,8 @@ def map_landslides(
         post_stack, post_scl_path, post_images = _prepare(
             products, post_inputs, post_scl, work / "post_stack.tif", work / "post_scl.tif", aoi, aoi_crs,
             lambda p: stage(50 + p / 2), is_cancelled, say, "post-event", dates=post_dates,
-            method=options.post_composite, count_out=work / "post_clear_count.tif", exclude_dark=exclude_dark)
+            method=options.post_composite, count_out=work / "post_clear_count.tif", exclude_dark=exclude_dark,
+            overviews=False)  # a working file: the aligned stack is what the user keeps
         for period, images in (("pre", pre_images), ("post", post_images)):
             if images.count is not None:
                 outputs[f"{period}_clear_count.tif"] = images.count
@@ -471,6 +473,10 @@ def map_landslides(
                 f"{correlation:.2f}")
         else:
             shutil.copyfile(post_stack, aligned)  # a copy: the input itself is never an output
+            if not post_is_stack:  # the working stack was written without overviews; the kept copy has them
+                from rasterio.enums import Resampling
+
+                rasters.build_overviews(aligned, Resampling.average)
             if aligned_scl:
                 shutil.copyfile(post_scl_path, aligned_scl)
             say("co-registration skipped: the post image is used as it is")
@@ -650,7 +656,7 @@ def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11
         with rasterio.open(path) as src:
             scale = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
             shape = (max(1, src.height // scale), max(1, src.width // scale))
-            values.append(src.read(index, out_shape=shape, masked=True).astype("float64").filled(np.nan))
+            values.append(rasters.read_reflectance(src, index, out_shape=shape).astype("float64"))
     if values[0].shape != values[1].shape:
         return None
     ok = np.isfinite(values[0]) & np.isfinite(values[1])
@@ -689,8 +695,9 @@ def _composite_bytes(footprint, dates) -> int:
 
 
 def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, is_cancelled, say, label, *,
-             dates=None, method="median", count_out=None, exclude_dark=False):
-    """Products -> a stack and SCL in the working folder; a prepared stack is read where it is.
+             dates=None, method="median", count_out=None, exclude_dark=False, overviews=True):
+    """Products -> a stack and SCL in the working folder (with internal overviews when ``overviews``, for files
+    the user keeps); a prepared stack is read where it is.
 
     Products of several dates (``dates``, from ``composite.group_by_date``) make a per-pixel composite
     (``composite.composite_l2a`` with ``method``), its clear-observation count in ``count_out``; it is then
@@ -708,7 +715,7 @@ def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, 
         made = composite.composite_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), str(count_out),
                                        method=method, aoi=aoi, aoi_crs=aoi_crs, exclude_dark=exclude_dark,
                                        work_dir=str(Path(stack_out).parent), progress=progress,
-                                       is_cancelled=is_cancelled)
+                                       is_cancelled=is_cancelled, overviews=overviews)
         for note in made.notes:
             say(f"{label}: {note}")
         names = _tag(stack_out, "PRODUCT").split(",")
@@ -725,7 +732,8 @@ def _prepare(products, inputs, scl, stack_out, scl_out, aoi, aoi_crs, progress, 
             f"{_METHOD_LABELS.get(method, method)} composite of {len(made.dates)} dates: {'; '.join(per_date)}; "
             f"{figures}", Path(count_out))
     prepared = products.prepare_l2a([str(p) for p in inputs], str(stack_out), str(scl_out), aoi=aoi,
-                                    aoi_crs=aoi_crs, progress=progress, is_cancelled=is_cancelled)
+                                    aoi_crs=aoi_crs, progress=progress, is_cancelled=is_cancelled,
+                                    overviews=overviews)
     for info in prepared.infos:
         offset = info.offsets.get("B04", 0)
         dn = f"(DN {offset:+g})" if offset else "DN"

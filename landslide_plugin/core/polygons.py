@@ -332,7 +332,8 @@ def _accumulate(means, labels, grid, *, dndvi_path, pre_stack_path, post_stack_p
 
 
 def _read_at(path: str, bands, window, inside: np.ndarray) -> list[np.ndarray]:
-    """Bands of a block at the pixels ``inside``, as float32 with the raster's nodata value as NaN.
+    """Bands of a block at the pixels ``inside``, as float32 with the raster's nodata value as NaN (reflectance,
+    where a stack stores scaled DNs: ``rasters.unscale``).
 
     Only the raster's own tiles that hold such a pixel are read (decoded): scars of an event usually fill a
     small part of a tile, and the rest of a strip is not needed."""
@@ -350,6 +351,7 @@ def _read_at(path: str, bands, window, inside: np.ndarray) -> list[np.ndarray]:
             nodata = src.nodatavals[band - 1]
             if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
                 values[values == nodata] = np.nan
+            rasters.unscale(values, float(src.scales[band - 1]), float(src.offsets[band - 1]))
             out.append(values)
     return out
 

@@ -467,13 +467,18 @@ def read_l2a(products, *, bands: Sequence[str] = DEFAULT_BANDS, aoi=None, aoi_cr
 
 def prepare_l2a(products, stack_path, scl_path, *, bands: Sequence[str] = DEFAULT_BANDS, aoi=None,
                 aoi_crs="EPSG:4326", progress: rasters.Progress | None = None,
-                is_cancelled: rasters.IsCancelled | None = None) -> PreparedProduct:
-    """Write the reflectance stack (float32, NaN no data) and the SCL (uint8, 0 no data) of one date.
+                is_cancelled: rasters.IsCancelled | None = None, overviews: bool = True) -> PreparedProduct:
+    """Write the reflectance stack and the SCL (uint8, 0 no data) of one date.
 
+    The stack holds the product's own numbers: uint16 DNs with a GDAL scale and offset per band
+    (reflectance = DN * scale + offset = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE), DN 0 = no
+    data; ``rasters.read_reflectance`` (and GDAL tools that unscale) give the reflectance. A mosaic of
+    products of different processing baselines takes the most negative offset, which holds them all.
     ``products``: one product or a list of products of the same date (adjacent tiles are mosaicked).
     ``aoi``: None (whole products), a ``(west, south, east, north)`` box or a polygon (GeoJSON-like
     dict, WKT, or a .geojson path) in ``aoi_crs``; the crop is snapped outward to the 20 m tile grid.
-    Both files appear only when complete; a cancelled run (``rasters.Cancelled``) leaves neither.
+    Both files appear only when complete; a cancelled run (``rasters.Cancelled``) leaves neither. With
+    ``overviews`` (for files a user keeps) both get internal overviews.
     """
     if os.path.abspath(os.fspath(stack_path)) == os.path.abspath(os.fspath(scl_path)):
         raise ValueError(f"the reflectance stack and the SCL would both be written to {os.fspath(stack_path)}; "
@@ -483,17 +488,22 @@ def prepare_l2a(products, stack_path, scl_path, *, bands: Sequence[str] = DEFAUL
     tags = plan.tags()
     valid = 0
     # A bounded block cache: strips are read top to bottom, so only the current row of JPEG 2000 tiles is reused.
-    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256), rasters.atomic_output(stack_path) as stack_tmp, \
-            rasters.atomic_output(scl_path) as scl_tmp:
-        with rasterio.open(stack_tmp, "w", **rasters.geotiff_profile(like, len(plan.bands))) as stack_dst, \
+    scaling = plan.scaling()
+    indexes = list(range(1, len(plan.bands) + 1))
+    stack_profile = rasters.reflectance_profile(like, len(plan.bands), scaling)
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256), \
+            rasters.atomic_output(stack_path, overviews=Resampling.average if overviews else None) as stack_tmp, \
+            rasters.atomic_output(scl_path, overviews=Resampling.nearest if overviews else None) as scl_tmp:
+        with rasterio.open(stack_tmp, "w", **stack_profile) as stack_dst, \
                 rasterio.open(scl_tmp, "w", **rasters.geotiff_profile(like, 1, "uint8", 0)) as scl_dst:
+            rasters.set_scaling(stack_dst, scaling)
             for index, name in enumerate(plan.bands, start=1):
                 stack_dst.set_band_description(index, name)
             scl_dst.set_band_description(1, "SCL")
             stack_dst.update_tags(**tags)
             scl_dst.update_tags(**tags)
             for window, block, scl_block in _mosaic_blocks(plan, is_cancelled):
-                stack_dst.write(block, window=window)
+                rasters.write_reflectance(stack_dst, block, indexes, window)
                 scl_dst.write(scl_block, 1, window=window)
                 valid += int(np.count_nonzero(np.isfinite(block).all(axis=0)))
                 rasters.report(progress, 100.0 * (window.row_off + window.height) / plan.height)
@@ -529,6 +539,13 @@ class _Plan:
     @property
     def tile(self) -> str:
         return "-".join(dict.fromkeys(i.tile for i in self.infos))
+
+    def scaling(self) -> rasters.Scaling:
+        """Per band (scale, offset) of the stack's DNs: the first product's quantification; the most negative
+        offset of the products, so that a mosaic of two processing baselines keeps every reflectance."""
+        scale = 1.0 / self.infos[0].quantification
+        offsets = tuple(min(info.offset(band) / info.quantification for info in self.infos) for band in self.bands)
+        return (scale,) * len(self.bands), offsets
 
     def tags(self) -> dict[str, str]:
         return {

@@ -345,9 +345,9 @@ def _read_true_colour(path: str, band_names: Sequence[str], max_pixels: int):
         full = rasters.Grid.of(src)
         factor = _factor(src.height, src.width, max_pixels)
         shown = _decimated(full, factor)
-        data = src.read([bands[b] for b in band_names], out_shape=(len(band_names), shown.height, shown.width),
-                        resampling=Resampling.average, masked=True)
-    rgb = np.ma.filled(data.astype(np.float32), np.nan).transpose(1, 2, 0)
+        data = rasters.read_reflectance(src, [bands[b] for b in band_names], out_shape=(shown.height, shown.width),
+                                        resampling=Resampling.average)
+    rgb = data.transpose(1, 2, 0)
     return _stretch(rgb), full, factor
 
 

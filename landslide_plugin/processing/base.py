@@ -5,6 +5,7 @@ report progress, return outputs.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -60,6 +61,26 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     #: Help page under HOMEPAGE (None: the group's, see HELP_PAGES).
     HELP_PAGE: str | None = None
     REQUIRES: tuple = dependencies.CORE
+
+    def __init_subclass__(cls, **kwargs):
+        """Every algorithm's processAlgorithm runs with GDAL's block cache bounded (``rasters.bounded_gdal_cache``):
+        QGIS leaves the cache at GDAL's default (5 % of the RAM), which would otherwise fill beside the
+        plugin's own blocks."""
+        super().__init_subclass__(**kwargs)
+        process = cls.__dict__.get("processAlgorithm")
+        if process is None:
+            return
+
+        @functools.wraps(process)
+        def process_with_bounded_cache(self, parameters, context, feedback):
+            try:
+                from ..core import rasters
+            except ImportError:  # a missing dependency: the algorithm itself says which
+                return process(self, parameters, context, feedback)
+            with rasters.bounded_gdal_cache():
+                return process(self, parameters, context, feedback)
+
+        cls.processAlgorithm = process_with_bounded_cache
 
     # -- identity -------------------------------------------------------------------------
     def name(self):

@@ -445,3 +445,25 @@ def test_known_shifts_of_the_real_reference_recovered_within_005_px(realdata, us
         result = estimate_shift_ecc(crop, fourier_shift(crop, dx, dy), use_gradient=use_gradient, pixel_size=10.0)
         assert_shift(result, dx, dy, 0.05)
         assert result.converged
+
+
+def test_a_stack_of_product_dns_co_registers_into_float32_reflectance_with_overviews(example_pair, tmp_path):
+    """The prepared stack (uint16 DNs, scale and offset) in; the aligned stack out as float32 reflectance, the
+    interpolated values kept exactly (not rounded to DNs)."""
+    from landslide_plugin.core import products
+
+    products.prepare_l2a([example_pair.pre], tmp_path / "pre.tif", tmp_path / "pre_scl.tif")
+    result = coregister_stack(tmp_path / "pre.tif", tmp_path / "pre.tif", tmp_path / "same.tif")
+    assert np.allclose(result.shift_px, 0.0, atol=1e-3)
+    with rasterio.open(tmp_path / "pre.tif") as src:
+        assert src.dtypes[0] == "uint16" and rasters.stored_scaling(src) is not None
+        expected = rasters.read_reflectance(src, src.indexes)
+        descriptions = src.descriptions
+    with rasterio.open(tmp_path / "same.tif") as out:
+        assert out.dtypes[0] == "float32" and np.isnan(out.nodata) and out.scales[0] == 1.0
+        assert out.descriptions == descriptions and out.profile["compress"] == "zstd"
+        aligned = rasters.read_reflectance(out, out.indexes)
+    inner = (slice(None), slice(2, -2), slice(2, -2))  # the edge rows/columns may touch the outside
+    both = np.isfinite(aligned[inner]) & np.isfinite(expected[inner])
+    assert both.mean() > 0.9
+    np.testing.assert_allclose(aligned[inner][both], expected[inner][both], atol=1e-4)

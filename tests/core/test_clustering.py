@@ -376,10 +376,17 @@ def _undo_shift(src_path, dst_path, shift, resampling, nodata):
     from affine import Affine
     from rasterio.warp import reproject
 
+    from landslide_plugin.core import rasters
+
     dx, dy = shift
     with rasterio.open(src_path) as src:
         profile, descriptions, tags = src.profile, src.descriptions, src.tags()
-        data = src.read()
+        if isinstance(nodata, float) and np.isnan(nodata):  # a stack: its reflectance, written as float32
+            data = rasters.read_reflectance(src, src.indexes)
+            profile.update(rasters.GTIFF_OPTIONS, dtype="float32", nodata=np.nan)
+            profile.pop("zstd_level", None)
+        else:
+            data = src.read()
         aligned = np.full_like(data, nodata)
         for b in range(src.count):
             reproject(data[b], aligned[b], src_transform=src.transform * Affine.translation(-dx, -dy),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from landslide_plugin.core import composite, indices
+from landslide_plugin.core import composite, indices, rasters
 from landslide_plugin.examples.example_data import simulate_scene, write_date_product
 
 SIZE = 64
@@ -26,8 +26,9 @@ def period(tmp_path_factory):
 
 
 def read(path):
+    """Values as the plugin reads them: reflectance of a stack, classes and counts as they are."""
     with rasterio.open(path) as src:
-        return src.read(), list(src.descriptions), src.tags()
+        return rasters.read_reflectance(src, src.indexes), list(src.descriptions), src.tags()
 
 
 def test_the_median_composite_removes_a_cloud_of_one_date(period, tmp_path):

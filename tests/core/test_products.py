@@ -405,13 +405,17 @@ def test_prepare_writes_stack_and_scl_with_the_conventions(tmp_path):
     assert products.output_label(prepared) == "S2_L2A_20230105_T37SCB"
     assert prepared.valid_fraction == pytest.approx(1 - 1 / 2000)
     with rasterio.open(prepared.stack_path) as src:
-        assert src.count == 6 and src.dtypes[0] == "float32" and np.isnan(src.nodata)
+        # The product's own numbers: uint16 DNs, 0 = no data, reflectance = DN * scale + offset (GDAL's meaning)
+        assert src.count == 6 and src.dtypes[0] == "uint16" and src.nodata == 0
+        assert src.scales == (1e-4,) * 6 and src.offsets == (-0.1,) * 6
+        assert src.profile["compress"] == "zstd" and src.profile["interleave"] == "band"
         assert src.descriptions == ALL
         tags = src.tags()
         assert tags["SENSING_DATE"] == "2023-01-05" and tags["TILE"] == "T37SCB"
         assert tags["PRODUCT"] == "S2B_MSIL2A_20230105T081329_N0509_R078_T37SCB_20230105T095207"
         assert tags["BASELINE"] == "05.09"
-        values = src.read()
+        values = rasters.read_reflectance(src, src.indexes)
+        np.testing.assert_array_equal(src.read(), np.stack([dn[band] for band in ALL]))
     for index, band in enumerate(ALL):
         np.testing.assert_array_equal(values[index], reflectance(dn[band]), err_msg=band)
     with rasterio.open(prepared.scl_path) as src:
@@ -428,7 +432,25 @@ def test_prepare_in_several_blocks_equals_reading_in_memory(tmp_path, monkeypatc
     prepared = products.prepare_l2a([left, right], tmp_path / "s.tif", tmp_path / "c.tif")
     assert prepared.tile == "T37SCB-T37SDB"
     with rasterio.open(prepared.stack_path) as src:
-        np.testing.assert_array_equal(src.read(), products.read_l2a([left, right]).reflectance)
+        np.testing.assert_array_equal(rasters.read_reflectance(src, src.indexes),
+                                      products.read_l2a([left, right]).reflectance)
+
+
+def test_a_mosaic_of_two_processing_baselines_keeps_every_reflectance(tmp_path):
+    """Baseline 03.01 (no offset) beside 05.09 (offset -1000): the stack takes the most negative offset, so
+    the darkest pixels of the newer product (reflectance below 0) are kept, not clipped."""
+    left_dn = field_dn(30, 30)
+    right_dn = field_dn(30, 30, col0=20, row0=3)
+    right_dn["B02"][:, -5:] = 900  # reflectance -0.01 in baseline 05.09
+    left = make(tmp_path, left_dn, tile="T37SCB", baseline="03.01")
+    right = make(tmp_path, right_dn, ulx=300400, uly=3999960, tile="T37SDB")
+    prepared = products.prepare_l2a([left, right], tmp_path / "s.tif", tmp_path / "c.tif")
+    expected = products.read_l2a([left, right]).reflectance
+    with rasterio.open(prepared.stack_path) as src:
+        assert src.offsets == (-0.1,) * 6 and src.scales == (1e-4,) * 6
+        values = rasters.read_reflectance(src, src.indexes)
+    assert np.nanmin(expected[0]) == pytest.approx(-0.01)
+    np.testing.assert_allclose(values, expected, atol=1e-7)
 
 
 def test_cancelled_prepare_leaves_no_output(tmp_path):

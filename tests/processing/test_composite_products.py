@@ -6,6 +6,7 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingException
 
+from landslide_plugin.core import rasters
 from landslide_plugin.examples.example_data import simulate_scene, write_date_product
 
 CLOUD = (8, 24, 8, 24)
@@ -31,7 +32,7 @@ def test_composite_of_a_period_chains_into_the_next_steps(run_alg, period, tmp_p
         count = src.read(1)
     assert (count[CLOUD[0]:CLOUD[1], CLOUD[2]:CLOUD[3]] <= 2).all()
     with rasterio.open(result["OUTPUT"]) as src:
-        assert np.nanmax(src.read(1)[CLOUD[0]:CLOUD[1], CLOUD[2]:CLOUD[3]]) < 0.3
+        assert np.nanmax(rasters.read_reflectance(src, 1)[CLOUD[0]:CLOUD[1], CLOUD[2]:CLOUD[3]]) < 0.3
     # The composite is a stack like any other: the indices read it.
     indices = run_alg("spectral_indices", {"INPUT": result["OUTPUT"], "OUTPUT": str(tmp_path / "i.tif")})
     assert indices["OUTPUT"]

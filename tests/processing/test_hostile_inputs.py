@@ -17,7 +17,7 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
-from landslide_plugin.core import detection, output_folder, preflight, products
+from landslide_plugin.core import detection, output_folder, preflight, products, rasters
 
 ALG = "landslide:map_landslides"
 QUICK = {"THRESHOLD_BASELINE": True, "KMEANS_CLUSTERS": "", "GMM_CLUSTERS": "3", "PRIMARY": "gmm3"}
@@ -96,9 +96,12 @@ def stacks(example_pair, tmp_path_factory):
 
 
 def rewrite(src: Path, dst: Path, *, data=None, crs=None, transform=None, descriptions=True) -> Path:
-    """A copy of a stack with its pixels, CRS, position or band descriptions changed."""
+    """A copy of a stack as a user's float32 reflectance stack (NaN = no data, no scale or offset), with its
+    pixels, CRS, position or band descriptions changed."""
     with rasterio.open(src) as s:
-        profile, values, names = s.profile, s.read(), s.descriptions
+        profile, values, names = s.profile, rasters.read_reflectance(s, s.indexes), s.descriptions
+    profile.update(rasters.GTIFF_OPTIONS, dtype="float32", nodata=np.nan)
+    profile.pop("zstd_level", None)
     profile.update(crs=crs or profile["crs"], transform=transform or profile["transform"])
     with rasterio.open(dst, "w", **profile) as d:
         d.write(values if data is None else data.astype(values.dtype))
@@ -354,7 +357,7 @@ def test_masks_off_means_no_mask_at_all_scl_included(provider, stacks, tmp_path)
     with_data = np.ones_like(cloudy)
     for stack in (stacks["pre"], off["ALIGNED"]):
         with rasterio.open(stack) as src:
-            with_data &= np.isfinite(src.read()).all(axis=0)
+            with_data &= np.isfinite(rasters.read_reflectance(src, src.indexes)).all(axis=0)
     assert (masked[cloudy] == 255).all()
     # clouds are analysed like any pixel with data, as in the reference study
     assert (unmasked[cloudy & with_data] != 255).all() and (cloudy & with_data).sum() > 50

@@ -6,7 +6,7 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsRasterLayer
 
-from landslide_plugin.core import indices
+from landslide_plugin.core import indices, rasters
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,8 @@ def test_rdndvi_layer_and_mask(run_alg, prepared, example_pair, tmp_path):
     with rasterio.open(prepared["pre"]) as pre, rasterio.open(prepared["post"]) as post, \
             rasterio.open(prepared["post_scl"]) as scl, rasterio.open(example_pair.truth) as truth_src:
         names = list(pre.descriptions)
-        ndvi = [indices.ndvi(s.read(names.index("B04") + 1), s.read(names.index("B8A") + 1)) for s in (pre, post)]
+        ndvi = [indices.ndvi(rasters.read_reflectance(s, names.index("B04") + 1),
+                             rasters.read_reflectance(s, names.index("B8A") + 1)) for s in (pre, post)]
         cloudy = np.isin(scl.read(1), (0, 1, 3, 8, 9, 10, 11))
         truth = truth_src.read(1) == 1
     expected = indices.relative_dndvi(*ndvi)

@@ -136,3 +136,21 @@ def test_index_styles_pick_the_named_band(qgis_app, tmp_path):
     styles.style_index(layer, "NDVI_pre")
     assert layer.renderer().band() == 1
     assert not isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+
+
+def test_every_algorithm_runs_with_gdals_cache_bounded_and_gives_it_back(run_alg, tmp_path, monkeypatch):
+    """The bound is the base class's: any algorithm's processAlgorithm runs inside it (here: the indices)."""
+    from landslide_plugin.core import indices
+
+    before = rasters.gdal_cache_max_bytes()
+    write = indices.write_indices
+    during = []
+
+    def write_and_look(*args, **kwargs):
+        during.append(rasters.gdal_cache_max_bytes())
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(indices, "write_indices", write_and_look)
+    run_alg("spectral_indices", {"INPUT": write_stack(tmp_path / "s.tif"), "OUTPUT": str(tmp_path / "i.tif")})
+    assert during == [min(before, rasters.GDAL_CACHE_BOUND_MB * 2**20)]
+    assert rasters.gdal_cache_max_bytes() == before

@@ -76,7 +76,8 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterRasterLayer(self.PRE, "Pre-event reflectance stack"),
-                 "Sentinel-2 L2A reflectance before the event (float32, bands described B02, B03, B04, B8A, B11), "
+                 "Sentinel-2 L2A reflectance before the event (the plugin's stacks of DNs with scale and offset, or "
+                 "float32 reflectance; bands described B02, B03, B04, B8A, B11), "
                  "for example the output of the Sentinel-2 preparation step.")
         self.add(QgsProcessingParameterRasterLayer(self.POST, "Post-event reflectance stack (co-registered)"),
                  "Sentinel-2 L2A reflectance after the event, co-registered to and on the same grid as the "

@@ -100,7 +100,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                  "Estimates whose enhanced correlation coefficient is below this value are rejected.",
                  advanced=True)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Aligned image"),
-                 "Every band of the image to align, float32 on the reference grid; no data is NaN.")
+                 "Every band of the image to align, float32 reflectance on the reference grid; no data is NaN.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_SCL, "Aligned scene classification",
                                                          optional=True, createByDefault=False),
                  "The SCL of the image to align, aligned with nearest neighbour (0 = no data outside).")
