@@ -39,9 +39,22 @@ LOCAL_SCAR = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0
                local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True)
 
 
-def local(rule):
-    return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
-            M("gmm", 5, candidates_below=-0.1, rule=rule)]
+#: Issue 15, third pass: the clustering on the change relative to the surroundings (each change minus the median
+#: of the observed land within 800 m), not on the raw change; the same rule, read on the local centres.
+F5_LOCAL = {"features": ("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post")}
+#: ... and with the raw changes beside them.
+F8_BOTH = {"features": ("dNDVI", "dBSI", "dVIS", "dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post")}
+
+LOCAL_SCAR_CV = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+                  local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, centre_local_vis=True,
+                  fallback=True)
+LOCAL_SCAR_NOFB = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+                    local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, centre_local_vis=True)
+
+
+def local(rule, seed=0):
+    return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule, seed=seed),
+            M("gmm", 5, candidates_below=-0.1, rule=rule, seed=seed)]
 
 
 VARIANTS = {
@@ -54,6 +67,19 @@ VARIANTS = {
     "local_vis_core": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(), "inputs": F5},
     "local_vis_core_shore": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(water_buffer_px=2), "inputs": F5},
     "local_scar": {"methods": local(LOCAL_SCAR), "masks": mask_opts(water_buffer_px=2), "inputs": F5},
+    "local_features": {"methods": local(LOCAL_SCAR), "masks": mask_opts(water_buffer_px=2), "inputs": F5_LOCAL},
+    "local_features_cv": {"methods": local(LOCAL_SCAR_CV), "masks": mask_opts(water_buffer_px=2),
+                          "inputs": F5_LOCAL},
+    "local_features_cv_nofb": {"methods": local(LOCAL_SCAR_NOFB), "masks": mask_opts(water_buffer_px=2),
+                               "inputs": F5_LOCAL},
+    "local_and_raw_features_cv": {"methods": local(LOCAL_SCAR_CV), "masks": mask_opts(water_buffer_px=2),
+                                  "inputs": F8_BOTH},
+    **{f"{name}_seed{seed}": {"methods": local(rule, seed), "masks": mask_opts(water_buffer_px=2),
+                              "inputs": {**inputs, "seed": seed}}
+       for seed in (1, 2) for name, rule, inputs in (("local_scar", LOCAL_SCAR, F5),
+                                                     ("local_features_cv", LOCAL_SCAR_CV, F5_LOCAL))},
+    "local_and_raw_features": {"methods": local(LOCAL_SCAR), "masks": mask_opts(water_buffer_px=2),
+                               "inputs": F8_BOTH},
     "local_vis_core_objects": {"methods": local(LOCAL_VIS_CORE), "masks": mask_opts(slope_objects=True),
                                "inputs": F5},
     "local_pix15_objects": {"methods": local(LOCAL15), "masks": mask_opts(slope_objects=True), "inputs": F5},

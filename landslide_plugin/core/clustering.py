@@ -87,6 +87,9 @@ class SelectionRule:
     #: above ``min_dvis`` (None: no such path). Between a winter and a summer image the land greens up; a scar
     #: whose ground was leafless or snowy before hardly loses NDVI, but loses it against everything around it.
     local_scar_dndvi: float | None = None
+    #: With ``local_min_dvis`` and the local anomalies among the fitted features: a cluster also qualifies when its
+    #: centre is ``local_min_dvis`` brighter than the surroundings while it lost NDVI and gained BSI beyond them.
+    centre_local_vis: bool = False
     #: When no cluster meets the rule, fall back to every cluster that lost vegetation, gained bare soil
     #: and did not darken (the pixel rule above still applies); False: map nothing.
     fallback: bool = False
@@ -94,6 +97,11 @@ class SelectionRule:
     def describe(self) -> str:
         text = (f"landslide clusters = every cluster whose centre has dNDVI <= {self.max_dndvi:g}, "
                 f"dBSI >= {self.min_dbsi:g} and (with dVIS) dVIS >= {self.min_dvis:g}")
+        if self.centre_local_vis and self.local_min_dvis is not None:
+            text += (f", or (clustered on the change beyond the surroundings) whose centre's mean visible reflectance "
+                     f"change is more than {self.local_min_dvis:g} above the median of the land within "
+                     f"{LOCAL_WINDOW_M:g} m, with dNDVI below and dBSI above it (brighter and barer than the "
+                     "median: fresh soil among grass that dried)")
         if self.fallback:
             text += " (if none: every cluster with dNDVI < 0, dBSI > 0 and dVIS >= 0)"
         if self.pixel_max_dndvi is not None:
@@ -196,7 +204,11 @@ def change_centres(centres: np.ndarray, feature_names: Sequence[str]) -> tuple[n
     names = list(feature_names)
 
     def column(name):
-        return centres[:, names.index(name)] if name in names else None
+        # a local anomaly ("dNDVI_local") stands for its change when the change itself is not fitted
+        for key in (name, name + indices.LOCAL_SUFFIX):
+            if key in names:
+                return centres[:, names.index(key)]
+        return None
 
     dndvi = column("dNDVI")
     if dndvi is None and "NDVI_pre" in names and "NDVI_post" in names:
@@ -238,15 +250,23 @@ def select_landslide_cluster(
     if rule is not None:
         names = list(feature_names)
         eligible = (dndvi <= rule.max_dndvi) & (dbsi >= rule.min_dbsi)
-        if "dVIS" in names:
-            eligible &= centres[:, names.index("dVIS")] >= rule.min_dvis
+        dvis = _column(centres, names, "dVIS")
+        if dvis is not None:
+            eligible &= dvis >= rule.min_dvis
+        local_dvis = _column(centres, names, "dVIS" + indices.LOCAL_SUFFIX, plain=True)
+        if rule.local_min_dvis is not None and local_dvis is not None and rule.centre_local_vis:
+            # the pixel rule's local visible alternative at the centre, with bare soil gained: brighter than the
+            # surroundings while losing vegetation and gaining bare soil beyond them (fresh soil and rock among grass
+            # that dried between the dates)
+            eligible |= ((local_dvis >= rule.local_min_dvis) & (_column(centres, names, "dNDVI_local", plain=True) < 0)
+                         & (_column(centres, names, "dBSI_local", plain=True) > 0))
         chosen_all = tuple(int(k) for k in np.argsort(-score) if eligible[k])
         if not chosen_all and rule.fallback:
             # No cluster is landslide-sized as a whole (scars a small share of a mixed cluster): take the
             # clusters that lost vegetation, gained bare soil and did not darken; the pixel rule still applies.
             loose = (dndvi < 0) & (dbsi > 0)
-            if "dVIS" in names:
-                loose &= centres[:, names.index("dVIS")] >= 0
+            if dvis is not None:
+                loose &= dvis >= 0
             chosen_all = tuple(int(k) for k in np.argsort(-score) if loose[k])
         plausible = bool(chosen_all)
         if chosen_all:
@@ -256,6 +276,14 @@ def select_landslide_cluster(
         fractions=None if fractions is None else np.asarray(fractions, dtype=np.float64),
         centres=centres, feature_names=tuple(feature_names), chosen_all=chosen_all, rule=rule)
     return chosen, selection
+
+
+def _column(centres: np.ndarray, names: list[str], name: str, plain: bool = False) -> np.ndarray | None:
+    """A centre column by feature name, or by its local anomaly ("dVIS_local") when only that is fitted."""
+    for key in (name,) if plain else (name, name + indices.LOCAL_SUFFIX):
+        if key in names:
+            return centres[:, names.index(key)]
+    return None
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
@@ -381,6 +409,7 @@ def fit_clusters(
     seed: int = 0,
     rule: SelectionRule | None = None,
     candidates_below: float | None = None,
+    candidate_values: np.ndarray | None = None,
 ) -> ClusterModel:
     """Fit K-means ("kmeans") or a full-covariance Gaussian mixture ("gmm") on standardised samples.
 
@@ -399,11 +428,17 @@ def fit_clusters(
     if samples.ndim != 2 or samples.shape[1] != len(feature_names):
         raise ValueError(f"samples must be (pixels, {len(feature_names)}) for features "
                          f"{', '.join(feature_names)}; got shape {samples.shape}")
-    samples = samples[np.isfinite(samples).all(axis=1)]
+    finite = np.isfinite(samples).all(axis=1)
+    samples = samples[finite]
     if candidates_below is not None:
-        if "dNDVI" not in feature_names:
+        if candidate_values is not None:  # the raw dNDVI of each sample row (features fitted as local anomalies)
+            dndvi = np.asarray(candidate_values, dtype=np.float64)[finite]
+        elif "dNDVI" in feature_names:
+            dndvi = samples[:, feature_names.index("dNDVI")]
+        else:
             raise ValueError("clustering only the pixels that lost vegetation needs the dNDVI feature")
-        samples = samples[samples[:, feature_names.index("dNDVI")] < candidates_below]
+        with np.errstate(invalid="ignore"):
+            samples = samples[dndvi < candidates_below]
         if samples.shape[0] < 10 * n_clusters:
             raise NoCandidates(f"only {samples.shape[0]} sampled pixels lost vegetation (NDVI change below "
                                f"{candidates_below:g}): too few to cluster, so this method maps no landslide")

@@ -44,7 +44,7 @@ BLOCK_ROWS = 256
 
 #: The suffix under which a block's feature minus its surroundings' median (``indices.LocalBackground``) reaches
 #: the methods whose rule asks for it (``SelectionRule.local_max_dndvi``, ``local_min_dvis``): dNDVI_local.
-LOCAL = "_local"
+LOCAL = idx.LOCAL_SUFFIX
 #: The name of a block's strongest NDVI loss within ``idx.CORE_RADIUS_PX`` (``SelectionRule.min_core_fraction``).
 CORE_DNDVI = "dNDVI_core"
 #: Mask reasons that leave a pixel observed land (ruled out by a rule, not by the SCL, water or no data): its
@@ -75,7 +75,8 @@ class Detector:
     def __init__(self, spec: MethodSpec):
         self.spec = spec
 
-    def fit(self, sample: np.ndarray, feature_names: Sequence[str]) -> None:  # fitted methods only
+    def fit(self, sample: np.ndarray, feature_names: Sequence[str],
+            candidate_values: np.ndarray | None = None) -> None:  # fitted methods only
         raise NotImplementedError
 
     def predict(self, features: Mapping[str, np.ndarray]) -> BlockPrediction:
@@ -119,13 +120,14 @@ class ClusterDetector(Detector):
         self.model = None
         self.nothing = ""
 
-    def fit(self, sample, feature_names):
+    def fit(self, sample, feature_names, candidate_values=None):
         from . import clustering
 
         try:
             self.model = clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
                                                  n_clusters=self.spec.n_clusters, seed=self.spec.seed,
-                                                 rule=self.spec.rule, candidates_below=self.spec.candidates_below)
+                                                 rule=self.spec.rule, candidates_below=self.spec.candidates_below,
+                                                 candidate_values=candidate_values)
         except clustering.NoCandidates as nothing:
             self.model, self.nothing = None, str(nothing)
 
@@ -341,16 +343,23 @@ def detect(
     missing = [m.name for m in methods if m.name not in outputs]
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
-    features = idx.check_names(inputs.features, idx.ALL_FEATURES, "feature")
-    local = _local_features(methods)
-    if "dNDVI" not in features and (local or any(m.kind == "threshold" or m.candidates_below is not None
-                                                 for m in methods)):
-        features = (*features, "dNDVI")
+    features = idx.check_names(inputs.features, (*idx.ALL_FEATURES, *(n + LOCAL for n in idx.ALL_FEATURES)),
+                               "feature")
+    # Features fitted as local anomalies ("dNDVI_local"): their base is computed, its background built in pass 1.
+    fitted_local = tuple(idx.local_base(n) for n in features if idx.local_base(n))
+    local = tuple(dict.fromkeys((*fitted_local, *_local_features(methods))))
+    plain = tuple(n for n in features if not idx.local_base(n))
     core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
-    if core and "dNDVI" not in features:
-        features = (*features, "dNDVI")
+    # Raw dNDVI: the threshold, the candidates of a clustering, the local and core rules read it.
+    needs_dndvi = bool(local) or core or any(m.kind == "threshold" or m.candidates_below is not None for m in methods)
+    if "dNDVI" not in plain and needs_dndvi and not fitted_local:
+        features = plain = (*features, "dNDVI")
     # Features only the rules read (not fitted on): computed with the others, left out of the sample.
-    computed = (*features, *(name for name in local if name not in features))
+    computed = tuple(dict.fromkeys((*plain, *local, *(("dNDVI",) if needs_dndvi else ()))))
+    # The sample holds the computed value of each fitted feature (a local one as its base, the background
+    # subtracted once pass 1 has built it), raw dNDVI for the candidate rule, and each pixel's row and column.
+    sampled = tuple(idx.local_base(n) or n for n in features)
+    candidate_column = len(sampled) if fitted_local else None
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
     if fitted:
@@ -427,7 +436,8 @@ def detect(
         if fitted:
             from .clustering import ReservoirSample
 
-            sample = ReservoirSample(int(inputs.sample_size), len(features), seed=inputs.seed)
+            sample = ReservoirSample(int(inputs.sample_size), len(sampled) + (3 if fitted_local else 0),
+                                     seed=inputs.seed)
         one_pass = not fitted and not shore_px
         writers = _Writers(stack, results, outputs, pre.profile, description, dates) if one_pass else None
         share1 = 100.0 if one_pass else 45.0
@@ -443,7 +453,12 @@ def detect(
                 if options.slope_objects and (options.slope_path or options.dem_path):
                     with np.errstate(invalid="ignore"):  # fit on steep ground only; objects decide later
                         kept &= _slope(options, pre_path, grid, window) >= options.min_slope_deg
-                sample.offer(np.stack([values[name][kept] for name in features], axis=-1))
+                columns = [values[name][kept] for name in sampled]
+                if fitted_local:
+                    rr, cc = np.nonzero(kept)
+                    columns += [values["dNDVI"][kept], (rr + window.row_off).astype(np.float32),
+                                (cc + window.col_off).astype(np.float32)]
+                sample.offer(np.stack(columns, axis=-1))
             elif writers is not None:
                 writers.write(window, block, values, pool)
             rasters.report(progress, share1 * (n + 1) / len(windows))
@@ -470,6 +485,15 @@ def detect(
 
         # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
         sample_rows = sample.rows if sample is not None else np.empty((0, len(features)), np.float32)
+        candidate_values = None
+        if fitted_local and sample is not None:  # the local anomalies of the sampled pixels, now the backgrounds exist
+            sample_rows = sample_rows.copy()
+            where = (sample_rows[:, -2], sample_rows[:, -1])
+            for j, name in enumerate(features):
+                if idx.local_base(name):
+                    sample_rows[:, j] -= backgrounds[idx.local_base(name)].at(*where)
+            candidate_values = sample_rows[:, candidate_column].copy()
+            sample_rows = np.ascontiguousarray(sample_rows[:, :len(features)])
         del sample
         if on_method_ready:  # methods without a fit (the threshold) are known already
             for m in methods:
@@ -478,7 +502,9 @@ def detect(
         if fitted:  # import scikit-learn here: two fits importing it at once in their threads can collide
             import sklearn.cluster  # noqa: F401
             import sklearn.mixture  # noqa: F401
-        futures = {pool.submit(detectors[m.name].fit, sample_rows, features): m for m in fitted}
+        # candidate_values only when features are local anomalies: a Detector's fit(sample, feature_names) stays valid
+        extra = () if candidate_values is None else (candidate_values,)
+        futures = {pool.submit(detectors[m.name].fit, sample_rows, features, *extra): m for m in fitted}
         pending = set(futures)
         while pending:
             rasters.check_cancelled(is_cancelled)

@@ -411,6 +411,9 @@ LOCAL_CELL_M = 160.0
 #: greening, drought, haze plumes and sun-angle differences change whole hillsides alike, over kilometres;
 #: a landslide scar is tens to a few hundred metres wide, so it hardly moves the median of 800 m.
 LOCAL_CELLS = 5
+#: A feature name with this suffix is the feature minus the median of its surroundings (``LocalBackground``):
+#: "dNDVI_local" is a pixel's dNDVI minus the median dNDVI of the observed land within about 800 m.
+LOCAL_SUFFIX = "_local"
 
 
 #: Radius (pixels) within which a pixel's change is compared with the strongest change: a scar's edge pixel
@@ -485,6 +488,16 @@ class LocalBackground:
         across = grid[r[0]] * r[2][:, None] + grid[r[1]] * (1 - r[2])[:, None]
         return (across[:, c[0]] * c[2] + across[:, c[1]] * (1 - c[2])).astype(np.float32)
 
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The background at pixels (``rows``, ``cols``), interpolated as :meth:`rows` does (float32)."""
+        if self.grid is None:
+            raise RuntimeError("LocalBackground.at before finish()")
+        grid = self.grid
+        r0, r1, wr = _interpolation(np.asarray(rows, np.float64), self.cell, grid.shape[0])
+        c0, c1, wc = _interpolation(np.asarray(cols, np.float64), self.cell, grid.shape[1])
+        return ((grid[r0, c0] * wc + grid[r0, c1] * (1 - wc)) * wr
+                + (grid[r1, c0] * wc + grid[r1, c1] * (1 - wc)) * (1 - wr)).astype(np.float32)
+
     def _medians(self, rows: np.ndarray) -> np.ndarray:
         """Median of each cell of ``rows`` (cell rows of ``cell`` rows; the last may be shorter)."""
         h, w, cell = rows.shape[0], rows.shape[1], self.cell
@@ -493,6 +506,12 @@ class LocalBackground:
         padded[:h, :w] = rows
         blocks = padded.reshape(n_rows, cell, n_cols, cell).transpose(0, 2, 1, 3)
         return _nanmedian(blocks.reshape(n_rows, n_cols, cell * cell), axis=2)
+
+
+def local_base(name: str) -> str | None:
+    """The feature whose local anomaly ``name`` is ("dNDVI_local" -> "dNDVI"); None for a plain feature."""
+    return name[:-len(LOCAL_SUFFIX)] if name.endswith(LOCAL_SUFFIX) and name[:-len(LOCAL_SUFFIX)] in ALL_FEATURES \
+        else None
 
 
 def _interpolation(pixels: np.ndarray, cell: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -335,3 +335,85 @@ def test_local_scar_path_finds_a_scar_in_land_that_greened_up(tmp_path):
     found, log = run(-0.2)
     np.testing.assert_array_equal(found, scar)
     assert "median of the land within 800 m is dNDVI < -0.2, dBSI > 0.05 and dVIS > 0.02" in log
+
+
+def test_clustering_on_the_change_beyond_the_surroundings_separates_scars_from_a_regional_browning(tmp_path):
+    """The browned hillside of the local-rule test, clustered on the change minus the median of the surroundings
+    (dNDVI_local, ...) with no local pixel rule: the regional browning is no change at all in those features, the
+    scars stand out, so the clusters alone map the scars; the cluster table shows the local centres."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(5)
+    size = 160
+    dry = np.array((0.07, 0.095, 0.12, 0.24, 0.33), np.float32)
+    forest = np.array(FOREST_REFL, np.float32)
+    pre = np.broadcast_to(forest[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to((0.5 * forest + 0.5 * dry)[:, None, None], (5, size, size)).copy()
+    scars = np.zeros((size, size), bool)
+    scars[60:70, 40:52] = True
+    scars[100:112, 120:130] = True
+    post[:, scars] = np.array(DEBRIS_REFL, np.float32)[:, None]
+    pre *= rng.normal(1, 0.02, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.02, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15)
+
+    def run(features):
+        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / features[0]
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
+                                                  sample_size=20000),
+                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif", folder / "clusters.tif")})
+        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector
+
+    raw, _ = run(("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"))
+    assert raw.mean() > 0.9                                        # raw change: the whole hillside
+    local, detector = run(("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post"))
+    np.testing.assert_array_equal(local, scars)
+    assert detector.model.feature_names[0] == "dNDVI_local" and "dNDVI_local" in detector.describe()
+    chosen = detector.model.centres[list(detector.model.landslide_clusters)]
+    assert (chosen[:, 0] < -0.3).all()                             # the scar cluster lost 0.3+ beyond the median
+
+
+def test_local_features_with_the_visible_alternative_at_the_centre_find_a_scar_in_dried_grass(tmp_path):
+    """The dried-grassland scene: clustered on the change beyond the surroundings, the scar's centre lost only
+    ~0.07 NDVI more than the dry grass, too little for the centre rule's -0.15; with ``centre_local_vis`` its
+    brightening and bare-soil gain beyond the surroundings make it a landslide cluster, and the rule says so."""
+    from test_clustering import write_stack
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    rng = np.random.default_rng(8)
+    size = 160
+    green = np.array((0.05, 0.085, 0.0775, 0.34, 0.28), np.float32)
+    dried = np.array((0.085, 0.115, 0.155, 0.25, 0.33), np.float32)
+    soil = np.array((0.11, 0.15, 0.185, 0.26, 0.38), np.float32)     # fresh soil and rock: bright in SWIR-1
+    pre = np.broadcast_to(green[:, None, None], (5, size, size)).copy()
+    post = np.broadcast_to(dried[:, None, None], (5, size, size)).copy()
+    scar = np.zeros((size, size), bool)
+    scar[70:82, 60:70] = True
+    post[:, scar] = soil[:, None]
+    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
+    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+
+    def run(centre_vis):
+        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
+                             local_max_dndvi=-0.1, local_min_dvis=0.02, centre_local_vis=centre_vis)
+        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"centre_{centre_vis}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
+                                                  features=("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre",
+                                                            "BSI_post"), sample_size=20000),
+                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
+        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+
+    without, _ = run(False)
+    assert not without.any()
+    found, log = run(True)
+    np.testing.assert_array_equal(found, scar)
+    assert "brighter and barer than the median" in log

@@ -222,3 +222,6 @@ def test_local_background_is_the_median_change_of_the_surroundings_block_by_bloc
     assert (nothing.rows(0, 4) == 0).all()               # no observed land at all: no regional change
     with pytest.raises(RuntimeError, match="before finish"):
         indices.LocalBackground(width, 8).rows(0, 1)
+    # at pixels (a sample's rows and columns): the same interpolated background as a block's rows
+    rows, cols = np.random.default_rng(1).integers(0, (height, width), (500, 2)).T
+    np.testing.assert_allclose(whole.at(rows, cols), background[rows, cols], atol=1e-6)
