@@ -153,6 +153,7 @@ def estimate_shift_ecc(
     pixel_size: float | tuple[float, float] = 1.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     mask_bright: bool | None = None,
+    nodata: float | None = None,
     is_cancelled: rasters.IsCancelled | None = None,
 ) -> Alignment:
     """The transform that maps ``reference`` pixels onto ``moving`` (2-D arrays of one band, same shape).
@@ -162,7 +163,9 @@ def estimate_shift_ecc(
     ``None`` chooses them from the size and ``max_shift_px`` (:func:`auto_levels`). ``iterations`` and
     ``eps`` are ECC's stopping rule at each level. ``pixel_size`` (x, y) turns the shift into ground
     units for ``shift_m``. ``mask_bright``: leave out each image's bright outliers (clouds, see
-    :func:`bright_outliers`); ``None`` (default) does so when no ``mask`` is given.
+    :func:`bright_outliers`); ``None`` (default) does so when no ``mask`` is given. ``nodata``: a value
+    left out like NaN, for images of stored integers (a stack's DNs: the estimate z-scores its images, so
+    a DN serves as well as the reflectance it stands for, in half the memory).
     Raises :class:`AlignmentError` when ECC fails, the correlation is below
     ``min_correlation`` or any pixel moves by more than ``max_shift_px``.
     """
@@ -195,6 +198,9 @@ def estimate_shift_ecc(
     # ECC's smoothing.
     ref_valid = np.isfinite(reference)
     mov_valid = np.isfinite(moving)
+    if nodata is not None:
+        ref_valid &= reference != nodata
+        mov_valid &= moving != nodata
     if mask is not None:
         usable_mask = np.asarray(mask, dtype=bool)  # no copy of a boolean mask
         ref_valid &= usable_mask
@@ -393,15 +399,14 @@ def _best_window(valid: np.ndarray, max_pixels: int) -> tuple[int, int, int, int
         return None
     side = int(math.sqrt(max_pixels))
     win_w, win_h = min(side, width), min(max_pixels // min(side, width), height)
-    integral = cv2.integral(valid.view(np.uint8) if valid.dtype == bool else valid.astype(np.uint8))
     best, best_count = None, -1
-    # A 5 x 5 grid of candidate positions, the centre first so that it wins ties.
+    # A 5 x 5 grid of candidate positions, the centre first so that it wins ties. Counted on the windows
+    # themselves: an integral image of a full tile would be 120 MB of int32.
     cols = np.linspace(0, width - win_w, 5).round().astype(int)
     rows = np.linspace(0, height - win_h, 5).round().astype(int)
     candidates = [(cols[2], rows[2])] + [(c, r) for r in rows for c in cols]
     for col, row in candidates:
-        count = (integral[row + win_h, col + win_w] - integral[row, col + win_w]
-                 - integral[row + win_h, col] + integral[row, col])
+        count = np.count_nonzero(valid[row:row + win_h, col:col + win_w])
         if count > best_count:
             best, best_count = (int(col), int(row), win_w, win_h), count
     return best
@@ -612,7 +617,7 @@ def coregister_stack(
 
     with rasterio.open(reference_stack_path) as ref:
         grid = rasters.Grid.of(ref)
-        reference = rasters.read_reflectance(ref, ref_index)
+        reference, ref_nodata = _estimate_band(ref, ref_index)
     rasters.check_cancelled(is_cancelled)
     valid = np.ones(reference.shape, bool)
     for what, path in (("reference SCL", reference_scl_path), ("moving SCL", moving_scl_path)):
@@ -627,13 +632,17 @@ def coregister_stack(
                 excluded &= ~((values == user_mask.nodata) | np.isnan(values.astype(np.float64)))
             valid &= ~excluded
     with _on_grid(moving_stack_path, grid, Resampling.bilinear, "moving stack", messages) as mov:
-        moving = rasters.read_reflectance(mov, mov_index)
+        moving, mov_nodata = _estimate_band(mov, mov_index, like=ref_nodata)
+    if ref_nodata is not None and mov_nodata is None:  # only the reference is a stack of DNs
+        with rasterio.open(reference_stack_path) as ref:
+            reference, ref_nodata = rasters.read_reflectance(ref, ref_index), None
     rasters.report(progress, 5)
     pixel_size = (abs(grid.transform.a), abs(grid.transform.e))
     try:
         result = estimate_shift_ecc(reference, moving, motion=motion, use_gradient=use_gradient, mask=valid,
                                     levels=levels, max_shift_px=max_shift_px, min_correlation=min_correlation,
                                     pixel_size=pixel_size, max_pixels=max_pixels, is_cancelled=is_cancelled,
+                                    nodata=ref_nodata,
                                     mask_bright=reference_scl_path is None or moving_scl_path is None)
     except AlignmentError as exc:
         raise AlignmentError(f"co-registration of {os.path.basename(os.fspath(moving_stack_path))} onto "
@@ -674,6 +683,19 @@ def coregister_stack(
                            30 + 70 * (steps - 1) / steps, 70 / steps)
     rasters.report(progress, 100)
     return result
+
+
+def _estimate_band(dataset, index: int, like: float | None | str = "any") -> tuple[np.ndarray, float | None]:
+    """(band ``index`` for the estimate, its no-data DN or None). A stack of scaled integers (positive scale)
+    is kept as its DNs, half the memory of float32 reflectance, when ``like`` (the other image's no-data DN)
+    is that stack's no-data DN or "any"; otherwise the band is read as reflectance, NaN where there is no
+    data."""
+    scaling = rasters.stored_scaling(dataset)
+    nodata = dataset.nodatavals[index - 1]
+    if (scaling is not None and scaling[0][index - 1] > 0 and nodata is not None
+            and (like == "any" or like == nodata)):
+        return dataset.read(index), float(nodata)
+    return rasters.read_reflectance(dataset, index), None
 
 
 def _profile(grid: rasters.Grid) -> dict:

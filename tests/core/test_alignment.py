@@ -168,6 +168,21 @@ def test_a_large_image_is_estimated_without_full_size_feature_images():
     assert_shift(result, 2.0, 3.0, 0.05)
     assert peak < 3 * reference.nbytes, f"the estimate allocated {peak / reference.nbytes:.1f} input images"
 
+
+def test_stored_dns_with_their_nodata_give_the_shift_of_the_reflectance():
+    """coregister_stack estimates on a stack's DNs (half the memory): the z-scores do not see scale and offset."""
+    reference = textured_scene(256, 256, seed=2)
+    moving = fourier_shift(reference, 1.3, -0.7)
+    reference[:40, :60] = np.nan  # no data on one date
+    dns = [np.where(np.isfinite(image), np.round(image * 10000 + 1000), 0).astype(np.uint16)
+           for image in (reference, moving)]
+    as_reflectance = [np.where(dn == 0, np.nan, (dn.astype(np.float32) - 1000) / 10000) for dn in dns]
+    from_dns = estimate_shift_ecc(*dns, use_gradient=True, nodata=0)
+    from_reflectance = estimate_shift_ecc(*as_reflectance, use_gradient=True)
+    assert from_dns.valid_fraction == from_reflectance.valid_fraction < 1
+    np.testing.assert_allclose(from_dns.shift_px, from_reflectance.shift_px, atol=1e-3)
+    assert_shift(from_dns, 1.3, -0.7, 0.05)
+
 @pytest.mark.parametrize("date", ["20170703", "20190723"])
 @pytest.mark.parametrize("use_gradient", [False, True])
 def test_real_sentinel2_crop_shift_recovered_within_01_px(realdata, date, use_gradient):
