@@ -14,6 +14,8 @@ moving (post-event) image:
   larger are estimated on the window of ``max_pixels`` with the most valid pixels. The coarser levels
   have already used the whole image; four million pixels pin a translation far below 0.01 px, and
   ECC's internal images (about fifteen float32 copies) then cost ~250 MB instead of ~1.8 GB;
+  the features (z-score, gradient magnitude) are computed on those windows only, and the coarse levels
+  strip by strip, so the estimate holds no full-size float image beyond the two it is given;
 - with clouds, shadows, water, snow and no data left out (``mask``, NaN): ECC's ``inputMask``
   carries the moving image's valid pixels together with the reference's, warped into the moving
   image's frame with the current estimate; invalid pixels are filled with 0 (the mean) after the
@@ -151,6 +153,7 @@ def estimate_shift_ecc(
     pixel_size: float | tuple[float, float] = 1.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     mask_bright: bool | None = None,
+    nodata: float | None = None,
     is_cancelled: rasters.IsCancelled | None = None,
 ) -> Alignment:
     """The transform that maps ``reference`` pixels onto ``moving`` (2-D arrays of one band, same shape).
@@ -160,7 +163,9 @@ def estimate_shift_ecc(
     ``None`` chooses them from the size and ``max_shift_px`` (:func:`auto_levels`). ``iterations`` and
     ``eps`` are ECC's stopping rule at each level. ``pixel_size`` (x, y) turns the shift into ground
     units for ``shift_m``. ``mask_bright``: leave out each image's bright outliers (clouds, see
-    :func:`bright_outliers`); ``None`` (default) does so when no ``mask`` is given.
+    :func:`bright_outliers`); ``None`` (default) does so when no ``mask`` is given. ``nodata``: a value
+    left out like NaN, for images of stored integers (a stack's DNs: the estimate z-scores its images, so
+    a DN serves as well as the reflectance it stands for, in half the memory).
     Raises :class:`AlignmentError` when ECC fails, the correlation is below
     ``min_correlation`` or any pixel moves by more than ``max_shift_px``.
     """
@@ -193,8 +198,11 @@ def estimate_shift_ecc(
     # ECC's smoothing.
     ref_valid = np.isfinite(reference)
     mov_valid = np.isfinite(moving)
+    if nodata is not None:
+        ref_valid &= reference != nodata
+        mov_valid &= moving != nodata
     if mask is not None:
-        usable_mask = np.asarray(mask).astype(bool)
+        usable_mask = np.asarray(mask, dtype=bool)  # no copy of a boolean mask
         ref_valid &= usable_mask
         mov_valid &= usable_mask
     messages = []
@@ -214,8 +222,11 @@ def estimate_shift_ecc(
             f"only {usable} pixels ({100 * valid_fraction:.1f} %) are valid on both dates (not cloud, water, "
             f"no data or masked); at least {MIN_VALID_PIXELS} are needed. Use a less cloudy pair of dates "
             "or a larger area.")
+    # Level 0 is the images themselves (no filled copy); features are computed per level on the part
+    # ECC runs on only, so a full tile never holds full-size feature images.
     ref_pyramid = _pyramid(reference, ref_valid, levels)
     mov_pyramid = _pyramid(moving, mov_valid, levels)
+    del ref_valid, mov_valid
 
     matrix = np.eye(2, 3, dtype=np.float64)
     correlation = float("nan")
@@ -224,20 +235,18 @@ def estimate_shift_ecc(
         rasters.check_cancelled(is_cancelled)
         if level < levels - 1:
             matrix[:, 2] *= 2.0  # pyrDown: coarse pixel i is fine pixel 2i, so only t scales
-        ref_img, ref_ok = ref_pyramid[level]
-        mov_img, mov_ok = mov_pyramid[level]
-        template, template_ok = _features(ref_img, ref_ok, use_gradient)
-        image, image_ok = _features(mov_img, mov_ok, use_gradient)
-        if template is None or image is None:
-            raise AlignmentError(f"the images have no texture left at pyramid level {level} (constant or "
-                                 f"almost no valid pixels). {_ADVICE}")
-        window = _best_window(template_ok, max_pixels)
+        ref_level, mov_level = ref_pyramid[level], mov_pyramid[level]
+        window = _best_window(_feature_valid(ref_level[1], use_gradient), max_pixels)
         if window is not None and level == 0:
             messages.append(f"full-resolution estimate on the {window[2]} x {window[3]} px window at column "
                             f"{window[0]}, row {window[1]} with the most valid pixels")
-        correlation, matrix = _ecc_level(template, template_ok, image, image_ok, matrix, motion, criteria,
-                                         window, level)
-    converged = _converged(template, template_ok, image, image_ok, matrix, motion, window)
+        inputs = _level_inputs(ref_level, mov_level, matrix, window, use_gradient, level)
+        correlation, matrix = _ecc_level(*inputs, motion, criteria, level)
+        if level > 0:
+            ref_pyramid.pop()  # the coarse levels are done with
+            mov_pyramid.pop()
+    converged = _converged(_level_inputs(ref_pyramid[0], mov_pyramid[0], matrix, window, use_gradient, 0), motion)
+    del ref_pyramid, mov_pyramid
     if not converged:
         messages.append(f"ECC had not fully converged after {iterations} iterations at full resolution "
                         f"(the next step still moves pixels by more than {CONVERGED_PX} px)")
@@ -286,21 +295,38 @@ def bright_outliers(image: np.ndarray, valid: np.ndarray | None = None, *,
 
 
 def _pyramid(image: np.ndarray, valid: np.ndarray, levels: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(values, valid)] from full resolution (0) to coarsest; averages over valid pixels only."""
-    weight = valid.astype(np.float32)
-    values = np.where(valid, image, 0).astype(np.float32)
-    out = [(values, valid)]
+    """[(values, valid)] from full resolution (0) to coarsest; averages over valid pixels only.
+
+    Level 0 is ``image`` itself (its invalid pixels are whatever they are); the coarser levels hold 0 there."""
+    out = [(image, valid)]
     for _ in range(1, levels):
-        weighted = cv2.pyrDown(values * weight)
-        weight = cv2.pyrDown(weight)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(weight > 0, weighted / np.maximum(weight, 1e-12), 0).astype(np.float32)
-        # A coarse pixel is valid when most of its footprint was; it holds the mean of the valid part.
-        valid = weight >= 0.5
-        weight = valid.astype(np.float32)
-        values[~valid] = 0
-        out.append((values, valid))
+        out.append(_pyr_down(*out[-1]))
     return out
+
+
+def _pyr_down(image: np.ndarray, valid: np.ndarray, strip: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """One ``cv2.pyrDown`` of the valid pixels' mean, strip by strip: the same numbers as on the whole image
+    (each strip is read with the two rows on either side its 5 x 5 kernel needs) without its float copies."""
+    height, width = image.shape
+    out_h, out_w = (height + 1) // 2, (width + 1) // 2
+    values = np.empty((out_h, out_w), np.float32)
+    out_valid = np.empty((out_h, out_w), bool)
+    for o0 in range(0, out_h, strip):
+        o1 = min(out_h, o0 + strip)
+        a, b = max(0, 2 * o0 - 2), min(height, 2 * o1 + 2)
+        ok = valid[a:b]
+        weight = ok.astype(np.float32)
+        weighted = cv2.pyrDown(np.where(ok, image[a:b], 0).astype(np.float32) * weight)
+        weight = cv2.pyrDown(weight)
+        k0 = o0 - a // 2
+        weighted, weight = weighted[k0:k0 + o1 - o0], weight[k0:k0 + o1 - o0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            part = np.where(weight > 0, weighted / np.maximum(weight, 1e-12), 0).astype(np.float32)
+        # A coarse pixel is valid when most of its footprint was; it holds the mean of the valid part.
+        part_ok = weight >= 0.5
+        part[~part_ok] = 0
+        values[o0:o1], out_valid[o0:o1] = part, part_ok
+    return values, out_valid
 
 
 def _zscore(values: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
@@ -331,6 +357,34 @@ def _features(values: np.ndarray, valid: np.ndarray, use_gradient: bool):
     return _zscore(magnitude, valid), valid
 
 
+def _feature_valid(valid: np.ndarray, use_gradient: bool) -> np.ndarray:
+    """The pixels :func:`_features` keeps valid (without computing the features)."""
+    return _erode(valid, 2) if use_gradient else valid
+
+
+#: Pixels around a crop that :func:`_features` reads to give the crop the values it has in the whole
+#: image: Sobel and blur reach two pixels, the erosion of the valid pixels two.
+FEATURE_MARGIN_PX = 3
+
+
+def _features_of(values, valid, box, use_gradient):
+    """:func:`_features` of ``values[r0:r1, c0:c1]`` (``box`` = (c0, r0, c1, r1)), computed on the crop and a
+    margin around it: away from the crop's edges they are those of the whole image up to the z-score's
+    gain and offset, which ECC's correlation does not see. ``None`` as box: the whole image."""
+    if box is None:
+        c0, r0, c1, r1 = 0, 0, values.shape[1], values.shape[0]
+    else:
+        c0, r0, c1, r1 = box
+    m = FEATURE_MARGIN_PX
+    a0, b0 = max(0, r0 - m), max(0, c0 - m)
+    a1, b1 = min(values.shape[0], r1 + m), min(values.shape[1], c1 + m)
+    ok = valid[a0:a1, b0:b1]
+    crop = np.where(ok, values[a0:a1, b0:b1], 0).astype(np.float32)
+    feature, feature_ok = _features(crop, ok, use_gradient)
+    cut = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
+    return (None if feature is None else feature[cut]), feature_ok[cut]
+
+
 def _erode(valid: np.ndarray, radius: int) -> np.ndarray:
     if radius <= 0:
         return valid
@@ -345,15 +399,14 @@ def _best_window(valid: np.ndarray, max_pixels: int) -> tuple[int, int, int, int
         return None
     side = int(math.sqrt(max_pixels))
     win_w, win_h = min(side, width), min(max_pixels // min(side, width), height)
-    integral = cv2.integral(valid.astype(np.uint8))
     best, best_count = None, -1
-    # A 5 x 5 grid of candidate positions, the centre first so that it wins ties.
+    # A 5 x 5 grid of candidate positions, the centre first so that it wins ties. Counted on the windows
+    # themselves: an integral image of a full tile would be 120 MB of int32.
     cols = np.linspace(0, width - win_w, 5).round().astype(int)
     rows = np.linspace(0, height - win_h, 5).round().astype(int)
     candidates = [(cols[2], rows[2])] + [(c, r) for r in rows for c in cols]
     for col, row in candidates:
-        count = (integral[row + win_h, col + win_w] - integral[row, col + win_w]
-                 - integral[row + win_h, col] + integral[row, col])
+        count = np.count_nonzero(valid[row:row + win_h, col:col + win_w])
         if count > best_count:
             best, best_count = (int(col), int(row), win_w, win_h), count
     return best
@@ -369,25 +422,40 @@ def _ecc_mask(template_ok, image_ok, matrix, shape_image) -> np.ndarray:
     return _erode(image_ok & reference_there, GAUSS_FILTER // 2 + 1).astype(np.uint8)
 
 
-def _crop(template, template_ok, image, image_ok, matrix, window):
-    """Template cut to ``window``, moving image cut to where that window lands, matrix in crop frames."""
+def _level_inputs(ref_level, mov_level, matrix, window, use_gradient, level):
+    """(template, template_ok, image, image_ok, local matrix, offsets) for ECC at one pyramid level: the
+    reference's features on ``window`` (all of it when None), the moving image's on where that window lands
+    (see :func:`_crop`), the matrix in those crops' frames."""
+    (ref_img, ref_ok), (mov_img, mov_ok) = ref_level, mov_level
+    template_box, image_box, local, offsets = _crop(ref_img.shape, mov_img.shape, matrix, window)
+    template, template_ok = _features_of(ref_img, ref_ok, template_box, use_gradient)
+    image, image_ok = _features_of(mov_img, mov_ok, image_box, use_gradient)
+    if template is None or image is None:
+        raise AlignmentError(f"the images have no texture left at pyramid level {level} (constant or "
+                             f"almost no valid pixels). {_ADVICE}")
+    return template, template_ok, image, image_ok, local, offsets
+
+
+def _crop(template_shape, image_shape, matrix, window):
+    """Boxes (c0, r0, c1, r1) of the template's ``window`` and of where it lands in the moving image (with a
+    margin), the matrix in those crops' frames, and the offsets :func:`_uncrop` needs; (None, None, matrix,
+    None) without a window."""
     if window is None:
-        return template, template_ok, image, image_ok, matrix, None
+        return None, None, matrix, None
     col, row, win_w, win_h = window
     corners = np.array([[col, row, 1], [col + win_w - 1, row, 1], [col, row + win_h - 1, 1],
                         [col + win_w - 1, row + win_h - 1, 1]], float) @ matrix.T
     margin = 8
     c0 = max(0, int(math.floor(corners[:, 0].min())) - margin)
     r0 = max(0, int(math.floor(corners[:, 1].min())) - margin)
-    c1 = min(image.shape[1], int(math.ceil(corners[:, 0].max())) + margin + 1)
-    r1 = min(image.shape[0], int(math.ceil(corners[:, 1].max())) + margin + 1)
+    c1 = min(image_shape[1], int(math.ceil(corners[:, 0].max())) + margin + 1)
+    r1 = min(image_shape[0], int(math.ceil(corners[:, 1].max())) + margin + 1)
     if c1 - c0 < 16 or r1 - r0 < 16:
         raise AlignmentError(f"the estimate moved the image outside itself. {_ADVICE}")
     linear = matrix[:, :2]
     local = matrix.copy()
     local[:, 2] = matrix[:, 2] + linear @ np.array([col, row], float) - np.array([c0, r0], float)
-    return (template[row:row + win_h, col:col + win_w], template_ok[row:row + win_h, col:col + win_w],
-            image[r0:r1, c0:c1], image_ok[r0:r1, c0:c1], local, (col, row, c0, r0))
+    return (col, row, col + win_w, row + win_h), (c0, r0, c1, r1), local, (col, row, c0, r0)
 
 
 def _uncrop(local: np.ndarray, offsets) -> np.ndarray:
@@ -399,9 +467,7 @@ def _uncrop(local: np.ndarray, offsets) -> np.ndarray:
     return matrix
 
 
-def _ecc_level(template, template_ok, image, image_ok, matrix, motion, criteria, window, level):
-    template, template_ok, image, image_ok, local, offsets = _crop(template, template_ok, image, image_ok,
-                                                                   matrix, window)
+def _ecc_level(template, template_ok, image, image_ok, local, offsets, motion, criteria, level):
     input_mask = _ecc_mask(template_ok, image_ok, local, image.shape)
     if np.count_nonzero(input_mask) < 16:
         raise AlignmentError(f"no valid pixels overlap at pyramid level {level}. {_ADVICE}")
@@ -417,9 +483,9 @@ def _ecc_level(template, template_ok, image, image_ok, matrix, motion, criteria,
     return float(correlation), _uncrop(warp.astype(np.float64), offsets)
 
 
-def _converged(template, template_ok, image, image_ok, matrix, motion, window) -> bool:
-    """One more ECC iteration from ``matrix``: does it move any pixel by more than CONVERGED_PX?"""
-    template, template_ok, image, image_ok, local, _ = _crop(template, template_ok, image, image_ok, matrix, window)
+def _converged(inputs, motion) -> bool:
+    """One more ECC iteration from the level's matrix: does it move any pixel by more than CONVERGED_PX?"""
+    template, template_ok, image, image_ok, local, _ = inputs
     warp = local.astype(np.float32)
     try:
         _, step = cv2.findTransformECC(template, image, warp.copy(), MOTIONS[motion],
@@ -551,7 +617,7 @@ def coregister_stack(
 
     with rasterio.open(reference_stack_path) as ref:
         grid = rasters.Grid.of(ref)
-        reference = rasters.read_reflectance(ref, ref_index)
+        reference, ref_nodata = _estimate_band(ref, ref_index)
     rasters.check_cancelled(is_cancelled)
     valid = np.ones(reference.shape, bool)
     for what, path in (("reference SCL", reference_scl_path), ("moving SCL", moving_scl_path)):
@@ -566,13 +632,17 @@ def coregister_stack(
                 excluded &= ~((values == user_mask.nodata) | np.isnan(values.astype(np.float64)))
             valid &= ~excluded
     with _on_grid(moving_stack_path, grid, Resampling.bilinear, "moving stack", messages) as mov:
-        moving = rasters.read_reflectance(mov, mov_index)
+        moving, mov_nodata = _estimate_band(mov, mov_index, like=ref_nodata)
+    if ref_nodata is not None and mov_nodata is None:  # only the reference is a stack of DNs
+        with rasterio.open(reference_stack_path) as ref:
+            reference, ref_nodata = rasters.read_reflectance(ref, ref_index), None
     rasters.report(progress, 5)
     pixel_size = (abs(grid.transform.a), abs(grid.transform.e))
     try:
         result = estimate_shift_ecc(reference, moving, motion=motion, use_gradient=use_gradient, mask=valid,
                                     levels=levels, max_shift_px=max_shift_px, min_correlation=min_correlation,
                                     pixel_size=pixel_size, max_pixels=max_pixels, is_cancelled=is_cancelled,
+                                    nodata=ref_nodata,
                                     mask_bright=reference_scl_path is None or moving_scl_path is None)
     except AlignmentError as exc:
         raise AlignmentError(f"co-registration of {os.path.basename(os.fspath(moving_stack_path))} onto "
@@ -613,6 +683,19 @@ def coregister_stack(
                            30 + 70 * (steps - 1) / steps, 70 / steps)
     rasters.report(progress, 100)
     return result
+
+
+def _estimate_band(dataset, index: int, like: float | None | str = "any") -> tuple[np.ndarray, float | None]:
+    """(band ``index`` for the estimate, its no-data DN or None). A stack of scaled integers (positive scale)
+    is kept as its DNs, half the memory of float32 reflectance, when ``like`` (the other image's no-data DN)
+    is that stack's no-data DN or "any"; otherwise the band is read as reflectance, NaN where there is no
+    data."""
+    scaling = rasters.stored_scaling(dataset)
+    nodata = dataset.nodatavals[index - 1]
+    if (scaling is not None and scaling[0][index - 1] > 0 and nodata is not None
+            and (like == "any" or like == nodata)):
+        return dataset.read(index), float(nodata)
+    return rasters.read_reflectance(dataset, index), None
 
 
 def _profile(grid: rasters.Grid) -> dict:

@@ -108,6 +108,81 @@ def test_a_large_tile_uses_a_window_at_full_resolution():
     assert col >= 200
 
 
+
+def _whole_image_pyr_down(image, valid):
+    """The pyramid step done on the whole image at once (the reference the strip-wise one must equal)."""
+    weight = valid.astype(np.float32)
+    weighted = cv2.pyrDown(np.where(valid, image, 0).astype(np.float32) * weight)
+    weight = cv2.pyrDown(weight)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(weight > 0, weighted / np.maximum(weight, 1e-12), 0).astype(np.float32)
+    ok = weight >= 0.5
+    values[~ok] = 0
+    return values, ok
+
+
+@pytest.mark.parametrize("shape", [(97, 64), (100, 81), (7, 9)])
+@pytest.mark.parametrize("strip", [1, 3, 16, 256])
+def test_strip_wise_pyramid_step_equals_the_whole_image_one(shape, strip):
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=shape).astype(np.float32)
+    valid = rng.random(shape) > 0.3
+    image[~valid] = np.nan  # level 0 keeps whatever its invalid pixels hold
+    values, ok = alignment._pyr_down(image, valid, strip=strip)
+    expected_values, expected_ok = _whole_image_pyr_down(image, valid)
+    np.testing.assert_array_equal(ok, expected_ok)
+    np.testing.assert_array_equal(values, expected_values)
+
+
+@pytest.mark.parametrize("use_gradient", [False, True])
+def test_features_of_a_crop_are_the_whole_image_features_up_to_gain_and_offset(use_gradient):
+    image = textured_scene(120, 140, seed=4)
+    valid = np.ones(image.shape, bool)
+    valid[40:50, 60:75] = False
+    image[~valid] = np.nan
+    whole, whole_ok = alignment._features(np.where(valid, image, 0).astype(np.float32), valid, use_gradient)
+    box = (30, 20, 110, 90)  # c0, r0, c1, r1
+    crop, crop_ok = alignment._features_of(image, valid, box, use_gradient)
+    cut = whole[20:90, 30:110]
+    np.testing.assert_array_equal(crop_ok, whole_ok[20:90, 30:110])
+    assert crop.shape == cut.shape and not np.any(crop[~crop_ok])
+    slope, offset = np.polyfit(cut[crop_ok], crop[crop_ok], 1)
+    np.testing.assert_allclose(crop[crop_ok], slope * cut[crop_ok] + offset, atol=1e-4)
+
+
+def test_a_large_image_is_estimated_without_full_size_feature_images():
+    """Features, z-scores and ECC's inputs are made on the windows ECC runs on: what the estimate allocates
+    stays a small multiple of one input image (it was about twenty such images)."""
+    import tracemalloc
+
+    scene = textured_scene(1600, 1600, seed=5)
+    reference, moving = scene[3:, 2:].copy(), scene[:-3, :-2].copy()  # content moved by (2, 3) px
+    valid = np.ones(reference.shape, bool)
+    valid[:100, :300] = False  # a cloud, as both dates' SCL would give it
+    tracemalloc.start()
+    try:
+        result = estimate_shift_ecc(reference, moving, use_gradient=True, mask=valid, max_pixels=400 * 400)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_shift(result, 2.0, 3.0, 0.05)
+    assert peak < 3 * reference.nbytes, f"the estimate allocated {peak / reference.nbytes:.1f} input images"
+
+
+def test_stored_dns_with_their_nodata_give_the_shift_of_the_reflectance():
+    """coregister_stack estimates on a stack's DNs (half the memory): the z-scores do not see scale and offset."""
+    reference = textured_scene(256, 256, seed=2)
+    moving = fourier_shift(reference, 1.3, -0.7)
+    reference[:40, :60] = np.nan  # no data on one date
+    dns = [np.where(np.isfinite(image), np.round(image * 10000 + 1000), 0).astype(np.uint16)
+           for image in (reference, moving)]
+    as_reflectance = [np.where(dn == 0, np.nan, (dn.astype(np.float32) - 1000) / 10000) for dn in dns]
+    from_dns = estimate_shift_ecc(*dns, use_gradient=True, nodata=0)
+    from_reflectance = estimate_shift_ecc(*as_reflectance, use_gradient=True)
+    assert from_dns.valid_fraction == from_reflectance.valid_fraction < 1
+    np.testing.assert_allclose(from_dns.shift_px, from_reflectance.shift_px, atol=1e-3)
+    assert_shift(from_dns, 1.3, -0.7, 0.05)
+
 @pytest.mark.parametrize("date", ["20170703", "20190723"])
 @pytest.mark.parametrize("use_gradient", [False, True])
 def test_real_sentinel2_crop_shift_recovered_within_01_px(realdata, date, use_gradient):
