@@ -172,80 +172,89 @@ def test_object_slope_rule_keeps_runout_of_a_scar_that_reaches_steep_ground(tmp_
     assert dropped == 12 and (out[2:12, 5:8] == 1).all() and (out[15:18, 12:16] == 0).all()
 
 
-def test_local_rule_maps_scars_not_a_drought_that_browned_the_whole_hillside(tmp_path):
-    """A drought browned every slope (NDVI -0.25, brighter, more bare soil: a landslide-like cluster); two scars
-    lost far more than their surroundings. Without the local rule the whole hillside is mapped; with it only
-    the scars, and the rule is in the method's log."""
-    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
+#: The centre rule of the change clustering, which the rule tests below extend one option at a time.
+CENTRE_RULE = {"max_dndvi": -0.15, "min_dbsi": 0.05, "min_dvis": 0.02, "pixel_max_dndvi": -0.15}
+CHANGE_FEATURES = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
+LOCAL_FEATURES = ("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post")
 
+
+def uniform(reflectance, size: int = 160) -> np.ndarray:
+    """A (5, size, size) float32 stack of one reflectance spectrum (B02, B03, B04, B8A, B11)."""
+    return np.broadcast_to(np.asarray(reflectance, np.float32)[:, None, None], (5, size, size)).copy()
+
+
+def write_noisy_pair(tmp_path, pre, post, *, seed: int, noise: float = 0.01):
+    """``pre`` and ``post`` with multiplicative sensor noise, written as stacks; their paths."""
+    from test_clustering import write_stack
+
+    rng = np.random.default_rng(seed)
+    pre = pre * rng.normal(1, noise, pre.shape).astype(np.float32)
+    post = post * rng.normal(1, noise, post.shape).astype(np.float32)
+    return write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post)
+
+
+def map_one_kmeans(tmp_path, paths, name: str, k: int, features, *, clusters: bool = False, **rule):
+    """One K-means change clustering with ``CENTRE_RULE`` + ``rule`` through :func:`detection.detect`; the mask
+    (1 = landslide) and the method's detector."""
     from landslide_plugin.core.clustering import SelectionRule
 
-    rng = np.random.default_rng(5)
-    size = 160
+    spec = MethodSpec("kmeans", k, candidates_below=-0.1, rule=SelectionRule(**CENTRE_RULE, **rule))
+    folder = tmp_path / name
+    folder.mkdir()
+    outputs = MethodOutputs(folder / "mask.tif", folder / "clusters.tif" if clusters else None)
+    result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
+                                              sample_size=20000), [spec], {spec.name: outputs})
+    return read(folder / "mask.tif") == 1, result.methods[spec.name].detector
+
+
+def browned_hillside(tmp_path):
+    """A drought browned every slope (NDVI -0.25, brighter, more bare soil); two scars lost far more."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL
+
     dry = np.array((0.07, 0.095, 0.12, 0.24, 0.33), np.float32)    # dry litter and grass
     forest = np.array(FOREST_REFL, np.float32)
-    pre = np.broadcast_to(forest[:, None, None], (5, size, size)).copy()
-    post = np.broadcast_to((0.5 * forest + 0.5 * dry)[:, None, None], (5, size, size)).copy()
-    scars = np.zeros((size, size), bool)
+    pre, post = uniform(forest), uniform(0.5 * forest + 0.5 * dry)
+    scars = np.zeros(pre.shape[1:], bool)
     scars[60:70, 40:52] = True
     scars[100:112, 120:130] = True
     post[:, scars] = np.array(DEBRIS_REFL, np.float32)[:, None]
-    pre *= rng.normal(1, 0.02, pre.shape).astype(np.float32)
-    post *= rng.normal(1, 0.02, post.shape).astype(np.float32)
-    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
-    features = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
+    return write_noisy_pair(tmp_path, pre, post, seed=5, noise=0.02), scars
 
-    def run(local):
-        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
-                             local_max_dndvi=local, fallback=True)
-        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
-        folder = tmp_path / f"local_{local}"
-        folder.mkdir()
-        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
-                                                  sample_size=20000), [spec], {spec.name: MethodOutputs(
-                                                      folder / "mask.tif")})
-        return read(folder / "mask.tif"), result.methods[spec.name].detector.describe()
 
-    without, _ = run(None)
-    assert (without == 1).mean() > 0.9                   # the browned hillside is mapped
-    with_rule, log = run(-0.1)
-    np.testing.assert_array_equal(with_rule == 1, scars)
-    assert "more than 0.1 below the median dNDVI of the land within 800 m" in log
+def dried_grassland(tmp_path, soil):
+    """Grass in winter, dry grass over soil in summer, one scar of ``soil`` (fresh soil and rock)."""
+    pre = uniform((0.05, 0.085, 0.0775, 0.34, 0.28))                  # grass in winter
+    post = uniform((0.085, 0.115, 0.155, 0.25, 0.33))                 # dry grass over soil in summer
+    scar = np.zeros(pre.shape[1:], bool)
+    scar[70:82, 60:70] = True
+    post[:, scar] = np.asarray(soil, np.float32)[:, None]
+    return write_noisy_pair(tmp_path, pre, post, seed=8), scar
+
+
+def test_local_rule_maps_scars_not_a_drought_that_browned_the_whole_hillside(tmp_path):
+    """A drought browned every slope (a landslide-like cluster); two scars lost far more than their
+    surroundings. Without the local rule the whole hillside is mapped; with it only the scars, and the rule is
+    in the method's log."""
+    paths, scars = browned_hillside(tmp_path)
+    without, _ = map_one_kmeans(tmp_path, paths, "without", 3, CHANGE_FEATURES, local_max_dndvi=None,
+                                fallback=True)
+    assert without.mean() > 0.9                          # the browned hillside is mapped
+    with_rule, detector = map_one_kmeans(tmp_path, paths, "with", 3, CHANGE_FEATURES, local_max_dndvi=-0.1,
+                                         fallback=True)
+    np.testing.assert_array_equal(with_rule, scars)
+    assert "more than 0.1 below the median dNDVI of the land within 800 m" in detector.describe()
 
 
 def test_local_visible_rule_finds_a_scar_in_grassland_that_dried_out(tmp_path):
     """Winter to summer on semi-arid grassland: every slope dried (NDVI -0.39); a scar of fresh soil lost only
     ~0.07 NDVI more than the dry grass around it, but is clearly brighter in the visible. The local NDVI test
     alone misses most of it; with the visible alternative the scar is mapped, and nothing else."""
-    from test_clustering import write_stack
-
-    from landslide_plugin.core.clustering import SelectionRule
-
-    rng = np.random.default_rng(8)
-    size = 160
-    green = np.array((0.05, 0.085, 0.0775, 0.34, 0.28), np.float32)      # grass in winter
-    dried = np.array((0.085, 0.115, 0.155, 0.25, 0.33), np.float32)      # dry grass over soil in summer
-    soil = np.array((0.11, 0.15, 0.185, 0.26, 0.32), np.float32)         # the scar's fresh soil and rock
-    pre = np.broadcast_to(green[:, None, None], (5, size, size)).copy()
-    post = np.broadcast_to(dried[:, None, None], (5, size, size)).copy()
-    scar = np.zeros((size, size), bool)
-    scar[70:82, 60:70] = True
-    post[:, scar] = soil[:, None]
-    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
-    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
-    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    paths, scar = dried_grassland(tmp_path, (0.11, 0.15, 0.185, 0.26, 0.32))
 
     def run(min_dvis):
-        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
-                             local_max_dndvi=-0.1, local_min_dvis=min_dvis, fallback=True)
-        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
-        folder = tmp_path / f"vis_{min_dvis}"
-        folder.mkdir()
-        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
-                                                  features=("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"),
-                                                  sample_size=20000),
-                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
-        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+        mask, detector = map_one_kmeans(tmp_path, paths, f"vis_{min_dvis}", 3, CHANGE_FEATURES,
+                                        local_max_dndvi=-0.1, local_min_dvis=min_dvis, fallback=True)
+        return mask, detector.describe()
 
     ndvi_only, _ = run(None)
     assert ndvi_only[scar].mean() < 0.5 and not ndvi_only[~scar].any()
@@ -260,33 +269,21 @@ def test_core_fraction_rule_drops_the_blurred_fringe_around_a_scar(tmp_path, mon
     still more than 0.15 NDVI): without the rule that fringe is mapped, with it exactly the scar, also when
     the scar straddles two blocks of the detection pass."""
     from scipy import ndimage
-    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
-
-    from landslide_plugin.core.clustering import SelectionRule
+    from test_clustering import DEBRIS_REFL, FOREST_REFL
 
     monkeypatch.setattr(detection, "BLOCK_ROWS", block_rows)
-    rng = np.random.default_rng(4)
-    size = 160
-    pre = np.broadcast_to(np.array(FOREST_REFL, np.float32)[:, None, None], (5, size, size)).copy()
+    pre = uniform(FOREST_REFL)
     post = pre.copy()
-    scar = np.zeros((size, size), bool)
+    scar = np.zeros(pre.shape[1:], bool)
     scar[58:72, 50:64] = True
     post[:, scar] = np.array(DEBRIS_REFL, np.float32)[:, None]
     post = np.stack([ndimage.gaussian_filter(band, 0.8) for band in post])   # the point-spread function
-    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
-    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
-    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    paths = write_noisy_pair(tmp_path, pre, post, seed=4)
 
     def run(fraction):
-        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
-                             local_max_dndvi=-0.1, min_core_fraction=fraction, fallback=True)
-        spec = MethodSpec("kmeans", 2, candidates_below=-0.1, rule=rule)
-        folder = tmp_path / f"core_{fraction}"
-        folder.mkdir()
-        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
-                                                  features=("dNDVI", "dBSI"), sample_size=20000),
-                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
-        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+        mask, detector = map_one_kmeans(tmp_path, paths, f"core_{fraction}", 2, ("dNDVI", "dBSI"),
+                                        local_max_dndvi=-0.1, min_core_fraction=fraction, fallback=True)
+        return mask, detector.describe()
 
     without, _ = run(None)
     assert without[scar].all() and (without & ~scar).sum() > 40   # the scar and a ring of fringe pixels
@@ -300,35 +297,17 @@ def test_local_scar_path_finds_a_scar_in_land_that_greened_up(tmp_path):
     fresh soil, losing only 0.08 NDVI - too little for any absolute rule (nothing lost 0.1: nothing to cluster)
     but 0.48 against everything around it, with bare soil and brightness gained. The local scar path maps it,
     and only it."""
-    from test_clustering import write_stack
-
-    from landslide_plugin.core.clustering import SelectionRule
-
-    rng = np.random.default_rng(9)
-    size = 160
-    winter = np.array((0.06, 0.08, 0.09, 0.21, 0.22), np.float32)     # NDVI 0.40
-    summer = np.array((0.03, 0.065, 0.04, 0.36, 0.19), np.float32)    # NDVI 0.80
-    soil = np.array((0.10, 0.13, 0.13, 0.25, 0.30), np.float32)       # NDVI 0.32
-    pre = np.broadcast_to(winter[:, None, None], (5, size, size)).copy()
-    post = np.broadcast_to(summer[:, None, None], (5, size, size)).copy()
-    scar = np.zeros((size, size), bool)
+    pre = uniform((0.06, 0.08, 0.09, 0.21, 0.22))       # NDVI 0.40
+    post = uniform((0.03, 0.065, 0.04, 0.36, 0.19))     # NDVI 0.80
+    scar = np.zeros(pre.shape[1:], bool)
     scar[40:52, 90:100] = True
-    post[:, scar] = soil[:, None]
-    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
-    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
-    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    post[:, scar] = np.array((0.10, 0.13, 0.13, 0.25, 0.30), np.float32)[:, None]   # soil, NDVI 0.32
+    paths = write_noisy_pair(tmp_path, pre, post, seed=9)
 
     def run(local_scar):
-        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
-                             local_max_dndvi=-0.1, local_scar_dndvi=local_scar, fallback=True)
-        spec = MethodSpec("kmeans", 5, candidates_below=-0.1, rule=rule)
-        folder = tmp_path / f"scar_{local_scar}"
-        folder.mkdir()
-        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
-                                                  features=("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"),
-                                                  sample_size=20000),
-                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
-        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+        mask, detector = map_one_kmeans(tmp_path, paths, f"scar_{local_scar}", 5, CHANGE_FEATURES,
+                                        local_max_dndvi=-0.1, local_scar_dndvi=local_scar, fallback=True)
+        return mask, detector.describe()
 
     without, _ = run(None)
     assert not without.any()
@@ -341,37 +320,10 @@ def test_clustering_on_the_change_beyond_the_surroundings_separates_scars_from_a
     """The browned hillside of the local-rule test, clustered on the change minus the median of the surroundings
     (dNDVI_local, ...) with no local pixel rule: the regional browning is no change at all in those features, the
     scars stand out, so the clusters alone map the scars; the cluster table shows the local centres."""
-    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_stack
-
-    from landslide_plugin.core.clustering import SelectionRule
-
-    rng = np.random.default_rng(5)
-    size = 160
-    dry = np.array((0.07, 0.095, 0.12, 0.24, 0.33), np.float32)
-    forest = np.array(FOREST_REFL, np.float32)
-    pre = np.broadcast_to(forest[:, None, None], (5, size, size)).copy()
-    post = np.broadcast_to((0.5 * forest + 0.5 * dry)[:, None, None], (5, size, size)).copy()
-    scars = np.zeros((size, size), bool)
-    scars[60:70, 40:52] = True
-    scars[100:112, 120:130] = True
-    post[:, scars] = np.array(DEBRIS_REFL, np.float32)[:, None]
-    pre *= rng.normal(1, 0.02, pre.shape).astype(np.float32)
-    post *= rng.normal(1, 0.02, post.shape).astype(np.float32)
-    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
-    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15)
-
-    def run(features):
-        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
-        folder = tmp_path / features[0]
-        folder.mkdir()
-        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
-                                                  sample_size=20000),
-                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif", folder / "clusters.tif")})
-        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector
-
-    raw, _ = run(("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post"))
+    paths, scars = browned_hillside(tmp_path)
+    raw, _ = map_one_kmeans(tmp_path, paths, "raw", 3, CHANGE_FEATURES, clusters=True)
     assert raw.mean() > 0.9                                        # raw change: the whole hillside
-    local, detector = run(("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post"))
+    local, detector = map_one_kmeans(tmp_path, paths, "local", 3, LOCAL_FEATURES, clusters=True)
     np.testing.assert_array_equal(local, scars)
     assert detector.model.feature_names[0] == "dNDVI_local" and "dNDVI_local" in detector.describe()
     chosen = detector.model.centres[list(detector.model.landslide_clusters)]
@@ -382,35 +334,12 @@ def test_local_features_with_the_visible_alternative_at_the_centre_find_a_scar_i
     """The dried-grassland scene: clustered on the change beyond the surroundings, the scar's centre lost only
     ~0.07 NDVI more than the dry grass, too little for the centre rule's -0.15; with ``centre_local_vis`` its
     brightening and bare-soil gain beyond the surroundings make it a landslide cluster, and the rule says so."""
-    from test_clustering import write_stack
-
-    from landslide_plugin.core.clustering import SelectionRule
-
-    rng = np.random.default_rng(8)
-    size = 160
-    green = np.array((0.05, 0.085, 0.0775, 0.34, 0.28), np.float32)
-    dried = np.array((0.085, 0.115, 0.155, 0.25, 0.33), np.float32)
-    soil = np.array((0.11, 0.15, 0.185, 0.26, 0.38), np.float32)     # fresh soil and rock: bright in SWIR-1
-    pre = np.broadcast_to(green[:, None, None], (5, size, size)).copy()
-    post = np.broadcast_to(dried[:, None, None], (5, size, size)).copy()
-    scar = np.zeros((size, size), bool)
-    scar[70:82, 60:70] = True
-    post[:, scar] = soil[:, None]
-    pre *= rng.normal(1, 0.01, pre.shape).astype(np.float32)
-    post *= rng.normal(1, 0.01, post.shape).astype(np.float32)
-    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    paths, scar = dried_grassland(tmp_path, (0.11, 0.15, 0.185, 0.26, 0.38))   # bright in SWIR-1
 
     def run(centre_vis):
-        rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15,
-                             local_max_dndvi=-0.1, local_min_dvis=0.02, centre_local_vis=centre_vis)
-        spec = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)
-        folder = tmp_path / f"centre_{centre_vis}"
-        folder.mkdir()
-        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(),
-                                                  features=("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre",
-                                                            "BSI_post"), sample_size=20000),
-                                  [spec], {spec.name: MethodOutputs(folder / "mask.tif")})
-        return read(folder / "mask.tif") == 1, result.methods[spec.name].detector.describe()
+        mask, detector = map_one_kmeans(tmp_path, paths, f"centre_{centre_vis}", 3, LOCAL_FEATURES,
+                                        local_max_dndvi=-0.1, local_min_dvis=0.02, centre_local_vis=centre_vis)
+        return mask, detector.describe()
 
     without, _ = run(False)
     assert not without.any()
