@@ -472,8 +472,9 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
     runs downslope from the scar; a field or clear-cut that only touches steep ground, or lies beside or above it,
     is dropped. The probability, if given, is set to 0 where a pixel is dropped.
 
-    Holds the mask (uint8), its labels (int32), the steep pixels (bool) and the DEM (float32) - about 300 MB for a
-    full Sentinel-2 tile; the slope is read in row blocks, the distances per object's bounding box.
+    Holds the mask (uint8), its labels (int32), the steep and the dropped pixels (bool) and, when some object has
+    flat pixels to test, the DEM (float32): about 330 MB for a full Sentinel-2 tile; the slope is read in row blocks,
+    the distances are computed per object's bounding box.
     """
     from scipy import ndimage
 
@@ -484,16 +485,19 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
     if count == 0:
         return 0
     grid = rasters.Grid.from_path(mask_path)
+    # Per object: pixels, steep pixels and their summed slope, block by block (np.bincount copies its input
+    # to int64: on the whole label array that is another 230 MB for a full tile).
     steep = np.zeros(mask.shape, dtype=bool)
-    steep_slope = np.zeros(count + 1)
+    size, steep_size, steep_slope = (np.zeros(count + 1, dtype=dtype) for dtype in ("int64", "int64", "float64"))
     for window in rasters.row_windows(grid.height, grid.width):
         rows = slice(window.row_off, window.row_off + window.height)
         slope = rasters.read_on_grid(slope_path, grid, window, resampling=Resampling.bilinear)
         with np.errstate(invalid="ignore"):
             steep[rows] = (mask[rows] == 1) & (slope >= min_slope_deg)
-        steep_slope += np.bincount(labels[rows][steep[rows]], weights=slope[steep[rows]], minlength=count + 1)
-    size = np.bincount(labels.ravel(), minlength=count + 1)
-    steep_size = np.bincount(labels[steep], minlength=count + 1)
+        block, block_steep = labels[rows], steep[rows]
+        size += np.bincount(block.ravel(), minlength=count + 1)
+        steep_size += np.bincount(block[block_steep], minlength=count + 1)
+        steep_slope += np.bincount(block[block_steep], weights=slope[block_steep], minlength=count + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         source = (steep_size > 0) & (steep_size >= source_share * size) & (
             steep_slope / steep_size >= source_slope_deg)
@@ -505,7 +509,10 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
         drop[rows] = (labels[rows] > 0) & ~steep[rows] & ~source[labels[rows]]
     with_runout = np.flatnonzero(source & (steep_size < size))
     if with_runout.size:
-        dem = rasters.read_on_grid(dem_path, grid, resampling=Resampling.bilinear, dtype="float32")
+        dem = np.empty(mask.shape, dtype=np.float32)
+        for window in rasters.row_windows(grid.height, grid.width):  # in blocks: a whole read doubles its size
+            dem[window.row_off:window.row_off + window.height] = rasters.read_on_grid(
+                dem_path, grid, window, resampling=Resampling.bilinear, dtype="float32")
         boxes = ndimage.find_objects(labels)
         for label in with_runout:
             box = boxes[label - 1]
