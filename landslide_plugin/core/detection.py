@@ -301,6 +301,9 @@ class MethodResult:
     not_landslide: int = 0
     no_data: int = 0
     cluster_counts: list[int] = field(default_factory=list)
+    #: Mapped pixels flatter than the minimum slope that the object-level slope rule dropped afterwards (with
+    #: ``MaskOptions.keep_runout`` or ``slope_objects``; counted in ``not_landslide``).
+    dropped_flat: int = 0
 
     @property
     def analysed(self) -> int:
@@ -450,7 +453,7 @@ def detect(
                 background.add(values[name], np.isin(block, land_codes) & np.isfinite(values[name]))
             if sample is not None:
                 kept = block == masks.KEPT
-                if options.slope_objects and (options.slope_path or options.dem_path):
+                if options.gentle_analysed and (options.slope_path or options.dem_path):
                     with np.errstate(invalid="ignore"):  # fit on steep ground only; objects decide later
                         kept &= _slope(options, pre_path, grid, window) >= options.min_slope_deg
                 columns = [values[name][kept] for name in sampled]
@@ -632,8 +635,8 @@ class _Writers:
 
 
 def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outputs, is_cancelled) -> None:
-    """The object-level slope rule (``MaskOptions.slope_objects``) on every written mask."""
-    if not options.slope_objects or not (options.slope_path or options.dem_path):
+    """The object-level slope rule (``MaskOptions.keep_runout`` or ``slope_objects``) on every written mask."""
+    if not options.gentle_analysed or not (options.slope_path or options.dem_path):
         return
     with contextlib.ExitStack() as stack:
         slope_path = options.slope_path
@@ -645,10 +648,16 @@ def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outp
                                            is_cancelled=is_cancelled)
         for name, result in results.items():
             rasters.check_cancelled(is_cancelled)
-            dropped = masks.keep_objects_reaching_slope(outputs[name].mask, slope_path, options.min_slope_deg,
-                                                        probability_path=outputs[name].probability)
+            if options.keep_runout:
+                dropped = masks.keep_runout_below_sources(outputs[name].mask, slope_path, options.dem_path,
+                                                          options.min_slope_deg,
+                                                          probability_path=outputs[name].probability)
+            else:
+                dropped = masks.keep_objects_reaching_slope(outputs[name].mask, slope_path, options.min_slope_deg,
+                                                            probability_path=outputs[name].probability)
             result.landslide -= dropped
             result.not_landslide += dropped
+            result.dropped_flat = dropped
 
 
 def _check_inputs(pre_path, post_path, inputs: DetectionInputs, options: masks.MaskOptions) -> None:
@@ -658,6 +667,8 @@ def _check_inputs(pre_path, post_path, inputs: DetectionInputs, options: masks.M
                         ("land-cover raster", options.exclusion_path)):
         if path and not os.path.exists(os.fspath(path)) and not os.fspath(path).startswith("/vsi"):
             raise FileNotFoundError(f"{label} {os.fspath(path)} does not exist")
+    if options.keep_runout and options.slope_path and not options.dem_path:
+        raise ValueError("keeping runout below landslide sources needs the DEM (dem_path), not only its slope")
     if options.exclusion_path and not options.exclusion_classes:
         raise ValueError("a land-cover exclusion raster was given without classes to exclude; "
                          "list the class values (e.g. 40 for ESA WorldCover cropland)")

@@ -22,8 +22,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from . import defaults, rasters
 from . import indices as idx
-from . import rasters
 
 # -- Scene Classification Layer -----------------------------------------------------------------------
 #: SCL classes masked on either date: no data, saturated/defective, cloud shadow, cloud (medium, high),
@@ -41,6 +41,10 @@ VEGETATED_NDVI = 0.3
 
 #: Rapid-mapping rule: landslides need slopes steeper than this (degrees).
 MIN_SLOPE_DEG = 15.0
+#: With ``MaskOptions.keep_runout``: the mean slope (degrees) and the share of its object the steep part of an
+#: object needs to be a landslide source (``defaults``: why these values).
+RUNOUT_SOURCE_SLOPE_DEG = defaults.RUNOUT_SOURCE_SLOPE_DEG
+RUNOUT_SOURCE_SHARE = defaults.RUNOUT_SOURCE_SHARE
 
 #: Why a pixel was removed, in the order reasons are assigned; code = position + 1 (0 = kept).
 REASONS = ("no_data", "scl", "dark", "water", "shore", "no_dem", "slope", "exclusion", "not_vegetated")
@@ -219,11 +223,21 @@ class MaskOptions:
     #: part of it reaches the minimum slope (a scar starts on steep ground; its runout and deposit may
     #: lie on gentle ground). Pixels flatter than the minimum are not sampled for fitting either way.
     slope_objects: bool = False
+    #: Keep runout and deposits: pixels flatter than the minimum are analysed, and kept where they belong to a
+    #: landslide object whose steep part is a source (mean slope >= RUNOUT_SOURCE_SLOPE_DEG, at least
+    #: RUNOUT_SOURCE_SHARE of the object) and lie lower than its nearest steep pixel (``keep_runout_below_sources``):
+    #: debris runs downslope from the scar onto gentle ground. Supersedes ``slope_objects``.
+    keep_runout: bool = False
     #: With ``exclude_water``: also rule out the pixels within this many pixels of water on either date
     #: (0: none). A reservoir's or river's shore moves with the water level, and the pixels along a water
     #: line mix water and wet ground; a drawdown zone that was grass before and mud after looks like a scar.
     #: Applied by the detection pass (``detection.detect``), which sees the whole image.
     water_buffer_px: int = 0
+
+    @property
+    def gentle_analysed(self) -> bool:
+        """Whether pixels flatter than the minimum slope are analysed, the slope rule applied to objects after."""
+        return self.slope_objects or self.keep_runout
 
     def describe(self) -> str:
         parts = []
@@ -235,10 +249,14 @@ class MaskOptions:
             parts.append(f"water (SCL 6{ndwi}){buffer}")
         if self.dem_path:
             rule = f"slope >= {self.min_slope_deg:g} deg"
-            if self.slope_objects:
-                rule += " somewhere in each object"
             if self.max_slope_deg is not None:
                 rule += f" and <= {self.max_slope_deg:g} deg"
+            if self.keep_runout:
+                rule += (f", or runout/deposit: flatter pixels lower than the nearest steep pixel of their object "
+                         f"whose steep part (mean slope >= {RUNOUT_SOURCE_SLOPE_DEG:g} deg) is at least "
+                         f"{RUNOUT_SOURCE_SHARE:.0%} of it")
+            elif self.slope_objects:
+                rule += " somewhere in each object"
             parts.append(rule)
         if self.exclusion_path:
             parts.append(f"land cover classes {', '.join(str(c) for c in self.exclusion_classes)} excluded")
@@ -316,7 +334,7 @@ def mask_codes(
             too_flat = slope < options.min_slope_deg
             if options.max_slope_deg is not None:
                 too_flat |= slope > options.max_slope_deg
-        if not options.slope_objects:
+        if not options.gentle_analysed:
             assign("slope", too_flat)
     if exclusion is not None:
         assign("exclusion", np.asarray(exclusion, dtype=bool))
@@ -429,6 +447,88 @@ def keep_objects_reaching_slope(mask_path, slope_path, min_slope_deg: float, *, 
     flat = np.concatenate([[False], np.asarray(steepest) < min_slope_deg])
     drop = flat[labels]
     del labels, slope
+    dropped = int(drop.sum())
+    if dropped == 0:
+        return 0
+    mask[drop] = 0
+    _rewrite_band(mask_path, mask)
+    if probability_path:
+        with rasterio.open(probability_path) as src:
+            probability = src.read(1)
+        probability[drop] = 0.0
+        _rewrite_band(probability_path, probability)
+    return dropped
+
+
+def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: float, *, probability_path=None,
+                              source_slope_deg: float = RUNOUT_SOURCE_SLOPE_DEG,
+                              source_share: float = RUNOUT_SOURCE_SHARE) -> int:
+    """Drop the flat pixels of a 1/0/255 mask that are no runout or deposit of a landslide; returns pixels dropped.
+
+    Objects are 8-connected groups of 1s; their pixels at least ``min_slope_deg`` steep are always kept (the pixel
+    rule). A flatter pixel is kept when its object's steep part is a landslide source - mean slope at least
+    ``source_slope_deg``, at least ``source_share`` of the object - and the pixel lies lower (DEM, bilinear on the
+    mask's grid) than the nearest steep pixel of its object, and it joins a steep pixel through kept pixels: debris
+    runs downslope from the scar; a field or clear-cut that only touches steep ground, or lies beside or above it,
+    is dropped. The probability, if given, is set to 0 where a pixel is dropped.
+
+    Holds the mask (uint8), its labels (int32), the steep and the dropped pixels (bool) and, when some object has
+    flat pixels to test, the DEM (float32): about 330 MB for a full Sentinel-2 tile; the slope is read in row blocks,
+    the distances are computed per object's bounding box.
+    """
+    from scipy import ndimage
+
+    with rasterio.open(mask_path) as src:
+        mask = src.read(1)
+    eight = np.ones((3, 3), bool)
+    labels, count = ndimage.label(mask == 1, structure=eight)
+    if count == 0:
+        return 0
+    grid = rasters.Grid.from_path(mask_path)
+    # Per object: pixels, steep pixels and their summed slope, block by block (np.bincount copies its input
+    # to int64: on the whole label array that is another 230 MB for a full tile).
+    steep = np.zeros(mask.shape, dtype=bool)
+    size, steep_size, steep_slope = (np.zeros(count + 1, dtype=dtype) for dtype in ("int64", "int64", "float64"))
+    for window in rasters.row_windows(grid.height, grid.width):
+        rows = slice(window.row_off, window.row_off + window.height)
+        slope = rasters.read_on_grid(slope_path, grid, window, resampling=Resampling.bilinear)
+        with np.errstate(invalid="ignore"):
+            steep[rows] = (mask[rows] == 1) & (slope >= min_slope_deg)
+        block, block_steep = labels[rows], steep[rows]
+        size += np.bincount(block.ravel(), minlength=count + 1)
+        steep_size += np.bincount(block[block_steep], minlength=count + 1)
+        steep_slope += np.bincount(block[block_steep], weights=slope[block_steep], minlength=count + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        source = (steep_size > 0) & (steep_size >= source_share * size) & (
+            steep_slope / steep_size >= source_slope_deg)
+    source[0] = False
+    # Every flat pixel outside a source object goes; a source object keeps the flat pixels below its steep part.
+    drop = np.zeros(mask.shape, dtype=bool)
+    for window in rasters.row_windows(grid.height, grid.width):
+        rows = slice(window.row_off, window.row_off + window.height)
+        drop[rows] = (labels[rows] > 0) & ~steep[rows] & ~source[labels[rows]]
+    with_runout = np.flatnonzero(source & (steep_size < size))
+    if with_runout.size:
+        dem = np.empty(mask.shape, dtype=np.float32)
+        for window in rasters.row_windows(grid.height, grid.width):  # in blocks: a whole read doubles its size
+            dem[window.row_off:window.row_off + window.height] = rasters.read_on_grid(
+                dem_path, grid, window, resampling=Resampling.bilinear, dtype="float32")
+        boxes = ndimage.find_objects(labels)
+        for label in with_runout:
+            box = boxes[label - 1]
+            member = labels[box] == label
+            source_px = member & steep[box]
+            flat = member & ~source_px
+            _, (near_r, near_c) = ndimage.distance_transform_edt(~source_px, return_indices=True)
+            z = dem[box]
+            with np.errstate(invalid="ignore"):
+                below = z < z[near_r, near_c]
+            parts, n = ndimage.label(source_px | (flat & below), structure=eight)
+            joined = np.bincount(parts[source_px], minlength=n + 1) > 0
+            joined[0] = False
+            drop[box] |= flat & ~joined[parts]
+        del dem
+    del labels, steep
     dropped = int(drop.sum())
     if dropped == 0:
         return 0

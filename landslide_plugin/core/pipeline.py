@@ -47,12 +47,14 @@ def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) ->
 
 
 def default_masks() -> masks_module.MaskOptions:
-    """The one-step run's mask rules: SCL, water (SCL and NDWI) and its shore, slope with a DEM, vegetated before."""
+    """The one-step run's mask rules: SCL, water (SCL and NDWI) and its shore, slope with a DEM (runout below a
+    steep source kept), vegetated before."""
     return masks_module.MaskOptions(use_scl=True, exclude_dark=defaults.EXCLUDE_DARK,
                                     exclude_water=defaults.EXCLUDE_WATER,
                                     ndwi_water_threshold=defaults.NDWI_WATER_THRESHOLD,
                                     water_buffer_px=defaults.WATER_BUFFER_PX,
-                                    min_slope_deg=defaults.MIN_SLOPE_DEG, min_ndvi_pre=defaults.MIN_NDVI_PRE)
+                                    min_slope_deg=defaults.MIN_SLOPE_DEG, keep_runout=defaults.KEEP_RUNOUT,
+                                    min_ndvi_pre=defaults.MIN_NDVI_PRE)
 
 
 @dataclass(frozen=True)
@@ -558,7 +560,13 @@ def map_landslides(
             mapped.flagged_share[spec.name] = share
             area = f", {found.landslide * hectares_per_pixel:,.1f} ha" if hectares_per_pixel else ""
             of_analysed = _percent(found.landslide, detected.analysed_pixels)
-            say(f"{spec.label}: {found.landslide:,} landslide pixels{area} ({of_analysed} of the analysed pixels)")
+            flat = ""
+            if found.dropped_flat:
+                kept = "not runout below a landslide source" if mask_options.keep_runout else "in no object reaching it"
+                flat = (f"; {found.dropped_flat:,} more were flatter than {mask_options.min_slope_deg:g} deg and "
+                        f"{kept}, so left out")
+            say(f"{spec.label}: {found.landslide:,} landslide pixels{area} ({of_analysed} of the analysed pixels)"
+                f"{flat}")
             if share > IMPLAUSIBLE_SHARE:
                 warnings.append(
                     f"{spec.label} flags {100 * share:.0f} % of the analysed pixels as landslides, far more than "

@@ -184,7 +184,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
                             min_ndvi_pre: float | None = defaults.MIN_NDVI_PRE_SINGLE_STEPS) -> None:
         """The mask parameters every detection algorithm shares, declared once (names, defaults, help).
 
-        EXCLUDE_WATER (when ``water``), EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and
+        EXCLUDE_WATER (when ``water``), EXCLUDE_DARK, DEM, MIN_SLOPE, KEEP_RUNOUT, EXCLUSION, EXCLUSION_CLASSES and
         MIN_NDVI_PRE (default ``min_ndvi_pre``; not set: the rule is off); the defaults are ``core.defaults``'s;
         ``mask_options`` reads them back.
         """
@@ -211,6 +211,14 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
                                               type=NUMBER_DOUBLE,
                                               defaultValue=DEFAULT_MIN_SLOPE, minValue=0.0, maxValue=89.0),
                  "With a DEM, pixels with a gentler slope are ruled out (rapid-mapping practice: 15°).", decimals=1)
+        self.add(QgsProcessingParameterBoolean("KEEP_RUNOUT", "Keep runout and deposits below steep scars",
+                                               defaultValue=defaults.KEEP_RUNOUT),
+                 f"With a DEM, gentler pixels are still mapped where they are the runout or deposit of a landslide: "
+                 f"part of a mapped object whose steep part has a mean slope of at least "
+                 f"{defaults.RUNOUT_SOURCE_SLOPE_DEG:g}° and is at least {defaults.RUNOUT_SOURCE_SHARE:.0%} of it, "
+                 f"and lower than the nearest steep pixel of that object (debris runs downslope onto gentle ground). "
+                 f"A field or clear-cut that only touches steep ground, or lies beside or above it, stays ruled out. "
+                 f"Off: every pixel gentler than the minimum slope is ruled out.", advanced=True)
         self.add(QgsProcessingParameterRasterLayer("EXCLUSION", "Land-cover raster to exclude classes from",
                                                    optional=True),
                  "A class raster such as ESA WorldCover (any grid; nearest neighbour); pixels of the classes "
@@ -229,7 +237,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
     def mask_options(self, parameters, context, *, ndwi_water_threshold: float = defaults.NDWI_WATER_THRESHOLD):
         """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
 
-        Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
+        Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, KEEP_RUNOUT, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
         (an empty MIN_NDVI_PRE disables the vegetated-before rule); with water excluded, its shore
         (``defaults.WATER_BUFFER_PX``) is too, as in the one-step run.
         """
@@ -252,7 +260,8 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             exclude_water=exclude_water, ndwi_water_threshold=ndwi_water_threshold if exclude_water else None,
             water_buffer_px=defaults.WATER_BUFFER_PX if exclude_water else 0,
             dem_path=self.optional_raster_path(parameters, "DEM", context),
-            min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context), exclusion_path=exclusion,
+            min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context),
+            keep_runout=self.parameterAsBoolean(parameters, "KEEP_RUNOUT", context), exclusion_path=exclusion,
             exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)
 
     def extent_as_wkt(self, parameters, name, context) -> tuple[str | None, str | None]:

@@ -373,3 +373,97 @@ def dilated(water):
     from scipy import ndimage
 
     return ndimage.binary_dilation(water, np.ones((3, 3), bool))
+
+
+# -- runout and deposits below a landslide source -------------------------------------------------
+def runout_terrain(shape):
+    """Slope (degrees) and elevation (m) falling with the row: a plateau (rows 0-3, 3 deg), a 30 deg hillside
+    (rows 4-13) and a valley floor (rows 14 on, 3 deg)."""
+    rows = np.arange(shape[0], dtype="float64")
+    drop = np.tan(np.radians(np.where((rows >= 4) & (rows < 14), 30.0, 3.0))) * 20.0
+    z = 1500.0 - np.concatenate([[0.0], np.cumsum(drop[:-1])])
+    slope = np.where((rows >= 4) & (rows < 14), 30.0, 3.0)
+    return (np.repeat(slope[:, None], shape[1], axis=1).astype("float32"),
+            np.repeat(z[:, None], shape[1], axis=1).astype("float32"))
+
+
+def test_runout_rule_keeps_the_deposit_below_a_scar_and_drops_fields_beside_or_above_it(tmp_path):
+    """Steep mapped pixels always stay. A scar's runout on the valley floor below it stays; the plateau pixels
+    above the same scar, a valley field touching one steep row, the gentle half of a hill field whose steep half
+    is barely steep (17 deg, no landslide source) and a change on flat ground only are dropped."""
+    grid = {"crs": UTM, "transform": from_origin(400000, 4100000, 20, 20), "width": 30, "height": 20}
+    slope, dem = runout_terrain((20, 30))
+    slope[4:14, 20:30] = 17.0                # a gentler hillside: steep by the rule, no landslide source
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:14, 2:6] = 1                      # A: a scar from the plateau's edge down the hillside ...
+    mask[14:19, 3:5] = 1                     # ... and its runout on the valley floor
+    mask[13:20, 10:18] = 1                   # B: a valley field whose top row is on the hillside
+    mask[8:18, 22:26] = 1                    # C: a hill field, 24 px on the 17 deg slope, 16 below
+    mask[18:20, 27:30] = 1                   # D: a change on flat ground only
+    mask[0, 0] = 255
+    write(tmp_path / "m.tif", mask, grid=grid, dtype="uint8", nodata=255)
+    write(tmp_path / "p.tif", np.where(mask == 1, 0.9, 0.1).astype("float32"), grid=grid)
+    write(tmp_path / "s.tif", slope, grid=grid)
+    write(tmp_path / "dem.tif", dem, grid=grid)
+    dropped = masks.keep_runout_below_sources(tmp_path / "m.tif", tmp_path / "s.tif", tmp_path / "dem.tif", 15.0,
+                                              probability_path=tmp_path / "p.tif")
+    with rasterio.open(tmp_path / "m.tif") as src:
+        out = src.read(1)
+    with rasterio.open(tmp_path / "p.tif") as src:
+        probability = src.read(1)
+    assert (out[4:19, 3:5] == 1).all() and (out[4:14, 2:6] == 1).all()     # A: scar and runout
+    assert (out[2:4, 2:6] == 0).all()                                        # A: above the scar
+    assert (out[13, 10:18] == 1).all() and (out[14:20, 10:18] == 0).all()   # B: only its steep row
+    assert (out[8:14, 22:26] == 1).all() and (out[14:18, 22:26] == 0).all()  # C: only its steep half
+    assert (out[18:20, 27:30] == 0).all() and out[0, 0] == 255              # D; no data stays
+    assert dropped == 8 + 48 + 16 + 6 == int(((mask == 1) & (out == 0)).sum())
+    assert (probability[(mask == 1) & (out == 0)] == 0).all() and (probability[out == 1] == 0.9).all()
+    # The object rule without these tests (``slope_objects``) keeps the field and the hill field whole.
+    write(tmp_path / "m.tif", mask, grid=grid, dtype="uint8", nodata=255)
+    assert masks.keep_objects_reaching_slope(tmp_path / "m.tif", tmp_path / "s.tif", 15.0) == 6
+
+
+def test_runout_rule_in_the_detection_pass_and_its_description(tmp_path):
+    """A scar on a 30 deg hillside with its runout on the valley floor below, and a harvested field on the valley
+    floor at the foot of the hillside: the pixel rule drops the runout; the runout rule maps it and drops the field's
+    flat part, where the object rule (any steep pixel) maps the whole field. The masks line says so."""
+    from test_clustering import DEBRIS_REFL, FIELD_REFL, FOREST_REFL, write_stack
+
+    size = 40
+    rows = np.arange(size, dtype="float64")
+    z = 1000.0 - 20.0 * np.tan(np.radians(30.0)) * np.minimum(rows, 20) - 20.0 * np.tan(np.radians(3.0)) * np.maximum(
+        rows - 20, 0)   # steep to row 20 (Horn: > 15 deg there), 3 deg below
+    pre = np.broadcast_to(np.array(FOREST_REFL, np.float32)[:, None, None], (5, size, size)).copy()
+    post = pre.copy()
+    post[:, 6:21, 5:11] = np.array(DEBRIS_REFL, np.float32)[:, None, None]   # the scar
+    post[:, 21:28, 6:10] = np.array(DEBRIS_REFL, np.float32)[:, None, None]  # its runout and deposit
+    post[:, 19:36, 20:36] = np.array(FIELD_REFL, np.float32)[:, None, None]  # a field harvested, two rows on the slope
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="float32", crs="EPSG:32637",
+                   transform=from_origin(400000.0, 4000000.0, 20.0, 20.0))
+    with rasterio.open(tmp_path / "dem.tif", "w", **profile) as dst:
+        dst.write(np.repeat(z[:, None], size, axis=1).astype("float32"), 1)
+    spec = detection.MethodSpec("threshold")
+    out = {}
+    for name, rule in (("pixels", {}), ("objects", {"slope_objects": True}), ("runout", {"keep_runout": True})):
+        options = masks.MaskOptions(dem_path=str(tmp_path / "dem.tif"), **rule)
+        result = detection.detect(detection.DetectionInputs(*paths, mask_options=options), [spec],
+                                  {spec.name: detection.MethodOutputs(tmp_path / f"mask_{name}.tif")})
+        with rasterio.open(tmp_path / f"mask_{name}.tif") as src:
+            out[name] = src.read(1)
+        found = result.methods[spec.name]
+        assert found.landslide == int((out[name] == 1).sum())
+        assert found.dropped_flat == (15 * 16 if name == "runout" else 0)  # the field's flat part, counted
+        if name == "runout":
+            assert "or runout/deposit: flatter pixels lower than the nearest steep pixel" in result.masks_description
+            assert "mean slope >= 20 deg" in result.masks_description
+    for mask in out.values():
+        assert (mask[6:21, 5:11] == 1).all() and (mask[19:21, 20:36] == 1).all()  # scar and field on the slope
+    assert (out["pixels"][21:28, 6:10] == 0).all() and (out["pixels"][21:36, 20:36] == 0).all()
+    assert (out["objects"][21:28, 6:10] == 1).all() and (out["objects"][21:36, 20:36] == 1).all()
+    assert (out["runout"][21:28, 6:10] == 1).all() and (out["runout"][21:36, 20:36] == 0).all()
+    # The rule needs the elevations: a slope raster alone is refused before anything runs.
+    with pytest.raises(ValueError, match="needs the DEM"):
+        detection.detect(detection.DetectionInputs(*paths, mask_options=masks.MaskOptions(
+            slope_path=str(tmp_path / "dem.tif"), keep_runout=True)), [spec],
+            {spec.name: detection.MethodOutputs(tmp_path / "never.tif")})

@@ -30,6 +30,7 @@ EXPECTED = {
     "EXCLUDE_DARK": defaults.EXCLUDE_DARK,
     "NDWI_THRESHOLD": defaults.NDWI_WATER_THRESHOLD,
     "MIN_SLOPE": defaults.MIN_SLOPE_DEG,
+    "KEEP_RUNOUT": defaults.KEEP_RUNOUT,
     "MIN_NDVI_PRE": defaults.MIN_NDVI_PRE_SINGLE_STEPS,
     "EXCLUSION_CLASSES": defaults.EXCLUSION_CLASSES,
     "ALIGN_BAND": defaults.ALIGN_BAND,
@@ -44,12 +45,12 @@ EXPECTED = {
 #: Which algorithms must carry which of them (a parameter dropped by mistake fails here too).
 CARRIERS = {
     "map_landslides": ("THRESHOLD", "KMEANS_CLUSTERS", "GMM_CLUSTERS", "PRIMARY", "SAMPLE_SIZE", "SEED",
-                       "EXCLUDE_WATER", "EXCLUDE_DARK", "MIN_SLOPE", "MIN_NDVI_PRE", "EXCLUSION_CLASSES",
-                       "ALIGN_BAND", "MAX_SHIFT", "OPENING", "MIN_AREA"),
+                       "EXCLUDE_WATER", "EXCLUDE_DARK", "MIN_SLOPE", "KEEP_RUNOUT", "MIN_NDVI_PRE",
+                       "EXCLUSION_CLASSES", "ALIGN_BAND", "MAX_SHIFT", "OPENING", "MIN_AREA"),
     "ndvi_change_threshold": ("THRESHOLD", "EXCLUDE_WATER", "EXCLUDE_DARK", "NDWI_THRESHOLD", "MIN_SLOPE",
-                              "MIN_NDVI_PRE", "EXCLUSION_CLASSES"),
+                              "KEEP_RUNOUT", "MIN_NDVI_PRE", "EXCLUSION_CLASSES"),
     "cluster_landslides": ("CLUSTERS", "SAMPLE_SIZE", "SEED", "EXCLUDE_WATER", "EXCLUDE_DARK", "MIN_SLOPE",
-                           "MIN_NDVI_PRE", "EXCLUSION_CLASSES"),
+                           "KEEP_RUNOUT", "MIN_NDVI_PRE", "EXCLUSION_CLASSES"),
     "coregister_ecc": ("BAND", "USE_GRADIENT", "MAX_SHIFT", "MIN_CORRELATION"),
     "landslide_polygons": ("OPENING", "MIN_AREA"),
 }
@@ -90,8 +91,9 @@ def test_the_core_one_step_options_are_the_same_defaults():
     assert (options.polygons.opening_px, options.polygons.min_area_m2) == (defaults.OPENING_PX, defaults.MIN_AREA_M2)
     rules = options.masks
     assert (rules.exclude_water, rules.exclude_dark, rules.ndwi_water_threshold, rules.min_slope_deg,
-            rules.min_ndvi_pre) == (defaults.EXCLUDE_WATER, defaults.EXCLUDE_DARK, defaults.NDWI_WATER_THRESHOLD,
-                                    defaults.MIN_SLOPE_DEG, defaults.MIN_NDVI_PRE)
+            rules.keep_runout, rules.min_ndvi_pre) == (
+        defaults.EXCLUDE_WATER, defaults.EXCLUDE_DARK, defaults.NDWI_WATER_THRESHOLD, defaults.MIN_SLOPE_DEG,
+        defaults.KEEP_RUNOUT, defaults.MIN_NDVI_PRE)
     assert (masks.MIN_SLOPE_DEG, masks.VEGETATED_NDVI) == (defaults.MIN_SLOPE_DEG, defaults.MIN_NDVI_PRE)
 
 
@@ -105,7 +107,7 @@ def test_the_model_stores_the_same_defaults(provider):
 
     for child, name in (("coregister", "BAND"), ("coregister", "USE_GRADIENT"), ("coregister", "MAX_SHIFT"),
                         ("coregister", "MIN_CORRELATION"), ("cluster_gmm3", "CLUSTERS"),
-                        ("cluster_gmm3", "MIN_SLOPE"), ("cluster_gmm3", "SEED"),
+                        ("cluster_gmm3", "MIN_SLOPE"), ("cluster_gmm3", "KEEP_RUNOUT"), ("cluster_gmm3", "SEED"),
                         ("cluster_gmm3", "SAMPLE_SIZE"), ("cluster_gmm3", "EXCLUDE_WATER"),
                         ("polygons", "OPENING"), ("polygons", "MIN_AREA")):
         assert static(child, name) == EXPECTED[name], (child, name)

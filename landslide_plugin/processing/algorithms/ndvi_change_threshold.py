@@ -27,8 +27,8 @@ class NdviChangeThresholdAlgorithm(LandslideAlgorithm):
         "A baseline, not ground truth: on its own it also flags harvested fields, seasonal drying and "
         "reservoir shores. The masks remove most of that: SCL (clouds, shadows, snow, no data on either date; "
         "give both SCL rasters), water (SCL 6 and NDWI &gt; threshold on either date), flat terrain (with a DEM, "
-        "slope below the minimum), land-cover classes (e.g. ESA WorldCover 40 cropland) and pixels that were "
-        "not vegetated before.<br><br>"
+        "slope below the minimum, but for the runout and deposits below a steep scar), land-cover classes (e.g. "
+        "ESA WorldCover 40 cropland) and pixels that were not vegetated before.<br><br>"
         "Output (uint8): 1 landslide, 0 not landslide or ruled out by a mask (water, slope, land cover, not "
         "vegetated), 255 no data (no reflectance, SCL cloud/shadow/snow/defective, outside the DEM). The log "
         "lists how many pixels each mask removed.")
