@@ -164,8 +164,7 @@ class ClusterSelection:
     def warning(self) -> str | None:
         if self.rule is not None and not self.chosen_all:
             return (f"no cluster shows a landslide-sized change ({self.rule.describe(self.feature_names or None)}): "
-                    "this method maps no "
-                    "landslide here")
+                    "this method maps no landslide here")
         return None if self.plausible else NOT_LANDSLIDE_WARNING
 
     def rows(self) -> list[dict]:
@@ -177,8 +176,12 @@ class ClusterSelection:
                 row["fraction"] = float(self.fractions[k])
             if self.centres is not None:
                 row.update({name: float(v) for name, v in zip(self.feature_names, self.centres[k])})
-            row.update(dNDVI=float(self.dndvi[k]), dBSI=float(self.dbsi[k]), score=float(self.score[k]),
-                       eligible=bool(self.eligible[k]),
+            for name, values in (("dNDVI", self.dndvi), ("dBSI", self.dbsi)):
+                # a change the centres do not show (NDVI of both dates fitted): post - pre; a fitted local anomaly
+                # is shown under its own name only, not again as if it were the change itself
+                if self.centres is None or not {name, name + indices.LOCAL_SUFFIX} & set(self.feature_names):
+                    row[name] = float(values[k])
+            row.update(score=float(self.score[k]), eligible=bool(self.eligible[k]),
                        landslide=(k in self.chosen_all) if self.rule is not None else k == self.chosen)
             rows.append(row)
         return rows

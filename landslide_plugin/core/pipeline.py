@@ -832,9 +832,12 @@ def _method_news(found) -> str:
     if not chosen:
         return f"{label}: no landslide cluster{scope}\n{selection.format()}"
     parts = []
+    # the centres' change, or their change beyond the surroundings when that is what the clustering was fitted on
+    ndvi, bsi = (name if name in model.feature_names or f"{name}_local" not in model.feature_names else f"{name}_local"
+                 for name in ("dNDVI", "dBSI"))
     for k in chosen:
         share = f"{100 * selection.fractions[k]:.0f} % of the sample, " if selection.fractions is not None else ""
-        parts.append(f"{k} ({share}centre dNDVI {selection.dndvi[k]:+.2f}, dBSI {selection.dbsi[k]:+.2f})")
+        parts.append(f"{k} ({share}centre {ndvi} {selection.dndvi[k]:+.2f}, {bsi} {selection.dbsi[k]:+.2f})")
     noun = "cluster" if len(chosen) == 1 else "clusters"
     return (f"{label}: landslide {noun} {', '.join(parts)} of {len(selection.score)}{scope}\n"
             f"{selection.format()}")

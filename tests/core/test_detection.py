@@ -380,6 +380,9 @@ def test_two_methods_on_their_own_features_in_one_run_map_what_each_maps_alone(t
     assert (read(together / "mask_kmeans3.tif") == 1).mean() > 0.9             # raw change: the whole hillside
     np.testing.assert_array_equal(read(together / "mask_gmm3.tif") == 1, scars)  # beyond the surroundings: scars
     assert "the change minus the median of the land within 800 m" in result.methods["gmm3"].detector.describe()
+    # its cluster table shows the centres' change beyond the surroundings under that name only, not as dNDVI
+    header = result.methods["gmm3"].detector.model.selection.format().splitlines()[0].split()
+    assert "dNDVI_local" in header and "dNDVI" not in header
 
 
 def test_a_wrong_feature_of_one_method_fails_before_anything_is_read(tmp_path):
