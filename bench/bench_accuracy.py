@@ -3,8 +3,8 @@
 
 For each scene of ``landslide_plugin.examples.scenarios.SCENARIOS`` (generated once into ``bench/cache/``,
 keyed by the generator and scenario versions) this runs ``pipeline.map_landslides`` as the one-step
-algorithm does by default - products in, every method (threshold, kmeans2, kmeans3, gmm2, gmm3), the
-scene's DEM, masks on - with the truth as reference, and scores each method's mask.
+algorithm does by default - products in, every default method (threshold, kmeans5, gmm5), the scene's
+DEM, masks on - with the truth as reference, and scores each method's mask.
 
 Scoring: on every pixel both products observe (``unobserved`` label clear: the SCL of neither date is
 no data, defective, cloud, cloud shadow, cirrus or snow; the post SCL moved back by the true shift), the

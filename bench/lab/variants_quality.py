@@ -51,6 +51,11 @@ LOCAL_SCAR_CV = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi
 LOCAL_SCAR_NOFB = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
                     local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, centre_local_vis=True)
 
+#: Issue 15, per-method features: K-means 5 on the change, GMM 5 on the change beyond the surroundings, in one run
+#: (one sample; the rule's centre alternative acts only on the GMM, the one fitted on dVIS_local).
+PER_METHOD = [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=LOCAL_SCAR_CV),
+              M("gmm", 5, candidates_below=-0.1, rule=LOCAL_SCAR_CV, features=F5_LOCAL["features"])]
+
 
 def local(rule, seed=0):
     return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule, seed=seed),
@@ -72,6 +77,7 @@ VARIANTS = {
                           "inputs": F5_LOCAL},
     "local_features_cv_nofb": {"methods": local(LOCAL_SCAR_NOFB), "masks": mask_opts(water_buffer_px=2),
                                "inputs": F5_LOCAL},
+    "per_method_features": {"methods": PER_METHOD, "masks": mask_opts(water_buffer_px=2), "inputs": F5},
     "local_and_raw_features_cv": {"methods": local(LOCAL_SCAR_CV), "masks": mask_opts(water_buffer_px=2),
                                   "inputs": F8_BOTH},
     **{f"{name}_seed{seed}": {"methods": local(rule, seed), "masks": mask_opts(water_buffer_px=2),

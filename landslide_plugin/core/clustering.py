@@ -94,10 +94,12 @@ class SelectionRule:
     #: and did not darken (the pixel rule above still applies); False: map nothing.
     fallback: bool = False
 
-    def describe(self) -> str:
+    def describe(self, feature_names: Sequence[str] | None = None) -> str:
+        """The rule in words; given the fitted features, without the parts those features cannot use."""
         text = (f"landslide clusters = every cluster whose centre has dNDVI <= {self.max_dndvi:g}, "
                 f"dBSI >= {self.min_dbsi:g} and (with dVIS) dVIS >= {self.min_dvis:g}")
-        if self.centre_local_vis and self.local_min_dvis is not None:
+        centre_local = feature_names is None or "dVIS" + indices.LOCAL_SUFFIX in feature_names
+        if self.centre_local_vis and self.local_min_dvis is not None and centre_local:
             text += (f", or (clustered on the change beyond the surroundings) whose centre's mean visible reflectance "
                      f"change is more than {self.local_min_dvis:g} above the median of the land within "
                      f"{LOCAL_WINDOW_M:g} m, with dNDVI below and dBSI above it (brighter and barer than the "
@@ -124,6 +126,14 @@ class SelectionRule:
                      f"{indices.CORE_RADIUS_PX} px (a pixel at least half covered by the scar next to it, not its "
                      "blurred fringe)")
         return text
+
+
+def describe_features(names: Sequence[str]) -> str:
+    """Fitted features in words: their names, and what a local anomaly ("dNDVI_local") is when there is one."""
+    text = ", ".join(names)
+    if any(indices.local_base(n) for n in names):
+        text += f" ({indices.LOCAL_SUFFIX}: the change minus the median of the land within {LOCAL_WINDOW_M:g} m)"
+    return text
 
 
 @dataclass
@@ -153,8 +163,8 @@ class ClusterSelection:
     @property
     def warning(self) -> str | None:
         if self.rule is not None and not self.chosen_all:
-            return (f"no cluster shows a landslide-sized change ({self.rule.describe()}): this method maps no "
-                    "landslide here")
+            return (f"no cluster shows a landslide-sized change ({self.rule.describe(self.feature_names or None)}): "
+                    "this method maps no landslide here")
         return None if self.plausible else NOT_LANDSLIDE_WARNING
 
     def rows(self) -> list[dict]:
@@ -166,8 +176,12 @@ class ClusterSelection:
                 row["fraction"] = float(self.fractions[k])
             if self.centres is not None:
                 row.update({name: float(v) for name, v in zip(self.feature_names, self.centres[k])})
-            row.update(dNDVI=float(self.dndvi[k]), dBSI=float(self.dbsi[k]), score=float(self.score[k]),
-                       eligible=bool(self.eligible[k]),
+            for name, values in (("dNDVI", self.dndvi), ("dBSI", self.dbsi)):
+                # a change the centres do not show (NDVI of both dates fitted): post - pre; a fitted local anomaly
+                # is shown under its own name only, not again as if it were the change itself
+                if self.centres is None or not {name, name + indices.LOCAL_SUFFIX} & set(self.feature_names):
+                    row[name] = float(values[k])
+            row.update(score=float(self.score[k]), eligible=bool(self.eligible[k]),
                        landslide=(k in self.chosen_all) if self.rule is not None else k == self.chosen)
             rows.append(row)
         return rows
@@ -181,7 +195,7 @@ class ClusterSelection:
         lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
         if self.rule is not None:
-            lines.append("rule: " + self.rule.describe())
+            lines.append("rule: " + self.rule.describe(self.feature_names or None))
         else:
             lines.append("rule: landslide cluster = highest z(-dNDVI) + z(dBSI) among clusters with "
                          "dNDVI < 0 and dBSI > 0")

@@ -6,8 +6,11 @@ Flow (``detect``):
 1. **Pass 1** reads both stacks block by block, computes the change features
    (``indices.change_features``) and the analysis mask codes (``masks.mask_codes``) once, keeps the
    codes (uint8, 30 MB for a full tile) and draws one reservoir sample of the analysed pixels, shared
-   by every fitted method (the same sample, so the methods are comparable).
-2. **Fits** of the fitted methods, side by side in threads (scikit-learn releases the GIL).
+   by every fitted method (the same pixels, so the methods are comparable): it holds the union of the
+   features the methods are fitted on (``MethodSpec.features``, else the run's ``DetectionInputs.features``).
+2. **Fits** of the fitted methods, side by side in threads (scikit-learn releases the GIL), each on its own
+   features in its own order (the sample's columns it names; a local anomaly as the sampled change minus
+   its surroundings' median).
 3. **Pass 2** reads the pair once more, recomputes the features of each block and lets every method
    predict it; every method's outputs are written in that one pass. With no fitted method, pass 1
    already predicts and there is no pass 2.
@@ -119,10 +122,12 @@ class ClusterDetector(Detector):
         self.gives_probability = spec.kind == "gmm"
         self.model = None
         self.nothing = ""
+        self.feature_names: tuple[str, ...] = ()
 
     def fit(self, sample, feature_names, candidate_values=None):
         from . import clustering
 
+        self.feature_names = tuple(feature_names)
         try:
             self.model = clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
                                                  n_clusters=self.spec.n_clusters, seed=self.spec.seed,
@@ -182,24 +187,28 @@ class ClusterDetector(Detector):
 
     def tags(self):
         tags = {"METHOD": self.spec.kind, "CLUSTERS": str(self.spec.n_clusters), "SEED": str(self.spec.seed)}
+        if self.feature_names:
+            tags["FEATURES"] = ",".join(self.feature_names)
         if self.model is not None:
-            tags.update(FEATURES=",".join(self.model.feature_names), SAMPLE_SIZE=str(self.model.sample_size),
-                        LANDSLIDE_CLUSTER=str(self.landslide_cluster),
+            tags.update(SAMPLE_SIZE=str(self.model.sample_size), LANDSLIDE_CLUSTER=str(self.landslide_cluster),
                         LANDSLIDE_CLUSTERS=",".join(str(k) for k in self.model.landslide_clusters))
         if self.spec.candidates_below is not None:
             tags["CLUSTERED"] = f"pixels with dNDVI < {self.spec.candidates_below:g}"
         return tags
 
     def describe(self):
+        from .clustering import describe_features
+
+        fitted_on = describe_features(self.feature_names)
         if self.model is None:
             if getattr(self.spec.rule, "local_scar_dndvi", None) is not None:
-                return (f"{self.nothing.split(', so this method')[0]}; only the local scar path of the rule maps here "
-                        f"({self.spec.rule.describe()})")
-            return self.nothing
+                return (f"{self.nothing.split(', so this method')[0]} (features {fitted_on}); only the local scar "
+                        f"path of the rule maps here ({self.spec.rule.describe(self.feature_names)})")
+            return f"{self.nothing} (features {fitted_on})"
         chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
-        scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}; "
-                 if self.spec.candidates_below is not None else "")
-        return f"{scope}landslide cluster(s) {chosen}\n{self.model.selection.format()}"
+        scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}"
+                 if self.spec.candidates_below is not None else "clustered every analysed pixel")
+        return f"{scope} on {fitted_on}; landslide cluster(s) {chosen}\n{self.model.selection.format()}"
 
 
 @dataclass(frozen=True)
@@ -235,12 +244,21 @@ class MethodSpec:
     #: Clusterings: the stated rule choosing the landslide clusters (None: the reference study's single
     #: cluster with the largest NDVI loss and bare-soil gain).
     rule: object | None = None
+    #: Fitted methods: the features fitted on, in this order (``indices`` names; "dNDVI_local": the change minus
+    #: its surroundings' median). None: the run's (``DetectionInputs.features``).
+    features: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in REGISTRY:
             raise ValueError(f"unknown method '{self.kind}'; use {', '.join(REGISTRY)}")
         if REGISTRY[self.kind].takes_clusters and self.n_clusters < 2:
             raise ValueError(f"{self.kind} needs at least 2 clusters, got {self.n_clusters}")
+        if self.features is not None:
+            if not REGISTRY[self.kind].fitted:
+                raise ValueError(f"{self.label} is not fitted on features; give features to a clustering only")
+            # a tuple (hashable, comparable); a single name is one feature, not its letters
+            object.__setattr__(self, "features", (self.features,) if isinstance(self.features, str)
+                               else tuple(self.features))
 
     @property
     def entry(self) -> MethodKind:
@@ -346,29 +364,29 @@ def detect(
     missing = [m.name for m in methods if m.name not in outputs]
     if missing:
         raise ValueError(f"no output paths for {', '.join(missing)}")
-    features = idx.check_names(inputs.features, (*idx.ALL_FEATURES, *(n + LOCAL for n in idx.ALL_FEATURES)),
-                               "feature")
-    # Features fitted as local anomalies ("dNDVI_local"): their base is computed, its background built in pass 1.
-    fitted_local = tuple(idx.local_base(n) for n in features if idx.local_base(n))
-    local = tuple(dict.fromkeys((*fitted_local, *_local_features(methods))))
-    plain = tuple(n for n in features if not idx.local_base(n))
-    core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
-    # Raw dNDVI: the threshold, the candidates of a clustering, the local and core rules read it.
-    needs_dndvi = bool(local) or core or any(m.kind == "threshold" or m.candidates_below is not None for m in methods)
-    if "dNDVI" not in plain and needs_dndvi and not fitted_local:
-        features = plain = (*features, "dNDVI")
-    # Features only the rules read (not fitted on): computed with the others, left out of the sample.
-    computed = tuple(dict.fromkeys((*plain, *local, *(("dNDVI",) if needs_dndvi else ()))))
-    # The sample holds the computed value of each fitted feature (a local one as its base, the background
-    # subtracted once pass 1 has built it), raw dNDVI for the candidate rule, and each pixel's row and column.
-    sampled = tuple(idx.local_base(n) or n for n in features)
-    candidate_column = len(sampled) if fitted_local else None
+    known = (*idx.ALL_FEATURES, *(n + LOCAL for n in idx.ALL_FEATURES))
+    run_features = idx.check_names(inputs.features, known, "feature")
     detectors = {m.name: m.detector() for m in methods}
     fitted = [m for m in methods if detectors[m.name].fitted]
+    # Each fitted method's features in its own order, checked (with the selection rule) before anything is read.
+    fits = {m.name: _fitted_features(m, run_features, known) for m in fitted}
+    every_fitted = tuple(dict.fromkeys(n for names in fits.values() for n in names))
+    # Features fitted as local anomalies ("dNDVI_local"): their base is computed, its background built in pass 1.
+    fitted_local = tuple(dict.fromkeys(idx.local_base(n) for n in every_fitted if idx.local_base(n)))
+    local = tuple(dict.fromkeys((*fitted_local, *_local_features(methods))))
+    plain = tuple(n for n in dict.fromkeys((*run_features, *every_fitted)) if not idx.local_base(n))
+    core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
+    # Raw dNDVI: the threshold, the candidates of a clustering, the local and core rules read it.
+    needs_dndvi = bool(local) or any(m.kind == "threshold" or _reads_dndvi(m) for m in methods)
+    # Features only the rules read (not fitted on): computed with the others, left out of the sample.
+    computed = tuple(dict.fromkeys((*plain, *local, *(("dNDVI",) if needs_dndvi else ()))))
+    # The sample holds the computed value of every feature some method is fitted on (a local one as its base, the
+    # background subtracted per method once pass 1 has built it); with local features also the raw dNDVI (the
+    # candidate rule reads it) and each pixel's row and column.
+    sampled = tuple(dict.fromkeys(idx.local_base(n) or n for n in every_fitted))
+    if fitted_local and "dNDVI" not in sampled:
+        sampled = (*sampled, "dNDVI")
     if fitted:
-        from .clustering import change_centres
-
-        change_centres(np.zeros((2, len(features))), features)  # fail early if the rule cannot be applied
         most = max(m.n_clusters for m in fitted)
         if int(inputs.sample_size) < most * 10:
             raise ValueError(f"sample size {inputs.sample_size} is too small for {most} clusters; use at least "
@@ -439,7 +457,7 @@ def detect(
         if fitted:
             from .clustering import ReservoirSample
 
-            sample = ReservoirSample(int(inputs.sample_size), len(sampled) + (3 if fitted_local else 0),
+            sample = ReservoirSample(int(inputs.sample_size), len(sampled) + (2 if fitted_local else 0),
                                      seed=inputs.seed)
         one_pass = not fitted and not shore_px
         writers = _Writers(stack, results, outputs, pre.profile, description, dates) if one_pass else None
@@ -459,8 +477,7 @@ def detect(
                 columns = [values[name][kept] for name in sampled]
                 if fitted_local:
                     rr, cc = np.nonzero(kept)
-                    columns += [values["dNDVI"][kept], (rr + window.row_off).astype(np.float32),
-                                (cc + window.col_off).astype(np.float32)]
+                    columns += [(rr + window.row_off).astype(np.float32), (cc + window.col_off).astype(np.float32)]
                 sample.offer(np.stack(columns, axis=-1))
             elif writers is not None:
                 writers.write(window, block, values, pool)
@@ -487,17 +504,10 @@ def detect(
             return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
 
         # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
-        sample_rows = sample.rows if sample is not None else np.empty((0, len(features)), np.float32)
-        candidate_values = None
-        if fitted_local and sample is not None:  # the local anomalies of the sampled pixels, now the backgrounds exist
-            sample_rows = sample_rows.copy()
-            where = (sample_rows[:, -2], sample_rows[:, -1])
-            for j, name in enumerate(features):
-                if idx.local_base(name):
-                    sample_rows[:, j] -= backgrounds[idx.local_base(name)].at(*where)
-            candidate_values = sample_rows[:, candidate_column].copy()
-            sample_rows = np.ascontiguousarray(sample_rows[:, :len(features)])
+        rows = sample.rows if sample is not None else np.empty((0, len(sampled)), np.float32)
         del sample
+        fit_args = {m.name: _method_sample(rows, sampled, fits[m.name], backgrounds) for m in fitted}
+        del rows
         if on_method_ready:  # methods without a fit (the threshold) are known already
             for m in methods:
                 if not detectors[m.name].fitted:
@@ -505,9 +515,7 @@ def detect(
         if fitted:  # import scikit-learn here: two fits importing it at once in their threads can collide
             import sklearn.cluster  # noqa: F401
             import sklearn.mixture  # noqa: F401
-        # candidate_values only when features are local anomalies: a Detector's fit(sample, feature_names) stays valid
-        extra = () if candidate_values is None else (candidate_values,)
-        futures = {pool.submit(detectors[m.name].fit, sample_rows, features, *extra): m for m in fitted}
+        futures = {pool.submit(detectors[m.name].fit, *fit_args[m.name]): m for m in fitted}
         pending = set(futures)
         while pending:
             rasters.check_cancelled(is_cancelled)
@@ -535,8 +543,8 @@ def detect(
             rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
         writers.close()
     _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
-    return DetectionResult(results, removed, analysed, int(codes.size), int(sample_rows.shape[0]), description,
-                           reads=2)
+    sampled_pixels = next((int(args[0].shape[0]) for args in fit_args.values()), 0)
+    return DetectionResult(results, removed, analysed, int(codes.size), sampled_pixels, description, reads=2)
 
 
 def _with_core(block_features, pre, post, window, codes) -> dict[str, np.ndarray]:
@@ -554,6 +562,44 @@ def _with_core(block_features, pre, post, window, codes) -> dict[str, np.ndarray
     out = {name: v[rows] for name, v in values.items()}
     out[CORE_DNDVI] = core[rows]
     return out
+
+
+def _fitted_features(spec: MethodSpec, run_features: tuple[str, ...], known: Sequence[str]) -> tuple[str, ...]:
+    """The features ``spec`` is fitted on: its own or the run's, checked; raw dNDVI added when its rules read it
+    and none of them is dNDVI or a local anomaly (the fit then tells which pixels lost vegetation)."""
+    from .clustering import change_centres
+
+    try:
+        names = run_features if spec.features is None else idx.check_names(spec.features, known, "feature")
+        if "dNDVI" not in names and _reads_dndvi(spec) and not any(idx.local_base(n) for n in names):
+            names = (*names, "dNDVI")
+        change_centres(np.zeros((2, len(names))), names)  # the landslide cluster can be chosen from them
+    except ValueError as error:
+        raise ValueError(f"{spec.label}: {error}") from None
+    return names
+
+
+def _reads_dndvi(spec: MethodSpec) -> bool:
+    """Whether the method's candidates or rules read a pixel's raw NDVI change."""
+    rule = spec.rule
+    return (spec.candidates_below is not None or bool(_local_features([spec]))
+            or any(getattr(rule, name, None) is not None for name in ("pixel_max_dndvi", "min_core_fraction")))
+
+
+def _method_sample(rows: np.ndarray, sampled: tuple[str, ...], names: tuple[str, ...],
+                   backgrounds: Mapping[str, idx.LocalBackground]) -> tuple:
+    """A fitted method's arguments of ``Detector.fit``: its columns of the shared sample in its order (a local
+    anomaly: the sampled change minus the background at the pixel, whose row and column end each sample row),
+    its feature names, and with local anomalies the pixels' raw dNDVI for its candidate rule."""
+    out = np.empty((rows.shape[0], len(names)), np.float32)
+    for j, name in enumerate(names):
+        base = idx.local_base(name)
+        out[:, j] = rows[:, sampled.index(base or name)]
+        if base:
+            out[:, j] -= backgrounds[base].at(rows[:, -2], rows[:, -1])
+    if not any(idx.local_base(n) for n in names):
+        return out, names  # ``Detector.fit(sample, feature_names)`` stays valid for methods on plain features
+    return out, names, rows[:, sampled.index("dNDVI")].copy()
 
 
 def _local_features(methods: Sequence[MethodSpec]) -> tuple[str, ...]:

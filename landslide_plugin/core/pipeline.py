@@ -27,9 +27,11 @@ Method = MethodSpec
 
 
 #: The methods a one-step run maps with by default: the threshold baseline and the change clusterings
-#: that scored best on the scenario benchmark (bench/README.md: K-means 5 best mean and worst F1).
+#: that scored best on the scenario benchmark (bench/README.md): K-means 5 on the change (features None: the
+#: clustering options' ``defaults.CLUSTER_FEATURES``), GMM 5 on the change beyond the surroundings
+#: (``defaults.GMM_FEATURES``).
 DEFAULT_METHODS = (MethodSpec("threshold"), *(MethodSpec("kmeans", k) for k in defaults.KMEANS_CLUSTERS),
-                   *(MethodSpec("gmm", k) for k in defaults.GMM_CLUSTERS))
+                   *(MethodSpec("gmm", k, features=defaults.GMM_FEATURES) for k in defaults.GMM_CLUSTERS))
 DEFAULT_PRIMARY = defaults.PRIMARY
 
 #: The reference study's four clusterings plus its threshold baseline.
@@ -37,10 +39,17 @@ REFERENCE_STUDY_METHODS = (Method("threshold"), Method("kmeans", 2), Method("kme
                            Method("gmm", 2), Method("gmm", 3))
 
 
+def default_method(name: str) -> Method:
+    """'gmm5' -> the method as a one-step run makes it by default: a default method (``DEFAULT_METHODS``) with its
+    own settings (GMM 5's features), any other with the clustering options' (``Method.from_name``)."""
+    method = Method.from_name(name)
+    return next((m for m in DEFAULT_METHODS if m.name == method.name), method)
+
+
 def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) -> list[Method]:
     methods = [Method("threshold")] if threshold else []
-    methods += [Method("kmeans", int(k)) for k in kmeans]
-    methods += [Method("gmm", int(k)) for k in gmm]
+    methods += [default_method(f"kmeans{int(k)}") for k in kmeans]
+    methods += [default_method(f"gmm{int(k)}") for k in gmm]
     if not methods:
         raise ValueError("no method chosen: enable the threshold or give cluster counts for K-means or GMM")
     return methods
@@ -79,11 +88,14 @@ class PolygonOptions:
 
 @dataclass(frozen=True)
 class ClusteringOptions:
-    """How the clusterings map change (``detection.MethodSpec`` settings shared by every clustering).
+    """How the clusterings map change (``detection.MethodSpec`` settings shared by every clustering; a method that
+    states its own features, as the default GMM 5 does, is fitted on those instead of ``features``).
 
     The default clusters only the pixels that lost vegetation at all, on features that tell kinds of
     change apart (fresh scars brighten in the visible and gain bare soil; burns, shadows and haze do
-    not), and takes every cluster a stated rule calls landslide-like, then the pixels in them whose NDVI
+    not), and takes every cluster a stated rule calls landslide-like (fitted on the change beyond the
+    surroundings, also a cluster whose centre brightened 0.02 more than its surroundings while it lost NDVI
+    and gained bare soil beyond them), then the pixels in them whose NDVI
     fell by more than 0.15 and by more than 0.1 beyond the median of their surroundings (800 m: season,
     drought, haze and sun angle change whole hillsides; a scar is local), or that brightened in the visible
     by 0.02 more than their surroundings (fresh soil is brighter than dried grass), and whose loss is at
@@ -95,11 +107,14 @@ class ClusteringOptions:
     single cluster with the largest NDVI loss and bare-soil gain.
     """
 
-    features: tuple[str, ...] = ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")
+    #: Features of every clustering that states none (``MethodSpec.features``).
+    features: tuple[str, ...] = defaults.CLUSTER_FEATURES
     candidates_below: float | None = -0.1
+    #: ``centre_local_vis`` acts only on a clustering fitted on dVIS_local (the default GMM 5); its description
+    #: leaves it out for the others.
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
         max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
-        local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True))
+        local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, centre_local_vis=True, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",
@@ -602,7 +617,7 @@ def map_landslides(
                       stage, is_cancelled, say, warnings, beside, locals_for_report={
                           "methods": ", ".join(names), "primary": primary, "threshold": threshold,
                           "masks": mask_options.describe() if use_masks else "none",
-                          "clustering": _describe_clustering(cluster_options),
+                          "clustering": _describe_clustering(cluster_options, specs),
                           "min_slope_deg": mask_options.min_slope_deg if use_masks and dem else None,
                           "min_ndvi_pre": mask_options.min_ndvi_pre if use_masks else None, "seed": seed,
                           "sample_size": sample_size, "opening_px": opening_px, "min_area_m2": min_area_m2,
@@ -628,13 +643,21 @@ def map_landslides(
 REQUIRED_STACK_BANDS = ("B02", "B03", "B04", "B8A", "B11")
 
 
-def _describe_clustering(options: ClusteringOptions) -> str:
-    """The clustering rules in one line, for the report (every rule stays visible)."""
+def _describe_clustering(options: ClusteringOptions, methods: Sequence[Method] = ()) -> str:
+    """The clustering rules in one line, for the report (every rule stays visible): the pixels clustered, the
+    features (each clustering's when they differ), the rule (without the parts none of the features can use)."""
     scope = ("every analysed pixel" if options.candidates_below is None
              else f"the pixels whose NDVI fell below {options.candidates_below:g}")
-    rule = options.rule.describe() if options.rule is not None else (
+    features = {m.label: tuple(m.features or options.features) for m in methods if m.entry.fitted}
+    every = tuple(dict.fromkeys(n for names in features.values() for n in names)) or tuple(options.features)
+    if len(set(features.values())) > 1:
+        on = ": " + "; ".join(f"{label} on {clustering_module.describe_features(names)}"
+                              for label, names in features.items())
+    else:
+        on = " on " + clustering_module.describe_features(every)
+    rule = options.rule.describe(every) if options.rule is not None else (
         "landslide cluster = highest z(-dNDVI) + z(dBSI) among clusters with dNDVI < 0 and dBSI > 0")
-    return f"clusters {scope} on {', '.join(options.features)}; {rule}"
+    return f"clusters {scope}{on}; {rule}"
 
 
 def _as_paths(inputs, label: str) -> list[Path]:
@@ -813,12 +836,16 @@ def _method_news(found) -> str:
     chosen = list(model.landslide_clusters)
     scope = ("" if model.candidates_below is None
              else f", clustering the pixels whose NDVI fell below {model.candidates_below:g}")
+    scope += f" on {clustering_module.describe_features(model.feature_names)}"
     if not chosen:
         return f"{label}: no landslide cluster{scope}\n{selection.format()}"
     parts = []
+    # the centres' change, or their change beyond the surroundings when that is what the clustering was fitted on
+    ndvi, bsi = (name if name in model.feature_names or f"{name}_local" not in model.feature_names else f"{name}_local"
+                 for name in ("dNDVI", "dBSI"))
     for k in chosen:
         share = f"{100 * selection.fractions[k]:.0f} % of the sample, " if selection.fractions is not None else ""
-        parts.append(f"{k} ({share}centre dNDVI {selection.dndvi[k]:+.2f}, dBSI {selection.dbsi[k]:+.2f})")
+        parts.append(f"{k} ({share}centre {ndvi} {selection.dndvi[k]:+.2f}, {bsi} {selection.dbsi[k]:+.2f})")
     noun = "cluster" if len(chosen) == 1 else "clusters"
     return (f"{label}: landslide {noun} {', '.join(parts)} of {len(selection.score)}{scope}\n"
             f"{selection.format()}")

@@ -346,3 +346,58 @@ def test_local_features_with_the_visible_alternative_at_the_centre_find_a_scar_i
     found, log = run(True)
     np.testing.assert_array_equal(found, scar)
     assert "brighter and barer than the median" in log
+
+
+# -- features per method ------------------------------------------------------------------------------------------
+def test_two_methods_on_their_own_features_in_one_run_map_what_each_maps_alone(tmp_path):
+    """The browned hillside: in one run (one read, one sample) K-means 3 on the raw change maps the whole browned
+    hillside and GMM 3 on the change beyond the surroundings only the scars - each exactly the map it makes run
+    alone with its features - and each map's tags and log say which features made it."""
+    from landslide_plugin.core.clustering import SelectionRule
+
+    paths, scars = browned_hillside(tmp_path)
+    rule = SelectionRule(**CENTRE_RULE)
+    raw = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)                 # the run's features
+    local = MethodSpec("gmm", 3, candidates_below=-0.1, rule=rule, features=LOCAL_FEATURES)
+    inputs = DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES, sample_size=20000)
+    together = tmp_path / "together"
+    together.mkdir()
+    result = detection.detect(inputs, [raw, local], outputs_in(together, [raw, local]))
+    assert result.reads == 2
+    for spec, features in ((raw, CHANGE_FEATURES), (local, LOCAL_FEATURES)):
+        alone = tmp_path / f"alone_{spec.name}"
+        alone.mkdir()
+        detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=features,
+                                         sample_size=20000),
+                         [MethodSpec(spec.kind, 3, candidates_below=-0.1, rule=rule)], outputs_in(alone, [spec]))
+        for kind in ("mask", "clusters", "probability"):
+            path = getattr(outputs_in(together, [spec])[spec.name], kind)
+            if path is not None:
+                np.testing.assert_array_equal(read(path), read(alone / path.name), err_msg=f"{spec.name} {kind}")
+        with rasterio.open(together / f"mask_{spec.name}.tif") as src:
+            assert src.tags()["FEATURES"] == ",".join(features)
+        assert f"on {', '.join(features)}" in result.methods[spec.name].detector.describe()
+    assert (read(together / "mask_kmeans3.tif") == 1).mean() > 0.9             # raw change: the whole hillside
+    np.testing.assert_array_equal(read(together / "mask_gmm3.tif") == 1, scars)  # beyond the surroundings: scars
+    assert "the change minus the median of the land within 800 m" in result.methods["gmm3"].detector.describe()
+    # its cluster table shows the centres' change beyond the surroundings under that name only, not as dNDVI
+    header = result.methods["gmm3"].detector.model.selection.format().splitlines()[0].split()
+    assert "dNDVI_local" in header and "dNDVI" not in header
+
+
+def test_a_wrong_feature_of_one_method_fails_before_anything_is_read(tmp_path):
+    """One method's misspelt feature stops the run before the pair is opened (the paths do not even exist), in one
+    sentence that names the method and the feature; a threshold takes no features at all."""
+    methods = [MethodSpec("kmeans", 3), MethodSpec("gmm", 3, features=("dNDVI_lokal", "dBSI_local"))]
+    with pytest.raises(ValueError) as error:
+        detection.detect(DetectionInputs(tmp_path / "missing_pre.tif", tmp_path / "missing_post.tif"), methods,
+                         outputs_in(tmp_path, methods))
+    message = str(error.value)
+    assert message.startswith("GMM 3: unknown feature dNDVI_lokal; choose among NDVI_pre,") and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+    wrong_rule = [MethodSpec("gmm", 3, features=("NDVI_pre", "dVIS"))]
+    with pytest.raises(ValueError, match="^GMM 3: features NDVI_pre, dVIS do not tell vegetation loss"):
+        detection.detect(DetectionInputs(tmp_path / "missing_pre.tif", tmp_path / "missing_post.tif"), wrong_rule,
+                         outputs_in(tmp_path, wrong_rule))
+    with pytest.raises(ValueError, match="dNDVI threshold is not fitted on features"):
+        MethodSpec("threshold", features=("dNDVI",))

@@ -97,6 +97,27 @@ def test_the_core_one_step_options_are_the_same_defaults():
     assert (masks.MIN_SLOPE_DEG, masks.VEGETATED_NDVI) == (defaults.MIN_SLOPE_DEG, defaults.MIN_NDVI_PRE)
 
 
+def test_each_default_clustering_has_its_features_and_the_one_step_help_says_which(provider):
+    """K-means 5 on the change (the clustering options' features), GMM 5 on the change beyond the surroundings, in
+    the core's defaults and in 'Map landslides' (a method named in its counts gets those settings); its help says
+    so and names the primary."""
+    from landslide_plugin.core import pipeline
+
+    by_name = {m.name: m for m in pipeline.DEFAULT_METHODS}
+    assert by_name["kmeans5"].features is None and pipeline.ClusteringOptions().features == defaults.CLUSTER_FEATURES
+    assert by_name["gmm5"].features == defaults.GMM_FEATURES
+    assert [n for n in defaults.GMM_FEATURES if n.endswith("_local")] == ["dNDVI_local", "dBSI_local", "dVIS_local"]
+    assert pipeline.default_method("GMM5") == by_name["gmm5"]
+    assert pipeline.default_method("gmm3").features is None  # not a default: the options' features
+    assert defaults.PRIMARY == "gmm5" and defaults.PRIMARY in by_name
+    text = QgsApplication.processingRegistry().algorithmById("landslide:map_landslides").shortHelpString()
+    assert "K-means clusters these changes as they are" in text
+    assert "the Gaussian mixture with 5 clusters clusters each change minus the median of the land within 800 m" in text
+    assert "other mixture counts cluster the changes as they are" in text
+    assert "Gaussian mixture with 5 clusters on the change beyond the surroundings has the best mean" in text
+    assert "is the primary method" in text
+
+
 def test_the_model_stores_the_same_defaults(provider):
     model = QgsProcessingModelAlgorithm()
     assert model.fromFile(str(MODEL))

@@ -113,11 +113,11 @@ def test_the_primary_method_is_a_drop_down_of_the_methods_the_run_makes(dialog_f
         return [combo.itemData(i) for i in range(combo.count())]
 
     assert items() == ["threshold", "kmeans5", "gmm5"]
-    assert wrappers["PRIMARY"].parameterValue() == "kmeans5"
+    assert wrappers["PRIMARY"].parameterValue() == "gmm5"
     wrappers["GMM_CLUSTERS"].setParameterValue("3,5", QgsProcessingContext())
     assert items() == ["threshold", "kmeans5", "gmm3", "gmm5"]
     wrappers["THRESHOLD_BASELINE"].setParameterValue(False, QgsProcessingContext())
-    assert "threshold" not in items() and wrappers["PRIMARY"].parameterValue() == "kmeans5"
+    assert "threshold" not in items() and wrappers["PRIMARY"].parameterValue() == "gmm5"
     # A value the counts do not make stays visible (and is refused before the run), never silently changed.
     wrappers["PRIMARY"].setParameterValue("GMM 7", QgsProcessingContext())
     assert wrappers["PRIMARY"].parameterValue() == "gmm7" and "gmm7" in items()

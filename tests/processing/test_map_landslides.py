@@ -21,6 +21,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from landslide_plugin.core import defaults
 from landslide_plugin.core.output_folder import MANIFEST_NAME
 from landslide_plugin.examples.example_data import generate_example_pair
 
@@ -68,8 +69,9 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert result["OUTPUT_FOLDER"] == str(folder)
     for name in ("ALIGNED", "PRIMARY_MASK", "POLYGONS", "REPORT"):
         assert Path(result[name]).parent == folder and Path(result[name]).is_file(), name
-    assert result["PRIMARY_PROBABILITY"] is None  # K-means has no probability; the mixture writes its own
-    assert Path(result["PRIMARY_MASK"]).name == "mask_kmeans5.tif"  # the benchmark's best (bench/README.md)
+    # The benchmark's best (bench/README.md), a mixture: its probability is the primary's too.
+    assert Path(result["PRIMARY_MASK"]).name == "mask_gmm5.tif"
+    assert Path(result["PRIMARY_PROBABILITY"]).name == "probability_gmm5.tif"
     assert sorted(Path(p).name for p in result["MASKS"]) == ["mask_gmm5.tif", "mask_kmeans5.tif", "mask_threshold.tif"]
     # Co-registration recovers the example's known shift.
     assert result["SHIFT_X"] == pytest.approx(example_pair.shift[0], abs=0.2)
@@ -80,10 +82,17 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert 0 < result["IOU"] <= f1 and -1 <= result["MCC"] <= 1
     metrics = json.loads((folder / "metrics.json").read_text())
     by_name = {item["name"]: item for item in metrics["predictions"]}
-    assert by_name["K-means 5"]["f1"] == pytest.approx(f1)
+    assert by_name["GMM 5"]["f1"] == pytest.approx(f1)
     assert set(by_name) == {"dNDVI threshold", "K-means 5", "GMM 5"}
     report = Path(result["REPORT"]).read_text(encoding="utf-8")
     assert "F1" in report and "K-means 5" in report and "<img" in report
+    # Each clustering's own features, in its maps' tags and in the report's settings: K-means 5 on the change,
+    # GMM 5 on the change beyond the surroundings.
+    for name, features in (("kmeans5", defaults.CLUSTER_FEATURES), ("gmm5", defaults.GMM_FEATURES)):
+        with rasterio.open(folder / f"clusters_{name}.tif") as src:
+            assert src.tags()["FEATURES"] == ",".join(features), name
+    assert (f"K-means 5 on {', '.join(defaults.CLUSTER_FEATURES)}; GMM 5 on {', '.join(defaults.GMM_FEATURES)}"
+            in report)
     assert report.index("Short answer.") < report.index("<h2>Scores")
     # The mask and the polygons agree, and the mask finds true scars.
     with rasterio.open(result["PRIMARY_MASK"]) as src:
