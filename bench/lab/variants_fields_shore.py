@@ -2,6 +2,9 @@
 false alarms on harvested fields and reservoir shores with the masks on.
 
 Run from the repo root: bench/lab/variants_fields_shore.py [--variants a,b]."""
+import contextlib
+import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -12,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import bench_accuracy
 import method_lab
 
-from landslide_plugin.core import masks
+from landslide_plugin.core import indices, masks
 from landslide_plugin.core.clustering import SelectionRule as R
 from landslide_plugin.core.detection import MethodSpec as M
 from landslide_plugin.examples import scenarios
@@ -97,6 +100,29 @@ def across_slope_objects(min_pixels=10, min_elongation=2.0, max_angle_to_contour
     return rule
 
 
+def core_radius(px: int):
+    """Context: the core-fraction rule's neighbourhood (``indices.CORE_RADIUS_PX``, 2) set to ``px`` for one run."""
+    @contextlib.contextmanager
+    def patched():
+        radius, strongest = indices.CORE_RADIUS_PX, indices.strongest_loss_nearby
+        indices.CORE_RADIUS_PX = px
+        indices.strongest_loss_nearby = functools.partial(strongest, radius=px)
+        try:
+            yield
+        finally:
+            indices.CORE_RADIUS_PX, indices.strongest_loss_nearby = radius, strongest
+    return patched
+
+
+def with_core(fraction: float):
+    rule = dataclasses.replace(LOCAL_SCAR, min_core_fraction=fraction)
+    return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
+            M("gmm", 5, candidates_below=-0.1, rule=rule)]
+
+
+#: The one-step default after this pass (2 px shore, 4 px where the water line moved).
+MOVED4 = mask_opts(water_buffer_px=2, moved_water_buffer_px=4)
+
 VARIANTS = {
     "fs_base": {"methods": METHODS, "masks": mask_opts(water_buffer_px=2), "inputs": F5},
     "fs_shore3": {"methods": METHODS, "masks": mask_opts(water_buffer_px=3), "inputs": F5},
@@ -114,5 +140,9 @@ VARIANTS = {
     **{f"fs_landcover_degraded_draw{k}": {"methods": METHODS, "inputs": F5,
                                           "masks": mask_opts(landcover("degraded", k), water_buffer_px=2)}
        for k in (1, 2)},
+    # Scar edges (measured only): the core-fraction rule's level and neighbourhood, on the new default masks.
+    **{f"fs_core{int(f * 100)}": {"methods": with_core(f), "masks": MOVED4, "inputs": F5} for f in (0.6, 0.7)},
+    **{f"fs_core_radius{px}": {"methods": METHODS, "masks": MOVED4, "inputs": F5, "context": core_radius(px)}
+       for px in (1, 3)},
 }
 sys.exit(method_lab.main(VARIANTS))
