@@ -21,10 +21,21 @@ from landslide_plugin.core.detection import MethodSpec as M
 from landslide_plugin.examples import scenarios
 
 F5 = {"features": ("dNDVI", "dBSI", "dVIS", "NDVI_pre", "BSI_post")}
-LOCAL_SCAR = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
-               local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, fallback=True)
-METHODS = [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=LOCAL_SCAR),
-           M("gmm", 5, candidates_below=-0.1, rule=LOCAL_SCAR)]
+#: GMM 5's features since the per-method pass: the change beyond the surroundings.
+F5_LOCAL = ("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post")
+LOCAL_SCAR_CV = R(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
+                  local_min_dvis=0.02, min_core_fraction=0.5, local_scar_dndvi=-0.2, centre_local_vis=True,
+                  fallback=True)
+
+
+def default_methods(rule=LOCAL_SCAR_CV):
+    """The one-step run's methods on main: threshold, K-means 5 on the change, GMM 5 on the change beyond the
+    surroundings, one shared rule."""
+    return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
+            M("gmm", 5, candidates_below=-0.1, rule=rule, features=F5_LOCAL)]
+
+
+METHODS = default_methods()
 
 
 def scene_of(folder: Path):
@@ -56,11 +67,14 @@ def landcover(choice: str, other_seed: int = 0):
 
 
 def mask_opts(landcover_path=None, **extra):
+    """The one-step run's masks (runout below a source kept, as on main since the runout pass) and ``extra``."""
     def make(folder):
         lc = {} if landcover_path is None else {"exclusion_path": landcover_path(folder),
                                                 "exclusion_classes": bench_accuracy.LANDCOVER_EXCLUDED}
+        _, scene_dir = scene_of(folder)
         return masks.MaskOptions(use_scl=True, exclude_water=True, slope_path=str(folder / "slope.tif"),
-                                 min_slope_deg=15.0, min_ndvi_pre=0.3, **lc, **extra)
+                                 dem_path=str(scene_dir / "dem.tif"), keep_runout=True, min_slope_deg=15.0,
+                                 min_ndvi_pre=0.3, **lc, **extra)
     return make
 
 
@@ -115,13 +129,11 @@ def core_radius(px: int):
 
 
 def with_core(fraction: float):
-    rule = dataclasses.replace(LOCAL_SCAR, min_core_fraction=fraction)
-    return [M("threshold"), M("kmeans", 5, candidates_below=-0.1, rule=rule),
-            M("gmm", 5, candidates_below=-0.1, rule=rule)]
+    return default_methods(dataclasses.replace(LOCAL_SCAR_CV, min_core_fraction=fraction))
 
 
-#: The one-step default after this pass (2 px shore, 4 px where the water line moved).
-MOVED4 = mask_opts(water_buffer_px=2, moved_water_buffer_px=4)
+#: The one-step default after this pass (2 px shore, 3 px where the water line moved).
+DEFAULT_MASKS = mask_opts(water_buffer_px=2, moved_water_buffer_px=3)
 
 VARIANTS = {
     "fs_base": {"methods": METHODS, "masks": mask_opts(water_buffer_px=2), "inputs": F5},
@@ -131,18 +143,23 @@ VARIANTS = {
                          "inputs": F5} for px in (3, 4, 5)},
     "fs_shore3_moved4": {"methods": METHODS, "masks": mask_opts(water_buffer_px=3, moved_water_buffer_px=4),
                          "inputs": F5},
-    "fs_across_slope": {"methods": METHODS, "masks": mask_opts(water_buffer_px=2), "inputs": F5,
-                        "post": (across_slope_objects(),)},
-    "fs_landcover_exact": {"methods": METHODS, "masks": mask_opts(landcover("exact"), water_buffer_px=2),
-                           "inputs": F5},
-    "fs_landcover_degraded": {"methods": METHODS, "masks": mask_opts(landcover("degraded"), water_buffer_px=2),
-                              "inputs": F5},
-    **{f"fs_landcover_degraded_draw{k}": {"methods": METHODS, "inputs": F5,
-                                          "masks": mask_opts(landcover("degraded", k), water_buffer_px=2)}
-       for k in (1, 2)},
+    "fs_across_slope": {"methods": METHODS, "masks": DEFAULT_MASKS, "inputs": F5, "post": (across_slope_objects(),)},
+    # ... only on objects large enough for a field parcel (>= 30 px = 1.2 ha).
+    "fs_across_slope30": {"methods": METHODS, "masks": DEFAULT_MASKS, "inputs": F5,
+                          "post": (across_slope_objects(min_pixels=30),)},
+    "fs_across_slope30_wide": {"methods": METHODS, "masks": DEFAULT_MASKS, "inputs": F5,
+                               "post": (across_slope_objects(min_pixels=30, min_elongation=1.5,
+                                                             max_angle_to_contour=45.0),)},
+    # Land-cover exclusion (classes 40, 50) on the new default masks: the generator's map, the bench's degraded
+    # copy (``bench_accuracy.py --landcover degraded``) and two more draws of the same degradation.
+    "fs_landcover_exact": {"methods": METHODS, "inputs": F5,
+                           "masks": mask_opts(landcover("exact"), water_buffer_px=2, moved_water_buffer_px=3)},
+    **{f"fs_landcover_degraded{f'_draw{k}' if k else ''}": {
+        "methods": METHODS, "inputs": F5,
+        "masks": mask_opts(landcover("degraded", k), water_buffer_px=2, moved_water_buffer_px=3)} for k in (0, 1, 2)},
     # Scar edges (measured only): the core-fraction rule's level and neighbourhood, on the new default masks.
-    **{f"fs_core{int(f * 100)}": {"methods": with_core(f), "masks": MOVED4, "inputs": F5} for f in (0.6, 0.7)},
-    **{f"fs_core_radius{px}": {"methods": METHODS, "masks": MOVED4, "inputs": F5, "context": core_radius(px)}
+    **{f"fs_core{int(f * 100)}": {"methods": with_core(f), "masks": DEFAULT_MASKS, "inputs": F5} for f in (0.6, 0.7)},
+    **{f"fs_core_radius{px}": {"methods": METHODS, "masks": DEFAULT_MASKS, "inputs": F5, "context": core_radius(px)}
        for px in (1, 3)},
 }
 sys.exit(method_lab.main(VARIANTS))
