@@ -11,6 +11,7 @@ Usage: bench/method_lab.py [--only scene,scene] [--variants name,name] [--featur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -42,6 +43,13 @@ def prepared(options):
 
 
 def run_variant(pair, folder: Path, variant: dict, out: Path) -> dict:
+    """Detection with the variant's methods, masks and inputs (inside its optional ``context``, e.g. a patched
+    constant), its post-rules on the masks, and the scores."""
+    with variant.get("context", contextlib.nullcontext)():
+        return _run_variant(pair, folder, variant, out)
+
+
+def _run_variant(pair, folder: Path, variant: dict, out: Path) -> dict:
     from landslide_plugin.core import detection
 
     specs = variant["methods"]

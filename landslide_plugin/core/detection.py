@@ -416,19 +416,26 @@ def detect(
 
     # The shore buffer needs the whole image's water first (then the maps wait for a second pass). Its water is
     # the SCL's (class 6) where SCLs are given: NDWI > 0 also marks thin snow and shadows.
+    # Where both SCLs are given, the water seen on one date only (the line moved) gets the wider buffer.
     shore_px = int(options.water_buffer_px) if options.exclude_water else 0
     scl_given = options.use_scl and bool(inputs.scl_pre or inputs.scl_post)
     shore_water = np.zeros((grid.height, -(-grid.width // 8)), np.uint8) if shore_px and scl_given else None
+    moved_px = int(options.moved_water_buffer_px) if shore_px and options.moved_water_buffer_px > shore_px else 0
+    moved_water = (np.zeros((grid.height, -(-grid.width // 8)), np.uint8)
+                   if moved_px and options.use_scl and inputs.scl_pre and inputs.scl_post else None)
 
     def block_codes(pre_block, post_block, values, window):
         scl_pre = _on_grid(inputs.scl_pre, grid, window, "uint8", 0)
         scl_post = _on_grid(inputs.scl_post, grid, window, "uint8", 0)
+        rows = slice(window.row_off, window.row_off + window.height)
         if shore_water is not None:
             water = np.zeros((window.height, window.width), bool)
             for scl in (scl_pre, scl_post):
                 if scl is not None:
                     water |= scl == masks.WATER_SCL
-            shore_water[window.row_off:window.row_off + window.height] = np.packbits(water, axis=1)
+            shore_water[rows] = np.packbits(water, axis=1)
+        if moved_water is not None:
+            moved_water[rows] = np.packbits(masks.moved_water(scl_pre, scl_post), axis=1)
         codes = masks.mask_codes(
             pre_block, post_block,
             scl_pre=scl_pre,
@@ -489,6 +496,9 @@ def detect(
                 shore_water[r0:r1], axis=1, count=grid.width).astype(bool))
         else:
             masks.rule_out_shore(codes, shore_px)
+        if moved_water is not None:
+            masks.rule_out_shore(codes, moved_px, lambda r0, r1: np.unpackbits(
+                moved_water[r0:r1], axis=1, count=grid.width).astype(bool))
         removed = masks.count_reasons(codes)
         analysed = int((codes == masks.KEPT).sum())
         if analysed == 0:

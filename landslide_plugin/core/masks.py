@@ -233,6 +233,13 @@ class MaskOptions:
     #: line mix water and wet ground; a drawdown zone that was grass before and mud after looks like a scar.
     #: Applied by the detection pass (``detection.detect``), which sees the whole image.
     water_buffer_px: int = 0
+    #: With ``exclude_water`` and the SCLs of both dates: pixels within this many pixels of the water seen on one
+    #: date only (observed, not water, on the other: where the water line moved, a reservoir's drawdown zone or
+    #: a river in flood) are ruled out too (0 or at most ``water_buffer_px``: no wider buffer). Two dates show
+    #: only part of the level's range: the bank above the higher line floods and drains too, and its mud and
+    #: dying grass look like a scar. Where the line stayed (a lake, a river at the same level), the mixed
+    #: pixels of ``water_buffer_px`` are the whole shore. Applied by the detection pass with the other buffer.
+    moved_water_buffer_px: int = 0
 
     @property
     def gentle_analysed(self) -> bool:
@@ -246,6 +253,8 @@ class MaskOptions:
         if self.exclude_water:
             ndwi = f", NDWI > {self.ndwi_water_threshold:g}" if self.ndwi_water_threshold is not None else ""
             buffer = f" and {self.water_buffer_px} px around it" if self.water_buffer_px else ""
+            if self.moved_water_buffer_px > self.water_buffer_px:
+                buffer += f" ({self.moved_water_buffer_px} px where its line moved between the dates)"
             parts.append(f"water (SCL 6{ndwi}){buffer}")
         if self.dem_path:
             rule = f"slope >= {self.min_slope_deg:g} deg"
@@ -373,6 +382,12 @@ def rule_out_shore(codes: np.ndarray, buffer_px: int, water_rows=None, *, block_
         block[change] = shore
         changed += int(change.sum())
     return changed
+
+
+def moved_water(scl_pre: np.ndarray, scl_post: np.ndarray) -> np.ndarray:
+    """Water (SCL 6) on one date where the other date saw land: the zone the water line moved across."""
+    observed = ~np.isin(scl_pre, INVALID_SCL) & ~np.isin(scl_post, INVALID_SCL)
+    return observed & ((scl_pre == WATER_SCL) != (scl_post == WATER_SCL))
 
 
 def count_reasons(codes: np.ndarray) -> dict[str, int]:

@@ -62,6 +62,7 @@ def default_masks() -> masks_module.MaskOptions:
                                     exclude_water=defaults.EXCLUDE_WATER,
                                     ndwi_water_threshold=defaults.NDWI_WATER_THRESHOLD,
                                     water_buffer_px=defaults.WATER_BUFFER_PX,
+                                    moved_water_buffer_px=defaults.MOVED_WATER_BUFFER_PX,
                                     min_slope_deg=defaults.MIN_SLOPE_DEG, keep_runout=defaults.KEEP_RUNOUT,
                                     min_ndvi_pre=defaults.MIN_NDVI_PRE)
 

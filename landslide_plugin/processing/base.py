@@ -239,7 +239,8 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
 
         Reads EXCLUDE_WATER, EXCLUDE_DARK, DEM, MIN_SLOPE, KEEP_RUNOUT, EXCLUSION, EXCLUSION_CLASSES and MIN_NDVI_PRE
         (an empty MIN_NDVI_PRE disables the vegetated-before rule); with water excluded, its shore
-        (``defaults.WATER_BUFFER_PX``) is too, as in the one-step run.
+        (``defaults.WATER_BUFFER_PX``, ``defaults.MOVED_WATER_BUFFER_PX`` where the line moved) is too, as in the
+        one-step run.
         """
         from ..core import masks
 
@@ -259,6 +260,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             use_scl=True, exclude_dark=self.parameterAsBoolean(parameters, "EXCLUDE_DARK", context),
             exclude_water=exclude_water, ndwi_water_threshold=ndwi_water_threshold if exclude_water else None,
             water_buffer_px=defaults.WATER_BUFFER_PX if exclude_water else 0,
+            moved_water_buffer_px=defaults.MOVED_WATER_BUFFER_PX if exclude_water else 0,
             dem_path=self.optional_raster_path(parameters, "DEM", context),
             min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context),
             keep_runout=self.parameterAsBoolean(parameters, "KEEP_RUNOUT", context), exclusion_path=exclusion,

@@ -369,6 +369,56 @@ def test_shore_buffer_rules_out_the_pixels_next_to_water_in_the_detection_pass(t
     assert np.array_equal(codes == masks.REASONS.index("shore") + 1, dilated(water))  # (its codes said nothing)
 
 
+def test_wider_shore_buffer_where_the_water_line_moved_and_not_beside_a_lake_that_stayed(tmp_path):
+    """A lake at the same level on both dates (left) and a reservoir drawn down between them (right), SCLs of both
+    dates: the grass bank 3-4 px above the reservoir's higher line dried to mud like a scar. With the moved-line
+    buffer (4 px) the bank is ruled out (0, reason "shore"); without it (2 px everywhere) its outer part is mapped.
+    A scar 2-6 px from the lake is mapped whole either way (a 4 px buffer everywhere would cut it), and the mask
+    description states the rule."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, WATER_REFL, write_stack, write_uint8
+
+    size = 40
+    grass = np.array((0.04, 0.08, 0.04, 0.40, 0.20), np.float32)
+    mud = np.array((0.06, 0.08, 0.10, 0.16, 0.18), np.float32)
+    pre = np.broadcast_to(np.array(FOREST_REFL, np.float32)[:, None, None], (5, size, size)).copy()
+    pre[:, :, :5] = np.array(WATER_REFL, np.float32)[:, None, None]      # the lake, both dates
+    pre[:, :, 28:32] = grass[:, None, None]                               # the bank above the reservoir
+    pre[:, :, 32:] = np.array(WATER_REFL, np.float32)[:, None, None]     # the reservoir, full before
+    post = pre.copy()
+    post[:, :, 28:36] = mud[:, None, None]                                # bank and drawdown zone: mud after
+    post[:, 10:16, 7:12] = np.array(DEBRIS_REFL, np.float32)[:, None, None]  # a scar near the lake
+    paths = (write_stack(tmp_path / "pre.tif", pre), write_stack(tmp_path / "post.tif", post))
+    scl_pre = np.where(pre[3] < 0.05, 6, 4).astype(np.uint8)
+    scl_post = np.where(post[3] < 0.05, 6, np.where(post[3] < 0.2, 5, 4)).astype(np.uint8)
+    scls = (write_uint8(tmp_path / "scl_pre.tif", scl_pre), write_uint8(tmp_path / "scl_post.tif", scl_post))
+    spec = detection.MethodSpec("threshold")
+    mapped = {}
+    for moved in (0, 4):
+        options = masks.MaskOptions(water_buffer_px=2, moved_water_buffer_px=moved)
+        out = tmp_path / f"mask_{moved}.tif"
+        result = detection.detect(detection.DetectionInputs(*paths, *scls, mask_options=options), [spec],
+                                  {spec.name: detection.MethodOutputs(out)})
+        with rasterio.open(out) as src:
+            mapped[moved] = src.read(1)
+        assert (mapped[moved][10:16, 7:12] == 1).all()                   # the scar beside the lake, whole
+        assert (mapped[moved][:, 5:7] == 0).all()                        # the lake's 2 px shore
+        if moved:
+            assert (mapped[moved][:, 28:32] == 0).all() and result.removed["shore"] == 2 * size + 4 * size
+            assert "and 2 px around it (4 px where its line moved between the dates)" in result.masks_description
+        else:
+            assert (mapped[moved][:, 28:30] == 1).all() and result.removed["shore"] == 2 * size + 2 * size
+            assert "moved" not in result.masks_description
+    # The same 4 px everywhere would cut the scar's two columns next to the lake.
+    out = tmp_path / "mask_everywhere.tif"
+    detection.detect(detection.DetectionInputs(*paths, *scls, mask_options=masks.MaskOptions(water_buffer_px=4)),
+                     [spec], {spec.name: detection.MethodOutputs(out)})
+    with rasterio.open(out) as src:
+        assert (src.read(1)[10:16, 7:9] == 0).all()
+    # Water on one date and a cloud on the other is no moved line (the cloud hides where the water was).
+    assert not masks.moved_water(np.array([[6, 6]], np.uint8), np.array([[9, 6]], np.uint8)).any()
+    assert masks.moved_water(np.array([[6, 4]], np.uint8), np.array([[5, 6]], np.uint8)).all()
+
+
 def dilated(water):
     from scipy import ndimage
 
