@@ -144,20 +144,25 @@ class ClusterDetector(Detector):
                                    labels=np.full(size, 255, np.uint8),
                                    probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
-        landslide = np.isin(labels, self.model.landslide_clusters)
+        passes = np.ones(labels.shape, dtype=bool)  # the rule's pixel tests, whatever the cluster
         with np.errstate(invalid="ignore"):
             if getattr(rule, "pixel_max_dndvi", None) is not None:
-                landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) < rule.pixel_max_dndvi
+                passes &= np.asarray(features["dNDVI"]).reshape(passes.shape) < rule.pixel_max_dndvi
             if getattr(rule, "local_max_dndvi", None) is not None:
-                loss = np.asarray(features["dNDVI" + LOCAL]).reshape(landslide.shape)
+                loss = np.asarray(features["dNDVI" + LOCAL]).reshape(passes.shape)
                 local = loss < rule.local_max_dndvi
                 if getattr(rule, "local_min_dvis", None) is not None:
-                    brighter = np.asarray(features["dVIS" + LOCAL]).reshape(landslide.shape) > rule.local_min_dvis
+                    brighter = np.asarray(features["dVIS" + LOCAL]).reshape(passes.shape) > rule.local_min_dvis
                     local |= brighter & (loss < 0)
-                landslide &= local
+                passes &= local
             if getattr(rule, "min_core_fraction", None) is not None:
-                core = np.asarray(features[CORE_DNDVI]).reshape(landslide.shape)
-                landslide &= np.asarray(features["dNDVI"]).reshape(landslide.shape) <= rule.min_core_fraction * core
+                core = np.asarray(features[CORE_DNDVI]).reshape(passes.shape)
+                passes &= np.asarray(features["dNDVI"]).reshape(passes.shape) <= rule.min_core_fraction * core
+        landslide = np.isin(labels, self.model.landslide_clusters) & passes
+        if probability is not None:
+            # The layer must not call a pixel the rule rules out a likely landslide (a harvested field in a
+            # landslide cluster would show as 100 %): its probability is 0 there, as in the mask.
+            probability = np.where(passes | np.isnan(probability), probability, np.float32(0.0))
         landslide = self._local_scars(features, landslide, rule)
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
 

@@ -245,6 +245,31 @@ def test_local_rule_maps_scars_not_a_drought_that_browned_the_whole_hillside(tmp
     assert "more than 0.1 below the median dNDVI of the land within 800 m" in detector.describe()
 
 
+def test_gmm_probability_is_zero_where_the_rule_rules_a_pixel_out(tmp_path):
+    """The browned hillside is in a landslide cluster, but the local rule rules it out: the mixture's
+    probability layer says 0 % there (not the cluster's 100 %), and stays high on the scars the mask maps."""
+    from landslide_plugin.core.clustering import SelectionRule
+
+    paths, scars = browned_hillside(tmp_path)
+    probabilities = {}
+    for local in (None, -0.1):
+        spec = MethodSpec("gmm", 3, candidates_below=-0.1,
+                          rule=SelectionRule(**CENTRE_RULE, local_max_dndvi=local, fallback=True))
+        folder = tmp_path / f"gmm_{local}"
+        folder.mkdir()
+        detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES,
+                                         sample_size=20000),
+                         [spec], {spec.name: MethodOutputs(folder / "mask.tif", probability=folder / "p.tif")})
+        probabilities[local] = read(folder / "p.tif"), read(folder / "mask.tif") == 1
+    hillside = ~scars
+    without, _ = probabilities[None]
+    assert np.median(without[hillside]) > 0.9                  # the cluster says "landslide" on the hillside
+    with_rule, mask = probabilities[-0.1]
+    np.testing.assert_array_equal(mask, scars)
+    assert (with_rule[hillside] == 0).all()
+    assert with_rule[scars].min() > 0.5
+
+
 def test_local_visible_rule_finds_a_scar_in_grassland_that_dried_out(tmp_path):
     """Winter to summer on semi-arid grassland: every slope dried (NDVI -0.39); a scar of fresh soil lost only
     ~0.07 NDVI more than the dry grass around it, but is clearly brighter in the visible. The local NDVI test

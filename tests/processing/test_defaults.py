@@ -114,7 +114,7 @@ def test_each_default_clustering_has_its_features_and_the_one_step_help_says_whi
     assert "K-means clusters these changes as they are" in text
     assert "the Gaussian mixture with 5 clusters clusters each change minus the median of the land within 800 m" in text
     assert "other mixture counts cluster the changes as they are" in text
-    assert "Gaussian mixture with 5 clusters on the change beyond the surroundings has the best mean" in text
+    assert "on the change beyond the surroundings has by far the best worst-scene F1" in text
     assert "is the primary method" in text
 
 

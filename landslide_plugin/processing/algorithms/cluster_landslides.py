@@ -50,7 +50,7 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
         "(e.g. ESA WorldCover, 40 = cropland) and a minimum pre-event NDVI are optional.<br><br>"
         "Outputs: the cluster raster (0..k-1; 255 where not analysed), the landslide mask (1 landslide, 0 not "
         "or ruled out by a mask, 255 no data) and, for the Gaussian mixture, the probability of the landslide "
-        "cluster (0 where ruled out, no data where not observed).")
+        "cluster (0 where a mask or the rule's pixel tests rule a pixel out, no data where not observed).")
 
     PRE = "PRE"
     POST = "POST"
