@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""A map of the pixels either default clustering flags (K-means 5 on the change OR GMM 5 on the change beyond
-the surroundings), and of those both flag, against each alone, on the scenario set (issue 15; measured, not a
-method of the plugin yet). Runs the one-step defaults on the lab's prepared stacks (co-registration off, as
-bench_accuracy's reference runs do) and scores like bench_accuracy.
+"""The pixels either default clustering flags (K-means 5 on the change OR GMM 5 on the change beyond the
+surroundings; the plugin's "either" method, and the same union recomputed here) and those both flag, against
+each alone, on the scenario set (issue 15). Runs the one-step defaults on the lab's prepared stacks
+(co-registration off, as bench_accuracy's reference runs do) and scores like bench_accuracy.
 
 Run from the repo root after bench/method_lab.py has prepared the scenes: bench/lab/union_of_clusterings.py
 """
@@ -39,8 +39,10 @@ def main() -> int:
             with rasterio.open(masks["gmm5"]) as src:
                 gmm = src.read(1)
             no_data = (kmeans == 255) | (gmm == 255)
-            for name, flagged in (("either", (kmeans == 1) | (gmm == 1)), ("both", (kmeans == 1) & (gmm == 1))):
-                masks[name] = out / f"mask_{name}.tif"
+            # "either" is the plugin's own method (``detection.EitherDetector``); checked against the union here.
+            unions = {"either (recomputed)": (kmeans == 1) | (gmm == 1), "both": (kmeans == 1) & (gmm == 1)}
+            for name, flagged in unions.items():
+                masks[name] = out / f"mask_{name.split()[0]}_lab.tif"
                 with rasterio.open(masks[name], "w", **profile) as dst:
                     dst.write(np.where(flagged, 1, np.where(no_data, 255, 0)).astype("uint8"), 1)
             scored = bench_accuracy.score_scene(pair, masks)

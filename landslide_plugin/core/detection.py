@@ -74,6 +74,8 @@ class Detector:
     fitted = False
     gives_probability = False
     gives_clusters = False
+    #: Made from the other methods' final masks after the pass (no ``predict``).
+    combines = False
 
     def __init__(self, spec: MethodSpec):
         self.spec = spec
@@ -216,6 +218,24 @@ class ClusterDetector(Detector):
         return f"{scope} on {fitted_on}; landslide cluster(s) {chosen}\n{self.model.selection.format()}"
 
 
+class EitherDetector(Detector):
+    """The pixels any clustering of the run maps, each after its own rules and masks (the union of their final
+    masks). The clusterings see different changes (K-means the change itself, GMM 5 the change beyond the
+    surroundings) and each is precise where it maps, so together they find more scars (bench/README.md)."""
+
+    combines = True
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.combined: tuple[str, ...] = ()  # labels of the clusterings combined, set by ``detect``
+
+    def tags(self):
+        return {"METHOD": "either clustering", "COMBINED": ",".join(self.combined)}
+
+    def describe(self):
+        return f"a pixel is a landslide where any of {' or '.join(self.combined)} maps it (after its rules and masks)"
+
+
 @dataclass(frozen=True)
 class MethodKind:
     """A registry entry: what a kind of method is and which class runs it."""
@@ -233,6 +253,7 @@ REGISTRY: dict[str, MethodKind] = {
     "threshold": MethodKind("threshold", "dNDVI threshold", ThresholdDetector),
     "kmeans": MethodKind("kmeans", "K-means", ClusterDetector, takes_clusters=True, fitted=True),
     "gmm": MethodKind("gmm", "GMM", ClusterDetector, takes_clusters=True, fitted=True, gives_probability=True),
+    "either": MethodKind("either", "Either clustering", EitherDetector),
 }
 
 
@@ -372,6 +393,13 @@ def detect(
     known = (*idx.ALL_FEATURES, *(n + LOCAL for n in idx.ALL_FEATURES))
     run_features = idx.check_names(inputs.features, known, "feature")
     detectors = {m.name: m.detector() for m in methods}
+    clusterings = [m for m in methods if m.entry.takes_clusters]
+    for m in methods:
+        if detectors[m.name].combines:
+            if not clusterings:
+                raise ValueError(f"{m.label} combines the run's clusterings, but none is run; add K-means or GMM "
+                                 "cluster counts, or leave it out")
+            detectors[m.name].combined = tuple(c.label for c in clusterings)
     fitted = [m for m in methods if detectors[m.name].fitted]
     # Each fitted method's features in its own order, checked (with the selection rule) before anything is read.
     fits = {m.name: _fitted_features(m, run_features, known) for m in fitted}
@@ -462,6 +490,7 @@ def detect(
         pre = stack.enter_context(rasterio.open(pre_path))
         post = stack.enter_context(rasterio.open(post_path))
         dates = (pre.tags().get("SENSING_DATE", ""), post.tags().get("SENSING_DATE", ""))
+        pre_profile = pre.profile
 
         # -- pass 1: features and codes once; one shared sample; without fitted methods, the maps too
         codes = np.zeros((grid.height, grid.width), dtype=np.uint8)
@@ -513,6 +542,7 @@ def detect(
         if one_pass:
             writers.close()
             _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
+            _write_combined(results, outputs, pre_profile, description, dates, is_cancelled)
             if on_method_ready:
                 for result in results.values():
                     on_method_ready(result)
@@ -558,6 +588,7 @@ def detect(
             rasters.report(progress, 55.0 + 45.0 * (n + 1) / len(windows))
         writers.close()
     _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
+    _write_combined(results, outputs, pre_profile, description, dates, is_cancelled)
     sampled_pixels = next((int(args[0].shape[0]) for args in fit_args.values()), 0)
     return DetectionResult(results, removed, analysed, int(codes.size), sampled_pixels, description, reads=2)
 
@@ -641,6 +672,8 @@ class _Writers:
         mask_profile = rasters.geotiff_profile(profile_like, 1, "uint8", 255)
         for name, result in results.items():
             detector, out = result.detector, outputs[name]
+            if detector.combines:
+                continue  # written from the others' final masks (``_write_combined``)
             tags = {**detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
             mask = self._open(out.mask, mask_profile, "landslide", tags, Resampling.nearest)
             mask.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
@@ -695,6 +728,36 @@ class _Writers:
         self._stack.close()  # closes the datasets, then renames each temporary into place
 
 
+def _write_combined(results, outputs, profile_like, description, dates, is_cancelled) -> None:
+    """Every combining method's mask from the clusterings' final masks, block by block: 1 where any maps a
+    landslide, else their 0 / 255 (the codes are the same for every method)."""
+    combining = [r for r in results.values() if r.detector.combines]
+    sources = [outputs[name].mask for name, r in results.items() if r.spec.entry.takes_clusters]
+    if not combining or not sources:
+        return
+    mask_profile = rasters.geotiff_profile(profile_like, 1, "uint8", 255)
+    for result in combining:
+        tags = {**result.detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
+        with contextlib.ExitStack() as stack:
+            readers = [stack.enter_context(rasterio.open(path)) for path in sources]
+            tmp = stack.enter_context(rasters.atomic_output(outputs[result.spec.name].mask,
+                                                            overviews=Resampling.nearest))
+            dst = stack.enter_context(rasterio.open(tmp, "w", **mask_profile))
+            dst.set_band_description(1, "landslide")
+            dst.update_tags(**tags)
+            dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+            for window in rasters.row_windows(readers[0].height, readers[0].width, BLOCK_ROWS):
+                rasters.check_cancelled(is_cancelled)
+                mask = readers[0].read(1, window=window)
+                for reader in readers[1:]:
+                    mask[reader.read(1, window=window) == 1] = 1
+                dst.write(mask, 1, window=window)
+                counts = np.bincount(mask.ravel(), minlength=256)
+                result.landslide += int(counts[1])
+                result.not_landslide += int(counts[0])
+                result.no_data += int(counts[255])
+
+
 def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outputs, is_cancelled) -> None:
     """The object-level slope rule (``MaskOptions.keep_runout`` or ``slope_objects``) on every written mask."""
     if not options.gentle_analysed or not (options.slope_path or options.dem_path):
@@ -709,6 +772,8 @@ def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outp
                                            is_cancelled=is_cancelled)
         for name, result in results.items():
             rasters.check_cancelled(is_cancelled)
+            if result.detector.combines:
+                continue  # made from the others' masks, after this rule
             if options.keep_runout:
                 dropped = masks.keep_runout_below_sources(outputs[name].mask, slope_path, options.dem_path,
                                                           options.min_slope_deg,

@@ -31,7 +31,8 @@ Method = MethodSpec
 #: clustering options' ``defaults.CLUSTER_FEATURES``), GMM 5 on the change beyond the surroundings
 #: (``defaults.GMM_FEATURES``).
 DEFAULT_METHODS = (MethodSpec("threshold"), *(MethodSpec("kmeans", k) for k in defaults.KMEANS_CLUSTERS),
-                   *(MethodSpec("gmm", k, features=defaults.GMM_FEATURES) for k in defaults.GMM_CLUSTERS))
+                   *(MethodSpec("gmm", k, features=defaults.GMM_FEATURES) for k in defaults.GMM_CLUSTERS),
+                   *((MethodSpec("either"),) if defaults.EITHER_CLUSTERING else ()))
 DEFAULT_PRIMARY = defaults.PRIMARY
 
 #: The reference study's four clusterings plus its threshold baseline.
@@ -46,10 +47,12 @@ def default_method(name: str) -> Method:
     return next((m for m in DEFAULT_METHODS if m.name == method.name), method)
 
 
-def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) -> list[Method]:
+def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int], either: bool = False) -> list[Method]:
     methods = [Method("threshold")] if threshold else []
     methods += [default_method(f"kmeans{int(k)}") for k in kmeans]
     methods += [default_method(f"gmm{int(k)}") for k in gmm]
+    if either and len(kmeans) + len(gmm) >= 2:
+        methods.append(Method("either"))
     if not methods:
         raise ValueError("no method chosen: enable the threshold or give cluster counts for K-means or GMM")
     return methods

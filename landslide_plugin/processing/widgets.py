@@ -91,13 +91,15 @@ class ProductFilesWidgetWrapper(_Wrapper):
         return paths or None
 
 
-def method_choices(threshold: bool, kmeans: str, gmm: str) -> list[tuple[str, str]]:
+def method_choices(threshold: bool, kmeans: str, gmm: str, either: bool = False) -> list[tuple[str, str]]:
     """(name, label) of each method a run with these settings makes, e.g. ("gmm3", "Gaussian mixture (GMM),
     3 clusters"); the names are those of the output files and of the PRIMARY value."""
     choices = [("threshold", "dNDVI threshold")] if threshold else []
     for kind, label, text in (("kmeans", "K-means", kmeans), ("gmm", "Gaussian mixture (GMM)", gmm)):
         for count in _counts(text):
             choices.append((f"{kind}{count}", f"{label}, {count} clusters"))
+    if either and sum(name != "threshold" for name, _ in choices) >= 2:
+        choices.append(("either", "Either clustering (where any clustering maps a landslide)"))
     return choices
 
 
@@ -112,9 +114,10 @@ def _counts(text) -> list[int]:
 
 
 class MethodChoiceWidgetWrapper(_Wrapper):
-    """A drop-down of the methods the run makes, following THRESHOLD_BASELINE, KMEANS_CLUSTERS and GMM_CLUSTERS."""
+    """A drop-down of the methods the run makes, following THRESHOLD_BASELINE, KMEANS_CLUSTERS, GMM_CLUSTERS and
+    EITHER_CLUSTERING."""
 
-    SOURCES = ("THRESHOLD_BASELINE", "KMEANS_CLUSTERS", "GMM_CLUSTERS")
+    SOURCES = ("THRESHOLD_BASELINE", "KMEANS_CLUSTERS", "GMM_CLUSTERS", "EITHER_CLUSTERING")
 
     def __init__(self, param, dialog, row=0, col=0, **kwargs):
         super().__init__(param, dialog, row, col, **kwargs)
@@ -148,7 +151,8 @@ class MethodChoiceWidgetWrapper(_Wrapper):
                         if algorithm.parameterDefinition(name) is not None}
         return method_choices(bool(value("THRESHOLD_BASELINE", defaults.get("THRESHOLD_BASELINE", True))),
                               value("KMEANS_CLUSTERS", defaults.get("KMEANS_CLUSTERS", "")),
-                              value("GMM_CLUSTERS", defaults.get("GMM_CLUSTERS", "")))
+                              value("GMM_CLUSTERS", defaults.get("GMM_CLUSTERS", "")),
+                              bool(value("EITHER_CLUSTERING", defaults.get("EITHER_CLUSTERING", False))))
 
     def _fill(self) -> None:
         combo = self.wrappedWidget()

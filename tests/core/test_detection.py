@@ -35,7 +35,8 @@ def test_method_names_labels_and_registry():
     with pytest.raises(ValueError, match="kmeans needs at least 2 clusters"):
         MethodSpec("kmeans", 1)
     assert {k: (e.fitted, e.gives_probability) for k, e in REGISTRY.items()} == {
-        "threshold": (False, False), "kmeans": (True, False), "gmm": (True, True)}
+        "threshold": (False, False), "kmeans": (True, False), "gmm": (True, True), "either": (False, False)}
+    assert MethodSpec.from_name("either").label == "Either clustering"
 
 
 def test_a_new_method_is_one_registry_entry(pair, monkeypatch):  # noqa: F811
@@ -408,6 +409,31 @@ def test_two_methods_on_their_own_features_in_one_run_map_what_each_maps_alone(t
     # its cluster table shows the centres' change beyond the surroundings under that name only, not as dNDVI
     header = result.methods["gmm3"].detector.model.selection.format().splitlines()[0].split()
     assert "dNDVI_local" in header and "dNDVI" not in header
+
+
+def test_either_clustering_maps_the_pixels_any_clustering_maps(tmp_path):
+    """'either': the union of the clusterings' final masks (no data where they have none), stated in its log line
+    and tags; without a clustering in the run it is refused before anything is read."""
+    from landslide_plugin.core.clustering import SelectionRule
+
+    paths, scars = browned_hillside(tmp_path)
+    rule = SelectionRule(**CENTRE_RULE)
+    methods = [MethodSpec("threshold"), MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule),
+               MethodSpec("gmm", 3, candidates_below=-0.1, rule=rule, features=LOCAL_FEATURES), MethodSpec("either")]
+    inputs = DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES, sample_size=20000)
+    result = detection.detect(inputs, methods, outputs_in(tmp_path, methods))
+    kmeans, gmm, either = (read(tmp_path / f"mask_{n}.tif") for n in ("kmeans3", "gmm3", "either"))
+    np.testing.assert_array_equal(either == 1, (kmeans == 1) | (gmm == 1))
+    np.testing.assert_array_equal(either == 255, kmeans == 255)
+    assert (either == 1).sum() > (gmm == 1).sum() == scars.sum()  # the hillside K-means maps, and the scars
+    assert result.methods["either"].landslide == int((either == 1).sum())
+    assert "any of K-means 3 or GMM 3 maps it" in result.methods["either"].detector.describe()
+    with rasterio.open(tmp_path / "mask_either.tif") as src:
+        assert src.tags()["COMBINED"] == "K-means 3,GMM 3" and src.colormap(1)[1][:3] == (227, 26, 28)
+    alone = [MethodSpec("threshold"), MethodSpec("either")]
+    with pytest.raises(ValueError, match="^Either clustering combines the run's clusterings, but none is run"):
+        detection.detect(DetectionInputs(tmp_path / "missing_pre.tif", tmp_path / "missing_post.tif"), alone,
+                         outputs_in(tmp_path / "none", alone))
 
 
 def test_a_wrong_feature_of_one_method_fails_before_anything_is_read(tmp_path):

@@ -22,6 +22,7 @@ EXPECTED = {
     "THRESHOLD": defaults.THRESHOLD,
     "KMEANS_CLUSTERS": "5",
     "GMM_CLUSTERS": "5",
+    "EITHER_CLUSTERING": defaults.EITHER_CLUSTERING,
     "CLUSTERS": defaults.CLUSTERS,
     "PRIMARY": defaults.PRIMARY,
     "SAMPLE_SIZE": defaults.SAMPLE_SIZE,
@@ -44,7 +45,8 @@ EXPECTED = {
 
 #: Which algorithms must carry which of them (a parameter dropped by mistake fails here too).
 CARRIERS = {
-    "map_landslides": ("THRESHOLD", "KMEANS_CLUSTERS", "GMM_CLUSTERS", "PRIMARY", "SAMPLE_SIZE", "SEED",
+    "map_landslides": ("THRESHOLD", "KMEANS_CLUSTERS", "GMM_CLUSTERS", "EITHER_CLUSTERING", "PRIMARY", "SAMPLE_SIZE",
+                       "SEED",
                        "EXCLUDE_WATER", "EXCLUDE_DARK", "MIN_SLOPE", "KEEP_RUNOUT", "MIN_NDVI_PRE",
                        "EXCLUSION_CLASSES", "ALIGN_BAND", "MAX_SHIFT", "OPENING", "MIN_AREA"),
     "ndvi_change_threshold": ("THRESHOLD", "EXCLUDE_WATER", "EXCLUDE_DARK", "NDWI_THRESHOLD", "MIN_SLOPE",
@@ -84,7 +86,8 @@ def test_the_core_one_step_options_are_the_same_defaults():
     options = pipeline.MappingOptions()
     assert options.threshold == defaults.THRESHOLD
     assert [m.name for m in options.methods] == (
-        ["threshold"] + [f"kmeans{k}" for k in defaults.KMEANS_CLUSTERS] + [f"gmm{k}" for k in defaults.GMM_CLUSTERS])
+        ["threshold"] + [f"kmeans{k}" for k in defaults.KMEANS_CLUSTERS] + [f"gmm{k}" for k in defaults.GMM_CLUSTERS]
+        + ["either"])
     assert (options.sample_size, options.seed) == (defaults.SAMPLE_SIZE, defaults.SEED)
     assert (options.align.band, options.align.gradient, options.align.motion, options.align.max_shift_px) == (
         defaults.ALIGN_BAND, defaults.ALIGN_GRADIENT, defaults.ALIGN_MOTION, defaults.MAX_SHIFT_PX)
@@ -109,12 +112,12 @@ def test_each_default_clustering_has_its_features_and_the_one_step_help_says_whi
     assert [n for n in defaults.GMM_FEATURES if n.endswith("_local")] == ["dNDVI_local", "dBSI_local", "dVIS_local"]
     assert pipeline.default_method("GMM5") == by_name["gmm5"]
     assert pipeline.default_method("gmm3").features is None  # not a default: the options' features
-    assert defaults.PRIMARY == "gmm5" and defaults.PRIMARY in by_name
+    assert defaults.PRIMARY == "either" and defaults.PRIMARY in by_name
     text = QgsApplication.processingRegistry().algorithmById("landslide:map_landslides").shortHelpString()
     assert "K-means clusters these changes as they are" in text
     assert "the Gaussian mixture with 5 clusters clusters each change minus the median of the land within 800 m" in text
     assert "other mixture counts cluster the changes as they are" in text
-    assert "on the change beyond the surroundings has by far the best worst-scene F1" in text
+    assert "the 'either' map of K-means 5 and GMM 5 has the best mean and worst-scene F1" in text
     assert "is the primary method" in text
 
 

@@ -112,12 +112,15 @@ def test_the_primary_method_is_a_drop_down_of_the_methods_the_run_makes(dialog_f
     def items():
         return [combo.itemData(i) for i in range(combo.count())]
 
-    assert items() == ["threshold", "kmeans5", "gmm5"]
-    assert wrappers["PRIMARY"].parameterValue() == "gmm5"
+    assert items() == ["threshold", "kmeans5", "gmm5", "either"]
+    assert wrappers["PRIMARY"].parameterValue() == "either"
     wrappers["GMM_CLUSTERS"].setParameterValue("3,5", QgsProcessingContext())
-    assert items() == ["threshold", "kmeans5", "gmm3", "gmm5"]
+    assert items() == ["threshold", "kmeans5", "gmm3", "gmm5", "either"]
     wrappers["THRESHOLD_BASELINE"].setParameterValue(False, QgsProcessingContext())
-    assert "threshold" not in items() and wrappers["PRIMARY"].parameterValue() == "gmm5"
+    assert "threshold" not in items() and wrappers["PRIMARY"].parameterValue() == "either"
+    wrappers["PRIMARY"].setParameterValue("gmm5", QgsProcessingContext())
+    wrappers["EITHER_CLUSTERING"].setParameterValue(False, QgsProcessingContext())
+    assert items() == ["kmeans5", "gmm3", "gmm5"] and wrappers["PRIMARY"].parameterValue() == "gmm5"
     # A value the counts do not make stays visible (and is refused before the run), never silently changed.
     wrappers["PRIMARY"].setParameterValue("GMM 7", QgsProcessingContext())
     assert wrappers["PRIMARY"].parameterValue() == "gmm7" and "gmm7" in items()
@@ -152,7 +155,7 @@ def test_values_that_cannot_run_are_refused_before_the_run(provider, example_pai
     good = user_parameters(example_pair, tmp_path)
     assert alg.checkParameterValues(good, context) == (True, "")
     ok, message = alg.checkParameterValues(dict(good, PRIMARY="gmm3"), context)
-    assert not ok and "'gmm3' is not among the methods run (threshold, gmm2, gmm4)" in message
+    assert not ok and "'gmm3' is not among the methods run (threshold, gmm2, gmm4, either)" in message
     ok, message = alg.checkParameterValues(dict(good, GMM_CLUSTERS="2,three"), context)
     assert not ok and "'2,three' is not a list of cluster counts" in message
     ok, message = alg.checkParameterValues(dict(good, THRESHOLD_BASELINE=False, GMM_CLUSTERS=""), context)

@@ -69,10 +69,11 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert result["OUTPUT_FOLDER"] == str(folder)
     for name in ("ALIGNED", "PRIMARY_MASK", "POLYGONS", "REPORT"):
         assert Path(result[name]).parent == folder and Path(result[name]).is_file(), name
-    # The benchmark's best (bench/README.md), a mixture: its probability is the primary's too.
-    assert Path(result["PRIMARY_MASK"]).name == "mask_gmm5.tif"
-    assert Path(result["PRIMARY_PROBABILITY"]).name == "probability_gmm5.tif"
-    assert sorted(Path(p).name for p in result["MASKS"]) == ["mask_gmm5.tif", "mask_kmeans5.tif", "mask_threshold.tif"]
+    # The benchmark's best (bench/README.md): where either clustering maps a landslide (no probability of its own).
+    assert Path(result["PRIMARY_MASK"]).name == "mask_either.tif"
+    assert result["PRIMARY_PROBABILITY"] is None
+    assert sorted(Path(p).name for p in result["MASKS"]) == ["mask_either.tif", "mask_gmm5.tif", "mask_kmeans5.tif",
+                                                             "mask_threshold.tif"]
     # Co-registration recovers the example's known shift.
     assert result["SHIFT_X"] == pytest.approx(example_pair.shift[0], abs=0.2)
     assert result["SHIFT_Y"] == pytest.approx(example_pair.shift[1], abs=0.2)
@@ -82,8 +83,8 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     assert 0 < result["IOU"] <= f1 and -1 <= result["MCC"] <= 1
     metrics = json.loads((folder / "metrics.json").read_text())
     by_name = {item["name"]: item for item in metrics["predictions"]}
-    assert by_name["GMM 5"]["f1"] == pytest.approx(f1)
-    assert set(by_name) == {"dNDVI threshold", "K-means 5", "GMM 5"}
+    assert by_name["Either clustering"]["f1"] == pytest.approx(f1)
+    assert set(by_name) == {"dNDVI threshold", "K-means 5", "GMM 5", "Either clustering"}
     report = Path(result["REPORT"]).read_text(encoding="utf-8")
     assert "F1" in report and "K-means 5" in report and "<img" in report
     # Each clustering's own features, in its maps' tags and in the report's settings: K-means 5 on the change,
@@ -107,6 +108,8 @@ def test_typed_outputs_and_scores(full_run, example_pair):
     with rasterio.open(folder / "probability_gmm5.tif") as src, rasterio.open(folder / "mask_gmm5.tif") as gmm:
         probability, gmm_mask = src.read(1), gmm.read(1)
     assert np.nanmax(probability) <= 1 and np.nanmean(probability[gmm_mask == 1]) > 0.5
+    with rasterio.open(folder / "mask_kmeans5.tif") as kmeans:
+        np.testing.assert_array_equal(mask == 1, (gmm_mask == 1) | (kmeans.read(1) == 1))
     assert "LOG" not in result  # the log is printed once, as it happens (test_progress_names_each_step)
 
 
@@ -174,10 +177,10 @@ def test_layers_load_in_one_group_per_run_primary_map_first(provider, example_pa
     others = group.findGroup("Other methods")
     assert isinstance(others, QgsLayerTreeGroup) and not others.isExpanded()
     assert tree(others) == [("Landslide mask (dNDVI threshold)", False), ("Landslide mask (K-means 2)", False),
-                            ("Clusters (K-means 2)", False)]
+                            ("Clusters (K-means 2)", False), ("Landslide mask (Either clustering)", False)]
     assert RunLoader.alive[-1].removed_nodes == 1  # the node QGIS made; every other layer made in place
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert len(layers) == len(project.mapLayers()) == 9
+    assert len(layers) == len(project.mapLayers()) == 10
     mask = layers["Landslide mask (GMM 3)"]
     assert isinstance(mask.renderer(), QgsPalettedRasterRenderer)
     classes = {c.value: c for c in mask.renderer().classes()}
@@ -341,9 +344,11 @@ def test_a_run_with_fewer_methods_removes_the_maps_of_the_dropped_ones(provider,
                     **dict(QUICK, KMEANS_CLUSTERS="2"))
     run(params)
     assert (folder / "mask_kmeans2.tif").exists() and (folder / "clusters_kmeans2.tif").exists()
+    assert (folder / "mask_either.tif").exists()  # two clusterings: the map of either
     run(dict(params, KMEANS_CLUSTERS=""))
     names = {p.name for p in folder.iterdir()}
     assert "mask_kmeans2.tif" not in names and "clusters_kmeans2.tif" not in names
+    assert "mask_either.tif" not in names  # one clustering: no map of either
     assert {"mask_gmm3.tif", "mask_threshold.tif", "report.html"} <= names
     report = json.loads((folder / "metrics.json").read_text())
     assert [p["name"] for p in report["predictions"]] == ["dNDVI threshold", "GMM 3"]

@@ -45,7 +45,7 @@ def test_run_writes_the_maps_and_reports_the_scores(qgis_process, example_pair, 
     results = response["results"]
     assert results["OUTPUT_FOLDER"] == str(folder)
     assert results["PRIMARY_MASK"] == str(folder / "mask_gmm3.tif")
-    assert sorted(Path(p).name for p in results["MASKS"]) == ["mask_gmm3.tif", "mask_kmeans3.tif",
+    assert sorted(Path(p).name for p in results["MASKS"]) == ["mask_either.tif", "mask_gmm3.tif", "mask_kmeans3.tif",
                                                               "mask_threshold.tif"]
     for name in ("ALIGNED", "PRIMARY_MASK", "PRIMARY_PROBABILITY", "POLYGONS", "REPORT"):
         assert Path(results[name]).is_file(), name
@@ -53,7 +53,7 @@ def test_run_writes_the_maps_and_reports_the_scores(qgis_process, example_pair, 
     assert results["SHIFT_Y"] == pytest.approx(example_pair.shift[1], abs=0.2)
     assert 0 < results["F1"] <= 1 and results["POLYGON_COUNT"] > 0
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert {p["name"] for p in metrics["predictions"]} == {"dNDVI threshold", "K-means 3", "GMM 3"}
+    assert {p["name"] for p in metrics["predictions"]} == {"dNDVI threshold", "K-means 3", "GMM 3", "Either clustering"}
     assert next(p for p in metrics["predictions"] if p["name"] == "GMM 3")["f1"] == pytest.approx(results["F1"])
     polygons = json.loads(Path(results["POLYGONS"]).read_text())
     assert len(polygons["features"]) == results["POLYGON_COUNT"]

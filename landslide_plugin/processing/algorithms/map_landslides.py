@@ -111,10 +111,10 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         "(at least half covered by the scar, not its blurred fringe); clustered or not, a pixel whose NDVI fell "
         "0.2 more than that land's while it gained bare soil and brightened is a landslide too (a scar in land "
         "that greened up between winter and summer). The log shows each clustering's features and the numbers "
-        "behind the choice. Defaults come from the scenario benchmark (bench/README.md): the Gaussian mixture "
-        "with 5 clusters on the change beyond the surroundings has by far the best worst-scene F1 there, with a mean "
-        "F1 equal to K-means' (0.645 against 0.646), and "
-        "is the primary method. Masks (on by default) remove clouds, "
+        "behind the choice. One more map, 'either', marks the pixels any clustering maps: the two see different "
+        "changes and each is precise where it maps. Defaults come from the scenario benchmark (bench/README.md): "
+        "the 'either' map of K-means 5 and GMM 5 has the best mean and worst-scene F1 there and is the primary "
+        "method. Masks (on by default) remove clouds, "
         "shadows, snow and water (SCL and NDWI), slopes under the minimum when a DEM is given (but for the runout "
         "and deposits below a steep scar, which lie on gentler ground), the excluded "
         "land-cover classes and pixels that were not vegetated before; the reference study ran without them "
@@ -149,6 +149,7 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
     THRESHOLD = "THRESHOLD"
     KMEANS_CLUSTERS = "KMEANS_CLUSTERS"
     GMM_CLUSTERS = "GMM_CLUSTERS"
+    EITHER_CLUSTERING = "EITHER_CLUSTERING"
     PRIMARY = "PRIMARY"
     USE_MASKS = "USE_MASKS"
     MIN_SLOPE = "MIN_SLOPE"
@@ -229,16 +230,21 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
                                               optional=True),
                  "One Gaussian-mixture run per count; each also writes the posterior probability of its "
                  "landslide clusters (0 where the rule's pixel tests rule a pixel out). Empty: no mixture.")
+        self.add(QgsProcessingParameterBoolean(self.EITHER_CLUSTERING, "Also map where either clustering does",
+                                               defaultValue=defaults.EITHER_CLUSTERING),
+                 "With two or more clusterings, one more map, method 'either': a pixel is a landslide where any "
+                 "clustering above maps it (each after its own rules and masks; mask_either.tif). K-means and "
+                 "the default GMM 5 see different changes and each is precise where it maps, so together they "
+                 "find more scars: on the scenario benchmark this map has the best mean and worst-scene F1.")
         primary = QgsProcessingParameterString(self.PRIMARY, "Primary method", defaultValue=defaults.PRIMARY)
         # A drop-down of the methods the counts above make (they vary, so not a fixed enum); the value stays
         # the method's name, checked before the run (checkParameterValues).
         primary.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.MethodChoiceWidgetWrapper"}})
         self.add(primary,
                  "The method whose mask becomes polygons, the PRIMARY_MASK output and the first map on screen: "
-                 "threshold, kmeansK or gmmK with K one of the counts above (gmm5: the Gaussian mixture with 5 "
-                 "clusters, the default: the best worst-scene F1 on the scenario benchmark, its mean equal to "
-                 "K-means'; a mixture also "
-                 "gives the polygons a mean probability). The report says which method scored best against the "
+                 "threshold, kmeansK or gmmK with K one of the counts above, or either (the pixels any clustering "
+                 "maps; the default: the best mean and worst-scene F1 on the scenario benchmark). A mixture also "
+                 "gives the polygons a mean probability. The report says which method scored best against the "
                  "reference.")
         self.add_mask_parameters(min_ndvi_pre=defaults.MIN_NDVI_PRE)
         self.add(QgsProcessingParameterBoolean(self.USE_MASKS, "Apply masks", defaultValue=True),
@@ -308,6 +314,9 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
         names = ["threshold"] if self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context) else []
         for kind, name in (("kmeans", self.KMEANS_CLUSTERS), ("gmm", self.GMM_CLUSTERS)):
             names += [f"{kind}{k}" for k in _counts(self.parameterAsString(parameters, name, context), name)]
+        if (self.parameterAsBool(parameters, self.EITHER_CLUSTERING, context)
+                and sum(n != "threshold" for n in names) >= 2):
+            names.append("either")  # the clusterings' maps together: with one clustering, that one's map
         if not names:
             raise QgsProcessingException("No method chosen: tick the dNDVI threshold baseline or give cluster counts "
                                          "for K-means or the Gaussian mixture.")
