@@ -3,7 +3,7 @@
 
 For each scene of ``landslide_plugin.examples.scenarios.SCENARIOS`` (generated once into ``bench/cache/``,
 keyed by the generator and scenario versions) this runs ``pipeline.map_landslides`` as the one-step
-algorithm does by default - products in, every default method (threshold, kmeans5, gmm5), the scene's
+algorithm does by default - products in, every default method (threshold, kmeans5, gmm5, either), the scene's
 DEM, masks on - with the truth as reference, and scores each method's mask.
 
 Scoring: on every pixel both products observe (``unobserved`` label clear: the SCL of neither date is
@@ -44,7 +44,7 @@ for _path in (str(ROOT), str(HERE)):
 CACHE = HERE / "cache"
 #: The one-step run's default methods, then the reference study's clusterings ("ref:" - every analysed
 #: pixel, one landslide cluster), run with the same masks in a second pass over the same prepared pair.
-METHODS = ("threshold", "kmeans5", "gmm5", "ref:kmeans2", "ref:kmeans3", "ref:gmm2", "ref:gmm3")
+METHODS = ("threshold", "kmeans5", "gmm5", "either", "ref:kmeans2", "ref:kmeans3", "ref:gmm2", "ref:gmm3")
 REFERENCE_CLUSTERINGS = ("kmeans2", "kmeans3", "gmm2", "gmm3")
 #: Confounders whose flagged pixels are false alarms (the rest are the truth's own labels).
 FALSE_ALARM_LABELS = ("harvested_field", "reservoir_shore", "burn", "clearcut", "browning", "greening", "snow",
