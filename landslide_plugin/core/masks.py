@@ -468,10 +468,7 @@ def keep_objects_reaching_slope(mask_path, slope_path, min_slope_deg: float, *, 
     mask[drop] = 0
     _rewrite_band(mask_path, mask)
     if probability_path:
-        with rasterio.open(probability_path) as src:
-            probability = src.read(1)
-        probability[drop] = 0.0
-        _rewrite_band(probability_path, probability)
+        _zero_band_where(probability_path, drop)
     return dropped
 
 
@@ -489,8 +486,9 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
 
     Holds the mask (uint8), its labels (int32), the steep and the dropped pixels (bool) and, when some object has
     flat pixels to test, the DEM (float32): about 330 MB for a full Sentinel-2 tile; the slope is read in row blocks,
-    the distances are computed per object's bounding box. ``dem_on_grid`` (a ``SharedDemOnGrid``) lends the DEM
-    already resampled onto the mask's grid, so that the rule on several masks resamples it once.
+    the distances are computed per object's bounding box, the probability is rewritten in row blocks.
+    ``dem_on_grid`` (a ``SharedDemOnGrid``) lends the DEM already resampled onto the mask's grid, so that the rule
+    on several masks resamples it once.
     """
     from scipy import ndimage
 
@@ -548,10 +546,7 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
     mask[drop] = 0
     _rewrite_band(mask_path, mask)
     if probability_path:
-        with rasterio.open(probability_path) as src:
-            probability = src.read(1)
-        probability[drop] = 0.0
-        _rewrite_band(probability_path, probability)
+        _zero_band_where(probability_path, drop)
     return dropped
 
 
@@ -566,8 +561,9 @@ def dem_resampled_on_grid(dem_path, grid: rasters.Grid) -> np.ndarray:
 
 class SharedDemOnGrid:
     """``dem_resampled_on_grid`` kept for the next call on the same DEM and grid: the runout rule runs once per
-    method's mask, and resampling the DEM is its dearest read (a full tile: about 120 MB held between the calls,
-    no more than one call holds anyway)."""
+    method's mask, and resampling the DEM is its dearest read (a full tile: about 1 s per mask). Holds the DEM
+    (float32, 120 MB for a full tile) between the calls too, while a mask and its probability are rewritten; the
+    probability is rewritten in row blocks, so that is no more than a call held before."""
 
     def __init__(self):
         self._key, self._dem = None, None
@@ -583,8 +579,19 @@ class SharedDemOnGrid:
         self._key, self._dem = None, None
 
 
-def _rewrite_band(path, values: np.ndarray) -> None:
-    """Replace band 1 of a GeoTIFF atomically, keeping its profile, description, tags and colour map."""
+def _zero_band_where(path, where: np.ndarray) -> None:
+    """Set band 1 of a GeoTIFF to 0 where ``where`` is true (atomically), read and written in row blocks: a full
+    tile's probability is 120 MB as one array."""
+    def block(src, window):
+        values = src.read(1, window=window)
+        values[where[window.row_off:window.row_off + window.height]] = 0
+        return values
+    _rewrite_band(path, block)
+
+
+def _rewrite_band(path, values) -> None:
+    """Replace band 1 of a GeoTIFF atomically, keeping its profile, description, tags and colour map: with an array,
+    or row block by row block with ``values(src, window)``, given the old band open as ``src``."""
     with rasterio.open(path) as src:
         profile, tags, description = src.profile, src.tags(), src.descriptions[0]
         try:
@@ -592,11 +599,18 @@ def _rewrite_band(path, values: np.ndarray) -> None:
         except ValueError:
             colormap = None
     profile.update(rasters.GTIFF_OPTIONS if profile.get("tiled") else {})
-    overviews = Resampling.average if np.issubdtype(values.dtype, np.floating) else Resampling.nearest
-    with rasters.atomic_output(path, overviews=overviews) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(values, 1)
-        dst.update_tags(**tags)
-        if description:
-            dst.set_band_description(1, description)
-        if colormap:
-            dst.write_colormap(1, colormap)
+    floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
+    overviews = Resampling.average if floating else Resampling.nearest
+    with rasters.atomic_output(path, overviews=overviews) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            if callable(values):
+                with rasterio.open(path) as src:
+                    for window in rasters.row_windows(src.height, src.width):
+                        dst.write(values(src, window), 1, window=window)
+            else:
+                dst.write(values, 1)
+            dst.update_tags(**tags)
+            if description:
+                dst.set_band_description(1, description)
+            if colormap:
+                dst.write_colormap(1, colormap)
