@@ -770,6 +770,8 @@ def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outp
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="landslide_slope_"))
             slope_path = masks.write_slope(options.dem_path, like_path, os.path.join(folder, "slope.tif"),
                                            is_cancelled=is_cancelled)
+        dem_on_grid = masks.SharedDemOnGrid()  # resampled once for every method's mask, not once per method
+        stack.callback(dem_on_grid.clear)
         for name, result in results.items():
             rasters.check_cancelled(is_cancelled)
             if result.detector.combines:
@@ -777,7 +779,8 @@ def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outp
             if options.keep_runout:
                 dropped = masks.keep_runout_below_sources(outputs[name].mask, slope_path, options.dem_path,
                                                           options.min_slope_deg,
-                                                          probability_path=outputs[name].probability)
+                                                          probability_path=outputs[name].probability,
+                                                          dem_on_grid=dem_on_grid)
             else:
                 dropped = masks.keep_objects_reaching_slope(outputs[name].mask, slope_path, options.min_slope_deg,
                                                             probability_path=outputs[name].probability)

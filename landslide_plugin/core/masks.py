@@ -468,16 +468,13 @@ def keep_objects_reaching_slope(mask_path, slope_path, min_slope_deg: float, *, 
     mask[drop] = 0
     _rewrite_band(mask_path, mask)
     if probability_path:
-        with rasterio.open(probability_path) as src:
-            probability = src.read(1)
-        probability[drop] = 0.0
-        _rewrite_band(probability_path, probability)
+        _zero_band_where(probability_path, drop)
     return dropped
 
 
 def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: float, *, probability_path=None,
                               source_slope_deg: float = RUNOUT_SOURCE_SLOPE_DEG,
-                              source_share: float = RUNOUT_SOURCE_SHARE) -> int:
+                              source_share: float = RUNOUT_SOURCE_SHARE, dem_on_grid=None) -> int:
     """Drop the flat pixels of a 1/0/255 mask that are no runout or deposit of a landslide; returns pixels dropped.
 
     Objects are 8-connected groups of 1s; their pixels at least ``min_slope_deg`` steep are always kept (the pixel
@@ -489,7 +486,9 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
 
     Holds the mask (uint8), its labels (int32), the steep and the dropped pixels (bool) and, when some object has
     flat pixels to test, the DEM (float32): about 330 MB for a full Sentinel-2 tile; the slope is read in row blocks,
-    the distances are computed per object's bounding box.
+    the distances are computed per object's bounding box, the probability is rewritten in row blocks.
+    ``dem_on_grid`` (a ``SharedDemOnGrid``) lends the DEM already resampled onto the mask's grid, so that the rule
+    on several masks resamples it once.
     """
     from scipy import ndimage
 
@@ -524,10 +523,7 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
         drop[rows] = (labels[rows] > 0) & ~steep[rows] & ~source[labels[rows]]
     with_runout = np.flatnonzero(source & (steep_size < size))
     if with_runout.size:
-        dem = np.empty(mask.shape, dtype=np.float32)
-        for window in rasters.row_windows(grid.height, grid.width):  # in blocks: a whole read doubles its size
-            dem[window.row_off:window.row_off + window.height] = rasters.read_on_grid(
-                dem_path, grid, window, resampling=Resampling.bilinear, dtype="float32")
+        dem = dem_on_grid(dem_path, grid) if dem_on_grid is not None else dem_resampled_on_grid(dem_path, grid)
         boxes = ndimage.find_objects(labels)
         for label in with_runout:
             box = boxes[label - 1]
@@ -550,15 +546,52 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
     mask[drop] = 0
     _rewrite_band(mask_path, mask)
     if probability_path:
-        with rasterio.open(probability_path) as src:
-            probability = src.read(1)
-        probability[drop] = 0.0
-        _rewrite_band(probability_path, probability)
+        _zero_band_where(probability_path, drop)
     return dropped
 
 
-def _rewrite_band(path, values: np.ndarray) -> None:
-    """Replace band 1 of a GeoTIFF atomically, keeping its profile, description, tags and colour map."""
+def dem_resampled_on_grid(dem_path, grid: rasters.Grid) -> np.ndarray:
+    """The DEM (float32, bilinear, NaN outside it) on the whole of ``grid``, read in row blocks."""
+    dem = np.empty((grid.height, grid.width), dtype=np.float32)
+    for window in rasters.row_windows(grid.height, grid.width):  # in blocks: a whole read doubles its size
+        dem[window.row_off:window.row_off + window.height] = rasters.read_on_grid(
+            dem_path, grid, window, resampling=Resampling.bilinear, dtype="float32")
+    return dem
+
+
+class SharedDemOnGrid:
+    """``dem_resampled_on_grid`` kept for the next call on the same DEM and grid: the runout rule runs once per
+    method's mask, and resampling the DEM is its dearest read (a full tile: about 1 s per mask). Holds the DEM
+    (float32, 120 MB for a full tile) between the calls too, while a mask and its probability are rewritten; the
+    probability is rewritten in row blocks, so that is no more than a call held before."""
+
+    def __init__(self):
+        self._key, self._dem = None, None
+
+    def __call__(self, dem_path, grid: rasters.Grid) -> np.ndarray:
+        key = (os.fspath(dem_path), grid)
+        if self._key != key:
+            self._dem = None  # free the old one before reading the next
+            self._dem, self._key = dem_resampled_on_grid(dem_path, grid), key
+        return self._dem
+
+    def clear(self) -> None:
+        self._key, self._dem = None, None
+
+
+def _zero_band_where(path, where: np.ndarray) -> None:
+    """Set band 1 of a GeoTIFF to 0 where ``where`` is true (atomically), read and written in row blocks: a full
+    tile's probability is 120 MB as one array."""
+    def block(src, window):
+        values = src.read(1, window=window)
+        values[where[window.row_off:window.row_off + window.height]] = 0
+        return values
+    _rewrite_band(path, block)
+
+
+def _rewrite_band(path, values) -> None:
+    """Replace band 1 of a GeoTIFF atomically, keeping its profile, description, tags and colour map: with an array,
+    or row block by row block with ``values(src, window)``, given the old band open as ``src``."""
     with rasterio.open(path) as src:
         profile, tags, description = src.profile, src.tags(), src.descriptions[0]
         try:
@@ -566,11 +599,18 @@ def _rewrite_band(path, values: np.ndarray) -> None:
         except ValueError:
             colormap = None
     profile.update(rasters.GTIFF_OPTIONS if profile.get("tiled") else {})
-    overviews = Resampling.average if np.issubdtype(values.dtype, np.floating) else Resampling.nearest
-    with rasters.atomic_output(path, overviews=overviews) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(values, 1)
-        dst.update_tags(**tags)
-        if description:
-            dst.set_band_description(1, description)
-        if colormap:
-            dst.write_colormap(1, colormap)
+    floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
+    overviews = Resampling.average if floating else Resampling.nearest
+    with rasters.atomic_output(path, overviews=overviews) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            if callable(values):
+                with rasterio.open(path) as src:
+                    for window in rasters.row_windows(src.height, src.width):
+                        dst.write(values(src, window), 1, window=window)
+            else:
+                dst.write(values, 1)
+            dst.update_tags(**tags)
+            if description:
+                dst.set_band_description(1, description)
+            if colormap:
+                dst.write_colormap(1, colormap)

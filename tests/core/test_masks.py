@@ -473,6 +473,39 @@ def test_runout_rule_keeps_the_deposit_below_a_scar_and_drops_fields_beside_or_a
     assert masks.keep_objects_reaching_slope(tmp_path / "m.tif", tmp_path / "s.tif", 15.0) == 6
 
 
+def test_runout_rule_on_several_masks_resamples_the_dem_once_and_maps_the_same(tmp_path, monkeypatch):
+    """The detection pass runs the rule on every method's mask: with a shared DEM the DEM is resampled onto the
+    grid once for all of them (a full tile: seconds per method), and every mask comes out as without it."""
+    grid = {"crs": UTM, "transform": from_origin(400000, 4100000, 20, 20), "width": 30, "height": 20}
+    dem_grid = {"crs": UTM, "transform": from_origin(400010, 4100010, 30, 30), "width": 21, "height": 15}
+    slope, _ = runout_terrain((20, 30))
+    _, dem = runout_terrain((15, 21))    # another grid: the rule resamples it (bilinear)
+    write(tmp_path / "s.tif", slope, grid=grid)
+    write(tmp_path / "dem.tif", dem, grid=dem_grid)
+    first = np.zeros((20, 30), np.uint8)
+    first[2:19, 2:6] = 1                      # a scar with its runout, flat pixels above it
+    second = first.copy()
+    second[13:20, 10:18] = 1                  # ... and a valley field
+    dem_reads = []
+    read_on_grid = rasters.read_on_grid
+    monkeypatch.setattr(rasters, "read_on_grid", lambda path, *a, **k: (
+        dem_reads.append(path) if str(path).endswith("dem.tif") else None, read_on_grid(path, *a, **k))[1])
+    out = {}
+    for shared in (None, masks.SharedDemOnGrid()):
+        for name, mask in (("first", first), ("second", second)):
+            write(tmp_path / f"{name}.tif", mask, grid=grid, dtype="uint8", nodata=255)
+            masks.keep_runout_below_sources(tmp_path / f"{name}.tif", tmp_path / "s.tif", tmp_path / "dem.tif", 15.0,
+                                            dem_on_grid=shared)
+            with rasterio.open(tmp_path / f"{name}.tif") as src:
+                out[name, shared is None] = src.read(1)
+        reads = len(dem_reads)
+        dem_reads.clear()
+        assert reads == (2 if shared is None else 1)    # one row block each time: twice, or once shared
+    for name in ("first", "second"):
+        assert np.array_equal(out[name, True], out[name, False])
+    assert (out["second", False][14:20, 10:18] == 0).all() and (out["first", False][14:19, 2:6] == 1).all()
+
+
 def test_runout_rule_in_the_detection_pass_and_its_description(tmp_path):
     """A scar on a 30 deg hillside with its runout on the valley floor below, and a harvested field on the valley
     floor at the foot of the hillside: the pixel rule drops the runout; the runout rule maps it and drops the field's
