@@ -32,7 +32,7 @@ CORE_FRACTION = 0.6
 CLUSTERS = 3
 #: The one-step run also maps the pixels either clustering maps (``detection.EitherDetector``, method "either"): the
 #: two see different changes and each is precise where it maps; on the scenario benchmark their union has the best
-#: mean and worst F1 (0.662 / 0.501 against K-means 5 0.646 / 0.308 and GMM 5 0.645 / 0.445; bench/README.md).
+#: mean and worst F1 (0.671 / 0.501 against K-means 5 0.651 / 0.308 and GMM 5 0.653 / 0.441; bench/README.md).
 EITHER_CLUSTERING = True
 #: The method whose mask becomes polygons: the best mean and worst-scene F1 on the scenario benchmark.
 PRIMARY = "either"
