@@ -462,14 +462,7 @@ def keep_objects_reaching_slope(mask_path, slope_path, min_slope_deg: float, *, 
     flat = np.concatenate([[False], np.asarray(steepest) < min_slope_deg])
     drop = flat[labels]
     del labels, slope
-    dropped = int(drop.sum())
-    if dropped == 0:
-        return 0
-    mask[drop] = 0
-    _rewrite_band(mask_path, mask)
-    if probability_path:
-        _zero_band_where(probability_path, drop)
-    return dropped
+    return _drop_pixels(mask_path, mask, drop, probability_path)
 
 
 def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: float, *, probability_path=None,
@@ -540,6 +533,11 @@ def keep_runout_below_sources(mask_path, slope_path, dem_path, min_slope_deg: fl
             drop[box] |= flat & ~joined[parts]
         del dem
     del labels, steep
+    return _drop_pixels(mask_path, mask, drop, probability_path)
+
+
+def _drop_pixels(mask_path, mask: np.ndarray, drop: np.ndarray, probability_path=None) -> int:
+    """Set the ``drop`` pixels of a written mask (held as ``mask``) to 0, and its probability there; how many."""
     dropped = int(drop.sum())
     if dropped == 0:
         return 0
