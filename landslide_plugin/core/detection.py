@@ -353,6 +353,13 @@ class MethodResult:
     def analysed(self) -> int:
         return self.landslide + self.not_landslide
 
+    def count(self, mask: np.ndarray) -> None:
+        """Add a written block of the method's 1/0/255 mask to its pixel counts."""
+        counts = np.bincount(mask.ravel(), minlength=256)
+        self.landslide += int(counts[1])
+        self.not_landslide += int(counts[0])
+        self.no_data += int(counts[255])
+
 
 @dataclass
 class DetectionResult:
@@ -542,7 +549,6 @@ def detect(
         if one_pass:
             writers.close()
             _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
-            _write_combined(results, outputs, pre_profile, description, dates, is_cancelled)
             if on_method_ready:
                 for result in results.values():
                     on_method_ready(result)
@@ -674,9 +680,8 @@ class _Writers:
             detector, out = result.detector, outputs[name]
             if detector.combines:
                 continue  # written from the others' final masks (``_write_combined``)
-            tags = {**detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
-            mask = self._open(out.mask, mask_profile, "landslide", tags, Resampling.nearest)
-            mask.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+            tags = _output_tags(detector, description, dates)
+            mask = _open_mask(self._stack, out.mask, mask_profile, tags)
             clusters = (self._open(out.clusters, mask_profile, "cluster", tags, Resampling.nearest)
                         if detector.gives_clusters and out.clusters else None)
             probability = (self._open(out.probability, rasters.geotiff_profile(profile_like, 1),
@@ -685,11 +690,7 @@ class _Writers:
             self.targets.append((result, mask, clusters, probability))
 
     def _open(self, path, profile, description, tags, overviews):
-        tmp = self._stack.enter_context(rasters.atomic_output(path, overviews=overviews))
-        dst = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
-        dst.set_band_description(1, description)
-        dst.update_tags(**tags)
-        return dst
+        return _open_output(self._stack, path, profile, description, tags, overviews)
 
     def write(self, window, codes, values, pool) -> None:
         kept = codes == masks.KEPT
@@ -704,10 +705,7 @@ class _Writers:
                 landslide[kept] = answer.landslide
             mask = masks.apply_codes(landslide, codes)
             mask_dst.write(mask, 1, window=window)
-            counts = np.bincount(mask.ravel(), minlength=256)
-            result.landslide += int(counts[1])
-            result.not_landslide += int(counts[0])
-            result.no_data += int(counts[255])
+            result.count(mask)
             if clusters_dst is not None:
                 labels = np.full(codes.shape, 255, dtype=np.uint8)
                 if answer is not None:
@@ -737,25 +735,37 @@ def _write_combined(results, outputs, profile_like, description, dates, is_cance
         return
     mask_profile = rasters.geotiff_profile(profile_like, 1, "uint8", 255)
     for result in combining:
-        tags = {**result.detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
         with contextlib.ExitStack() as stack:
             readers = [stack.enter_context(rasterio.open(path)) for path in sources]
-            tmp = stack.enter_context(rasters.atomic_output(outputs[result.spec.name].mask,
-                                                            overviews=Resampling.nearest))
-            dst = stack.enter_context(rasterio.open(tmp, "w", **mask_profile))
-            dst.set_band_description(1, "landslide")
-            dst.update_tags(**tags)
-            dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+            dst = _open_mask(stack, outputs[result.spec.name].mask, mask_profile,
+                             _output_tags(result.detector, description, dates))
             for window in rasters.row_windows(readers[0].height, readers[0].width, BLOCK_ROWS):
                 rasters.check_cancelled(is_cancelled)
                 mask = readers[0].read(1, window=window)
                 for reader in readers[1:]:
                     mask[reader.read(1, window=window) == 1] = 1
                 dst.write(mask, 1, window=window)
-                counts = np.bincount(mask.ravel(), minlength=256)
-                result.landslide += int(counts[1])
-                result.not_landslide += int(counts[0])
-                result.no_data += int(counts[255])
+                result.count(mask)
+
+
+def _output_tags(detector: Detector, description: str, dates) -> dict[str, str]:
+    return {**detector.tags(), "MASKS": description, "PRE_DATE": dates[0], "POST_DATE": dates[1]}
+
+
+def _open_output(stack: contextlib.ExitStack, path, profile, description, tags, overviews):
+    """A band of a method's output, written to a temporary that ``stack`` renames into place on success."""
+    tmp = stack.enter_context(rasters.atomic_output(path, overviews=overviews))
+    dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+    dst.set_band_description(1, description)
+    dst.update_tags(**tags)
+    return dst
+
+
+def _open_mask(stack: contextlib.ExitStack, path, mask_profile, tags):
+    """A method's 1/0/255 landslide mask: landslides red, the rest transparent."""
+    dst = _open_output(stack, path, mask_profile, "landslide", tags, Resampling.nearest)
+    dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (227, 26, 28, 255), 255: (0, 0, 0, 0)})
+    return dst
 
 
 def _objects_reaching_slope(options: masks.MaskOptions, like_path, results, outputs, is_cancelled) -> None:
