@@ -47,12 +47,10 @@ def default_method(name: str) -> Method:
     return next((m for m in DEFAULT_METHODS if m.name == method.name), method)
 
 
-def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int], either: bool = False) -> list[Method]:
+def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) -> list[Method]:
     methods = [Method("threshold")] if threshold else []
     methods += [default_method(f"kmeans{int(k)}") for k in kmeans]
     methods += [default_method(f"gmm{int(k)}") for k in gmm]
-    if either and len(kmeans) + len(gmm) >= 2:
-        methods.append(Method("either"))
     if not methods:
         raise ValueError("no method chosen: enable the threshold or give cluster counts for K-means or GMM")
     return methods
