@@ -50,7 +50,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from . import rasters
+from . import defaults, rasters
 
 MOTIONS = {
     "translation": cv2.MOTION_TRANSLATION,
@@ -568,7 +568,7 @@ def coregister_stack(
     max_shift_px: float = DEFAULT_MAX_SHIFT_PX,
     min_correlation: float = DEFAULT_MIN_CORRELATION,
     levels: int | None = None,
-    resampling: str = "bilinear",
+    resampling: str = defaults.ALIGN_RESAMPLING,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: rasters.Progress | None = None,
     is_cancelled: rasters.IsCancelled | None = None,

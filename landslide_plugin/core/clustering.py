@@ -82,6 +82,11 @@ class SelectionRule:
     #: scar core's change (linear mixing); 0.5 keeps the pixels at least half covered, as a map of scars
     #: (and an inventory rasterised onto the grid) counts them, and drops the blurred fringe outside a scar.
     min_core_fraction: float | None = None
+    #: Only pixels at least this share of which the scar next to them covers, by linear unmixing of the bands
+    #: (``indices.scar_cover``; None: no such test). Applied to every pixel the method maps, the local scar path's
+    #: too. 0.5: a map of scars, and an inventory rasterised onto the grid, counts a pixel at least half covered;
+    #: reflectance mixes linearly, so no allowance for mixing is needed, as it is for the NDVI ratio.
+    min_scar_cover: float | None = None
     #: Also a landslide, in a landslide cluster or not: an analysed pixel whose change beyond the median of its
     #: surroundings (as ``local_max_dndvi``) is scar-like - dNDVI below this, dBSI above ``min_dbsi`` and dVIS
     #: above ``min_dvis`` (None: no such path). Between a winter and a summer image the land greens up; a scar
@@ -125,6 +130,11 @@ class SelectionRule:
             text += (f"; and whose NDVI loss is at least {self.min_core_fraction:g} of the strongest loss within "
                      f"{indices.CORE_RADIUS_PX} px (a pixel at least half covered by the scar next to it, not its "
                      "blurred fringe)")
+        if self.min_scar_cover is not None:
+            text += (f"; and, of every pixel mapped, only those at least {self.min_scar_cover:g} covered by the scar "
+                     f"next to them (linear unmixing of the bands between the pixel's own reflectance before and the "
+                     f"reflectance after of the strongest NDVI loss within {indices.CORE_RADIUS_PX} px; reflectance "
+                     "mixes linearly within a pixel)")
         return text
 
 

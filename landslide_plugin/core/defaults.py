@@ -28,6 +28,10 @@ GMM_FEATURES = ("dNDVI_local", "dBSI_local", "dVIS_local", "NDVI_pre", "BSI_post
 #: vegetation: a pixel half covered shows 0.56-0.59 of the core's loss, one 40 % covered about 0.5 - so 0.6, not
 #: 0.5 (scenario bench, "either" map: mean F1 0.662 -> 0.671, worst 0.501 unchanged; bench/README.md).
 CORE_FRACTION = 0.6
+#: Every pixel a clustering maps must be at least this share covered by the scar next to it, by linear unmixing
+#: of the bands (``indices.scar_cover``): the truth's definition, with no allowance for mixing, since reflectance
+#: mixes linearly (bench/README.md, "Scar cover by unmixing").
+SCAR_COVER = 0.5
 #: Cluster count of the single "Cluster landslides" algorithm and of the model.
 CLUSTERS = 3
 #: The one-step run also maps the pixels either clustering maps (``detection.EitherDetector``, method "either"): the
@@ -84,6 +88,10 @@ ALIGN_BAND = "B11"
 STACK_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
 ALIGN_GRADIENT = True
 ALIGN_MOTION = "translation"
+#: How the aligned image is resampled. Bilinear interpolation at a half-pixel shift averages two neighbours: it
+#: blurs the post-event image alone, so every sharp edge (a scar's, a forest's) reads as change in a ring
+#: around it. Cubic convolution keeps edges; scenario bench: every method's mean F1 rose (bench/README.md).
+ALIGN_RESAMPLING = "cubic"
 MAX_SHIFT_PX = 5.0
 MIN_CORRELATION = 0.3
 

@@ -50,6 +50,8 @@ BLOCK_ROWS = 256
 LOCAL = idx.LOCAL_SUFFIX
 #: The name of a block's strongest NDVI loss within ``idx.CORE_RADIUS_PX`` (``SelectionRule.min_core_fraction``).
 CORE_DNDVI = "dNDVI_core"
+#: The name of a block's share of each pixel the nearby scar covers (``SelectionRule.min_scar_cover``).
+SCAR_COVER = "scar_cover"
 #: Mask reasons that leave a pixel observed land (ruled out by a rule, not by the SCL, water or no data): its
 #: change counts in the surroundings' median.
 _BACKGROUND_REASONS = ("slope", "exclusion", "not_vegetated")
@@ -142,7 +144,8 @@ class ClusterDetector(Detector):
         rule = self.spec.rule
         if self.model is None:
             size = np.asarray(next(iter(features.values()))).shape
-            return BlockPrediction(landslide=self._local_scars(features, np.zeros(size, bool), rule),
+            return BlockPrediction(landslide=self._local_scars(features, np.zeros(size, bool), rule)
+                                   & self._covered(features, size, rule),
                                    labels=np.full(size, 255, np.uint8),
                                    probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
@@ -160,13 +163,22 @@ class ClusterDetector(Detector):
             if getattr(rule, "min_core_fraction", None) is not None:
                 core = np.asarray(features[CORE_DNDVI]).reshape(passes.shape)
                 passes &= np.asarray(features["dNDVI"]).reshape(passes.shape) <= rule.min_core_fraction * core
+            covered = self._covered(features, passes.shape, rule)
         landslide = np.isin(labels, self.model.landslide_clusters) & passes
         if probability is not None:
             # The layer must not call a pixel the rule rules out a likely landslide (a harvested field in a
             # landslide cluster would show as 100 %): its probability is 0 there, as in the mask.
-            probability = np.where(passes | np.isnan(probability), probability, np.float32(0.0))
-        landslide = self._local_scars(features, landslide, rule)
+            probability = np.where((passes & covered) | np.isnan(probability), probability, np.float32(0.0))
+        landslide = self._local_scars(features, landslide, rule) & covered
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
+
+    @staticmethod
+    def _covered(features, shape, rule) -> np.ndarray:
+        """``SelectionRule.min_scar_cover``: True where the scar next to a pixel covers enough of it (or no test)."""
+        if getattr(rule, "min_scar_cover", None) is None:
+            return np.ones(shape, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(features[SCAR_COVER]).reshape(shape) >= rule.min_scar_cover
 
     @staticmethod
     def _local_scars(features, landslide: np.ndarray, rule) -> np.ndarray:
@@ -416,6 +428,7 @@ def detect(
     local = tuple(dict.fromkeys((*fitted_local, *_local_features(methods))))
     plain = tuple(n for n in dict.fromkeys((*run_features, *every_fitted)) if not idx.local_base(n))
     core = any(getattr(m.rule, "min_core_fraction", None) is not None for m in methods)
+    cover = any(getattr(m.rule, "min_scar_cover", None) is not None for m in methods)
     # Raw dNDVI: the threshold, the candidates of a clustering, the local and core rules read it.
     needs_dndvi = bool(local) or any(m.kind == "threshold" or _reads_dndvi(m) for m in methods)
     # Features only the rules read (not fitted on): computed with the others, left out of the sample.
@@ -584,8 +597,8 @@ def detect(
             block = codes[window.row_off:window.row_off + window.height]
             values = None
             if (block == masks.KEPT).any():
-                if core:  # the block with a halo of rows, for the strongest loss nearby
-                    values = _with_core(block_features, pre, post, window, codes)
+                if core or cover:  # the block with a halo of rows, for the strongest loss nearby
+                    values = _with_core(block_features, pre, post, window, codes, cover=cover)
                 else:
                     _, _, values = block_features(pre, post, window)
                 for name, background in backgrounds.items():
@@ -599,20 +612,23 @@ def detect(
     return DetectionResult(results, removed, analysed, int(codes.size), sampled_pixels, description, reads=2)
 
 
-def _with_core(block_features, pre, post, window, codes) -> dict[str, np.ndarray]:
-    """A block's features plus CORE_DNDVI: the strongest NDVI loss of the analysed pixels within
-    ``idx.CORE_RADIUS_PX`` (read with that many rows above and below, so blocks join seamlessly)."""
+def _with_core(block_features, pre, post, window, codes, *, cover: bool = False) -> dict[str, np.ndarray]:
+    """A block's features plus CORE_DNDVI, the strongest NDVI loss of the analysed pixels within
+    ``idx.CORE_RADIUS_PX``, and with ``cover`` SCAR_COVER (``indices.scar_cover``); read with that many rows
+    above and below, so blocks join seamlessly."""
     from rasterio.windows import Window
 
     halo = idx.CORE_RADIUS_PX
     r0 = max(0, window.row_off - halo)
     r1 = min(codes.shape[0], window.row_off + window.height + halo)
-    _, _, values = block_features(pre, post, Window(window.col_off, r0, window.width, r1 - r0))
+    pre_block, post_block, values = block_features(pre, post, Window(window.col_off, r0, window.width, r1 - r0))
     top = window.row_off - r0
     rows = slice(top, top + window.height)
-    core = idx.strongest_loss_nearby(values["dNDVI"], codes[r0:r1] == masks.KEPT)
+    analysed = codes[r0:r1] == masks.KEPT
     out = {name: v[rows] for name, v in values.items()}
-    out[CORE_DNDVI] = core[rows]
+    out[CORE_DNDVI] = idx.strongest_loss_nearby(values["dNDVI"], analysed)[rows]
+    if cover:
+        out[SCAR_COVER] = idx.scar_cover(pre_block, post_block, values["dNDVI"], analysed)[rows]
     return out
 
 
@@ -635,7 +651,8 @@ def _reads_dndvi(spec: MethodSpec) -> bool:
     """Whether the method's candidates or rules read a pixel's raw NDVI change."""
     rule = spec.rule
     return (spec.candidates_below is not None or bool(_local_features([spec]))
-            or any(getattr(rule, name, None) is not None for name in ("pixel_max_dndvi", "min_core_fraction")))
+            or any(getattr(rule, name, None) is not None
+                   for name in ("pixel_max_dndvi", "min_core_fraction", "min_scar_cover")))
 
 
 def _method_sample(rows: np.ndarray, sampled: tuple[str, ...], names: tuple[str, ...],

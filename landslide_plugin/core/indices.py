@@ -435,6 +435,51 @@ def strongest_loss_nearby(dndvi: np.ndarray, valid: np.ndarray, radius: int = CO
                       np.float32(0.0)).astype(np.float32)
 
 
+def scar_cover(pre: Mapping[str, np.ndarray], post: Mapping[str, np.ndarray], dndvi: np.ndarray, valid: np.ndarray,
+               radius: int = CORE_RADIUS_PX) -> np.ndarray:
+    """The share of each pixel that the scar next to it covers, by linear unmixing of the bands (float32, NaN
+    where unknown).
+
+    Reflectance mixes linearly within a pixel (NDVI does not): a pixel a share ``f`` of which the scar covers
+    reads ``post = f * scar + (1 - f) * before``. ``before`` is the pixel's own pre-event reflectance;
+    ``scar`` is the post-event reflectance of the ``valid`` pixel with the strongest NDVI loss within
+    ``radius`` pixels (the scar's core, the pixel itself on a tie); ``f`` is the least-squares solution over
+    the bands both dates have: sum((post - before) * (scar - before)) / sum((scar - before) ** 2).
+    The core is itself a mixed pixel on a scar narrower than the sensor's blur; ``f`` is then the share of
+    that core's cover, as with the NDVI ratio.
+    """
+    values = np.where(valid & np.isfinite(dndvi), np.asarray(dndvi, np.float32), np.float32(np.inf))
+    height, width = values.shape
+    radius = int(radius)
+    padded = np.pad(values, radius, mode="constant", constant_values=np.inf)
+    best = values.copy()
+    best_dr = np.zeros(values.shape, np.int8)
+    best_dc = np.zeros(values.shape, np.int8)
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            if dr == 0 and dc == 0:
+                continue
+            candidate = padded[radius + dr:radius + dr + height, radius + dc:radius + dc + width]
+            better = candidate < best
+            np.copyto(best, candidate, where=better)
+            best_dr[better] = dr
+            best_dc[better] = dc
+    del best, padded, values
+    rows = np.arange(height, dtype=np.intp)[:, None] + best_dr
+    cols = np.arange(width, dtype=np.intp)[None, :] + best_dc
+    along = np.zeros((height, width), np.float32)
+    length = np.zeros((height, width), np.float32)
+    for band in (b for b in pre if b in post):
+        before = np.asarray(pre[band], np.float32)
+        to_scar = np.asarray(post[band], np.float32)[rows, cols] - before
+        along += (np.asarray(post[band], np.float32) - before) * to_scar
+        length += to_scar * to_scar
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cover = along / length
+    cover[~(length > MIN_DENOMINATOR)] = np.nan
+    return cover.astype(np.float32, copy=False)
+
+
 class LocalBackground:
     """The median change of the surroundings of every pixel (about 800 m), built block by block.
 

@@ -78,6 +78,8 @@ class AlignOptions:
     gradient: bool = defaults.ALIGN_GRADIENT
     motion: str = defaults.ALIGN_MOTION
     max_shift_px: float = defaults.MAX_SHIFT_PX
+    #: "cubic" or "bilinear" (``alignment.RESAMPLINGS``).
+    resampling: str = defaults.ALIGN_RESAMPLING
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,8 @@ class ClusteringOptions:
     #: leaves it out for the others.
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
         max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
-        local_min_dvis=0.02, min_core_fraction=defaults.CORE_FRACTION, local_scar_dndvi=-0.2, centre_local_vis=True,
-        fallback=True))
+        local_min_dvis=0.02, min_core_fraction=defaults.CORE_FRACTION, min_scar_cover=defaults.SCAR_COVER,
+        local_scar_dndvi=-0.2, centre_local_vis=True, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",
@@ -482,7 +484,8 @@ def map_landslides(
                 out_scl_path=str(aligned_scl) if aligned_scl else None,
                 reference_scl_path=str(pre_scl_path) if pre_scl_path else None,
                 band=align_band, band_number=(band_numbers or {}).get(align_band), use_gradient=align_gradient,
-                motion=motion, max_shift_px=max_shift_px, progress=stage, is_cancelled=is_cancelled)
+                motion=motion, max_shift_px=max_shift_px, resampling=align.resampling, progress=stage,
+                is_cancelled=is_cancelled)
             for message in result.messages:
                 say(message)
             shift, correlation = tuple(result.shift_px), float(result.correlation)

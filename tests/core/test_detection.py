@@ -318,6 +318,39 @@ def test_core_fraction_rule_drops_the_blurred_fringe_around_a_scar(tmp_path, mon
     assert "at least 0.5 of the strongest loss within 2 px" in log
 
 
+@pytest.mark.parametrize("block_rows", [256, 64])
+def test_scar_cover_rule_keeps_pixels_at_least_half_covered(tmp_path, monkeypatch, block_rows):
+    """A scar with a column of mixed pixels on each side: 60 % covered on the left (a landslide pixel by the
+    map's own definition), 40 % on the right (not), both losing more than 0.15 NDVI. Without the rule both are
+    mapped; the scar-cover rule, unmixing the reflectance, keeps the left column and drops the right one, also
+    when the scar straddles two blocks."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL
+
+    monkeypatch.setattr(detection, "BLOCK_ROWS", block_rows)
+    pre = uniform(FOREST_REFL)
+    post = pre.copy()
+    debris, forest = np.array(DEBRIS_REFL, np.float32), np.array(FOREST_REFL, np.float32)
+    scar = np.zeros(pre.shape[1:], bool)
+    scar[58:72, 50:64] = True
+    post[:, scar] = debris[:, None]
+    post[:, 58:72, 49] = (0.6 * debris + 0.4 * forest)[:, None]
+    post[:, 58:72, 64] = (0.4 * debris + 0.6 * forest)[:, None]
+    paths = write_noisy_pair(tmp_path, pre, post, seed=5, noise=0.003)
+    expected = scar.copy()
+    expected[58:72, 49] = True
+
+    def run(cover):
+        mask, detector = map_one_kmeans(tmp_path, paths, f"cover_{cover}", 2, ("dNDVI", "dBSI"),
+                                        min_scar_cover=cover, fallback=True)
+        return mask, detector.describe()
+
+    without, _ = run(None)
+    np.testing.assert_array_equal(without[58:72, 49:65], True)     # the scar and both mixed columns
+    with_rule, log = run(0.5)
+    np.testing.assert_array_equal(with_rule, expected)
+    assert "only those at least 0.5 covered by the scar next to them (linear unmixing" in log
+
+
 def test_local_scar_path_finds_a_scar_in_land_that_greened_up(tmp_path):
     """Winter to summer: the whole hillside greened (NDVI +0.4), a scar's ground went from sparse winter cover to
     fresh soil, losing only 0.08 NDVI - too little for any absolute rule (nothing lost 0.1: nothing to cluster)

@@ -225,3 +225,27 @@ def test_local_background_is_the_median_change_of_the_surroundings_block_by_bloc
     # at pixels (a sample's rows and columns): the same interpolated background as a block's rows
     rows, cols = np.random.default_rng(1).integers(0, (height, width), (500, 2)).T
     np.testing.assert_allclose(whole.at(rows, cols), background[rows, cols], atol=1e-6)
+
+
+def test_scar_cover_unmixes_the_share_of_a_pixel_a_nearby_scar_covers():
+    """Linear mixing of forest and fresh debris: the share is recovered exactly; the pure scar reads 1, untouched
+    forest within reach of the scar 0; a pixel whose bands are unknown, or with no change near it, is NaN."""
+    forest = np.array([0.03, 0.06, 0.03, 0.35, 0.15], np.float32)
+    debris = np.array([0.10, 0.12, 0.16, 0.21, 0.33], np.float32)
+    names = ("B02", "B03", "B04", "B8A", "B11")
+    shares = np.array([[0.0, 0.0, 0.0, 0.2, 0.45, 1.0, 0.7, 0.0]], np.float32)
+    pre = {n: np.full(shares.shape, forest[i]) for i, n in enumerate(names)}
+    post = {n: (shares * debris[i] + (1 - shares) * forest[i]).astype(np.float32) for i, n in enumerate(names)}
+    ndvi = lambda bands: (bands["B8A"] - bands["B04"]) / (bands["B8A"] + bands["B04"])  # noqa: E731
+    dndvi = ndvi(post) - ndvi(pre)
+    cover = indices.scar_cover(pre, post, dndvi, np.ones(shares.shape, bool))
+    np.testing.assert_allclose(cover[0, 3:8], shares[0, 3:8], atol=1e-5)
+    assert cover[0, 2] == pytest.approx(0.0, abs=1e-6)        # forest two pixels from the 45 % pixel
+    assert np.isnan(cover[0, 0])                               # no change within reach: nothing to unmix
+    valid = np.ones(shares.shape, bool)
+    valid[0, 5] = False                                        # the core is masked: the 45 % pixel is the core
+    cover = indices.scar_cover(pre, post, dndvi, valid)
+    assert cover[0, 3] == pytest.approx(0.2 / 0.45, abs=1e-5)
+    post["B04"][0, 4] = np.nan
+    cover = indices.scar_cover(pre, post, ndvi(post) - ndvi(pre), np.ones(shares.shape, bool))
+    assert np.isnan(cover[0, 4]) and cover[0, 3] == pytest.approx(0.2, abs=1e-5)

@@ -53,7 +53,7 @@ CARRIERS = {
                               "KEEP_RUNOUT", "MIN_NDVI_PRE", "EXCLUSION_CLASSES"),
     "cluster_landslides": ("CLUSTERS", "SAMPLE_SIZE", "SEED", "EXCLUDE_WATER", "EXCLUDE_DARK", "MIN_SLOPE",
                            "KEEP_RUNOUT", "MIN_NDVI_PRE", "EXCLUSION_CLASSES"),
-    "coregister_ecc": ("BAND", "USE_GRADIENT", "MAX_SHIFT", "MIN_CORRELATION"),
+    "coregister_ecc": ("BAND", "USE_GRADIENT", "MAX_SHIFT", "MIN_CORRELATION", "RESAMPLING"),
     "landslide_polygons": ("OPENING", "MIN_AREA"),
 }
 
@@ -78,6 +78,8 @@ def test_every_algorithm_takes_its_defaults_from_one_place(provider):
         assert not missing, (name, missing)
     motion = registry.algorithmById("landslide:coregister_ecc").parameterDefinition("MOTION")
     assert motion.options()[motion.defaultValue()] == defaults.ALIGN_MOTION
+    resampling = registry.algorithmById("landslide:coregister_ecc").parameterDefinition("RESAMPLING")
+    assert resampling.options()[resampling.defaultValue()] == defaults.ALIGN_RESAMPLING
 
 
 def test_the_core_one_step_options_are_the_same_defaults():
@@ -89,8 +91,9 @@ def test_the_core_one_step_options_are_the_same_defaults():
         ["threshold"] + [f"kmeans{k}" for k in defaults.KMEANS_CLUSTERS] + [f"gmm{k}" for k in defaults.GMM_CLUSTERS]
         + ["either"])
     assert (options.sample_size, options.seed) == (defaults.SAMPLE_SIZE, defaults.SEED)
-    assert (options.align.band, options.align.gradient, options.align.motion, options.align.max_shift_px) == (
-        defaults.ALIGN_BAND, defaults.ALIGN_GRADIENT, defaults.ALIGN_MOTION, defaults.MAX_SHIFT_PX)
+    assert (options.align.band, options.align.gradient, options.align.motion, options.align.max_shift_px,
+            options.align.resampling) == (defaults.ALIGN_BAND, defaults.ALIGN_GRADIENT, defaults.ALIGN_MOTION,
+                                          defaults.MAX_SHIFT_PX, defaults.ALIGN_RESAMPLING)
     assert (options.polygons.opening_px, options.polygons.min_area_m2) == (defaults.OPENING_PX, defaults.MIN_AREA_M2)
     rules = options.masks
     assert (rules.exclude_water, rules.exclude_dark, rules.ndwi_water_threshold, rules.min_slope_deg,

@@ -16,6 +16,7 @@ from ..base import LandslideAlgorithm
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER
 
 MOTIONS = ("translation", "euclidean", "affine")
+RESAMPLINGS = ("cubic", "bilinear")
 
 
 class CoregisterEccAlgorithm(LandslideAlgorithm):
@@ -46,6 +47,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
     MASK = "MASK"
     MAX_SHIFT = "MAX_SHIFT"
     MIN_CORRELATION = "MIN_CORRELATION"
+    RESAMPLING = "RESAMPLING"
     OUTPUT = "OUTPUT"
     OUTPUT_SCL = "OUTPUT_SCL"
     SHIFT_X = "SHIFT_X"
@@ -99,6 +101,11 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                                               minValue=-1.0, maxValue=1.0),
                  "Estimates whose enhanced correlation coefficient is below this value are rejected.",
                  advanced=True)
+        self.add(QgsProcessingParameterEnum(self.RESAMPLING, "Resampling", options=list(RESAMPLINGS),
+                                            defaultValue=RESAMPLINGS.index(defaults.ALIGN_RESAMPLING)),
+                 "How the aligned image is interpolated. Cubic keeps edges sharp; bilinear at a half-pixel shift "
+                 "averages two neighbours and blurs the aligned image alone, so every sharp edge then reads as "
+                 "change around it.", advanced=True)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Aligned image"),
                  "Every band of the image to align, float32 reflectance on the reference grid; no data is NaN.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_SCL, "Aligned scene classification",
@@ -134,6 +141,7 @@ class CoregisterEccAlgorithm(LandslideAlgorithm):
                 motion=motion, use_gradient=self.parameterAsBool(parameters, self.USE_GRADIENT, context),
                 max_shift_px=self.parameterAsDouble(parameters, self.MAX_SHIFT, context),
                 min_correlation=self.parameterAsDouble(parameters, self.MIN_CORRELATION, context),
+                resampling=RESAMPLINGS[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
                 progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
         except rasters.Cancelled:
             feedback.reportError("Co-registration cancelled; no output was written.")
