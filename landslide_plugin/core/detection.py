@@ -125,6 +125,8 @@ class ClusterDetector(Detector):
         super().__init__(spec)
         self.gives_probability = spec.kind == "gmm"
         self.model = None
+        #: Every fit, one per start (``MethodSpec.starts``); ``model`` is the first, from the method's own seed.
+        self.models: list = []
         self.nothing = ""
         self.feature_names: tuple[str, ...] = ()
 
@@ -133,12 +135,14 @@ class ClusterDetector(Detector):
 
         self.feature_names = tuple(feature_names)
         try:
-            self.model = clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
-                                                 n_clusters=self.spec.n_clusters, seed=self.spec.seed,
-                                                 rule=self.spec.rule, candidates_below=self.spec.candidates_below,
-                                                 candidate_values=candidate_values)
+            self.models = [clustering.fit_clusters(sample, feature_names, method=self.spec.kind,
+                                                   n_clusters=self.spec.n_clusters, seed=self.spec.seed + start,
+                                                   rule=self.spec.rule, candidates_below=self.spec.candidates_below,
+                                                   candidate_values=candidate_values)
+                           for start in range(self.spec.starts)]
         except clustering.NoCandidates as nothing:
-            self.model, self.nothing = None, str(nothing)
+            self.models, self.nothing = [], str(nothing)
+        self.model = self.models[0] if self.models else None
 
     def predict(self, features):
         rule = self.spec.rule
@@ -149,6 +153,12 @@ class ClusterDetector(Detector):
                                    labels=np.full(size, 255, np.uint8),
                                    probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
+        chosen = np.isin(labels, self.model.landslide_clusters)
+        for other in self.models[1:]:  # further starts: a landslide where any fit's landslide clusters hold it
+            other_labels, other_probability = other.predict_with_probability(features)
+            chosen |= np.isin(other_labels, other.landslide_clusters)
+            if probability is not None:
+                probability = np.fmax(probability, other_probability)
         passes = np.ones(labels.shape, dtype=bool)  # the rule's pixel tests, whatever the cluster
         with np.errstate(invalid="ignore"):
             if getattr(rule, "pixel_max_dndvi", None) is not None:
@@ -164,7 +174,7 @@ class ClusterDetector(Detector):
                 core = np.asarray(features[CORE_DNDVI]).reshape(passes.shape)
                 passes &= np.asarray(features["dNDVI"]).reshape(passes.shape) <= rule.min_core_fraction * core
             covered = self._covered(features, passes.shape, rule)
-        landslide = np.isin(labels, self.model.landslide_clusters) & passes
+        landslide = chosen & passes
         if probability is not None:
             # The layer must not call a pixel the rule rules out a likely landslide (a harvested field in a
             # landslide cluster would show as 100 %): its probability is 0 there, as in the mask.
@@ -206,6 +216,10 @@ class ClusterDetector(Detector):
 
     def tags(self):
         tags = {"METHOD": self.spec.kind, "CLUSTERS": str(self.spec.n_clusters), "SEED": str(self.spec.seed)}
+        if len(self.models) > 1:
+            tags["STARTS"] = str(len(self.models))
+            tags["LANDSLIDE_CLUSTERS_PER_START"] = ";".join(",".join(str(k) for k in m.landslide_clusters)
+                                                            for m in self.models)
         if self.feature_names:
             tags["FEATURES"] = ",".join(self.feature_names)
         if self.model is not None:
@@ -227,7 +241,13 @@ class ClusterDetector(Detector):
         chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
         scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}"
                  if self.spec.candidates_below is not None else "clustered every analysed pixel")
-        return f"{scope} on {fitted_on}; landslide cluster(s) {chosen}\n{self.model.selection.format()}"
+        text = f"{scope} on {fitted_on}; landslide cluster(s) {chosen}\n{self.model.selection.format()}"
+        for start, other in enumerate(self.models[1:], start=1):
+            others = ", ".join(str(k) for k in other.landslide_clusters) or "none"
+            text += (f"\nstart {start + 1} of {len(self.models)} (seed {self.spec.seed + start}; a pixel is a "
+                     f"landslide where any start's landslide clusters hold it): landslide cluster(s) {others}\n"
+                     f"{other.selection.format()}")
+        return text
 
 
 class EitherDetector(Detector):
@@ -285,12 +305,17 @@ class MethodSpec:
     #: Fitted methods: the features fitted on, in this order (``indices`` names; "dNDVI_local": the change minus
     #: its surroundings' median). None: the run's (``DetectionInputs.features``).
     features: tuple[str, ...] | None = None
+    #: Clusterings: fits from this many seeds (``seed``, ``seed + 1``, ...) on the same sample; a pixel is a
+    #: landslide where the landslide clusters of any of them hold it (the GMM probability: the highest).
+    starts: int = 1
 
     def __post_init__(self):
         if self.kind not in REGISTRY:
             raise ValueError(f"unknown method '{self.kind}'; use {', '.join(REGISTRY)}")
         if REGISTRY[self.kind].takes_clusters and self.n_clusters < 2:
             raise ValueError(f"{self.kind} needs at least 2 clusters, got {self.n_clusters}")
+        if int(self.starts) < 1 or (self.starts > 1 and not REGISTRY[self.kind].takes_clusters):
+            raise ValueError(f"{self.label}: starts must be 1, or more for a clustering; got {self.starts}")
         if self.features is not None:
             if not REGISTRY[self.kind].fitted:
                 raise ValueError(f"{self.label} is not fitted on features; give features to a clustering only")

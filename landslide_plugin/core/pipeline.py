@@ -29,9 +29,10 @@ Method = MethodSpec
 #: The methods a one-step run maps with by default: the threshold baseline and the change clusterings
 #: that scored best on the scenario benchmark (bench/README.md): K-means 5 on the change (features None: the
 #: clustering options' ``defaults.CLUSTER_FEATURES``), GMM 5 on the change beyond the surroundings
-#: (``defaults.GMM_FEATURES``).
+#: (``defaults.GMM_FEATURES``), fitted from ``defaults.GMM_STARTS`` seeds.
 DEFAULT_METHODS = (MethodSpec("threshold"), *(MethodSpec("kmeans", k) for k in defaults.KMEANS_CLUSTERS),
-                   *(MethodSpec("gmm", k, features=defaults.GMM_FEATURES) for k in defaults.GMM_CLUSTERS),
+                   *(MethodSpec("gmm", k, features=defaults.GMM_FEATURES, starts=defaults.GMM_STARTS)
+                     for k in defaults.GMM_CLUSTERS),
                    *((MethodSpec("either"),) if defaults.EITHER_CLUSTERING else ()))
 DEFAULT_PRIMARY = defaults.PRIMARY
 
@@ -839,22 +840,31 @@ def _method_news(found) -> str:
             threshold = found.detector.threshold
             text = f"landslide where NDVI fell by more than {abs(threshold):g} (dNDVI < {threshold:g})"
         return f"{label}: {text}" if text else label
-    chosen = list(model.landslide_clusters)
     scope = ("" if model.candidates_below is None
              else f", clustering the pixels whose NDVI fell below {model.candidates_below:g}")
     scope += f" on {clustering_module.describe_features(model.feature_names)}"
+    text = f"{label}: {_chosen_clusters(model)}{scope}\n{selection.format()}"
+    models = getattr(found.detector, "models", [])
+    for start, other in enumerate(models[1:], start=2):  # further starts of a mixture (``MethodSpec.starts``)
+        text += (f"\n{label}, start {start} of {len(models)} (seed {found.spec.seed + start - 1}; a pixel is a "
+                 f"landslide where any start maps it): {_chosen_clusters(other)}\n{other.selection.format()}")
+    return text
+
+
+def _chosen_clusters(model) -> str:
+    """'landslide clusters 0 (17 % of the sample, centre dNDVI -0.14, dBSI +0.04), 1 (...) of 5'."""
+    selection, chosen = model.selection, list(model.landslide_clusters)
     if not chosen:
-        return f"{label}: no landslide cluster{scope}\n{selection.format()}"
-    parts = []
+        return "no landslide cluster"
     # the centres' change, or their change beyond the surroundings when that is what the clustering was fitted on
     ndvi, bsi = (name if name in model.feature_names or f"{name}_local" not in model.feature_names else f"{name}_local"
                  for name in ("dNDVI", "dBSI"))
+    parts = []
     for k in chosen:
         share = f"{100 * selection.fractions[k]:.0f} % of the sample, " if selection.fractions is not None else ""
         parts.append(f"{k} ({share}centre {ndvi} {selection.dndvi[k]:+.2f}, {bsi} {selection.dbsi[k]:+.2f})")
     noun = "cluster" if len(chosen) == 1 else "clusters"
-    return (f"{label}: landslide {noun} {', '.join(parts)} of {len(selection.score)}{scope}\n"
-            f"{selection.format()}")
+    return f"landslide {noun} {', '.join(parts)} of {len(selection.score)}"
 
 
 def pair_title(pre_stack, post_stack) -> str | None:

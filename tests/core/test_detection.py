@@ -415,7 +415,7 @@ def test_two_methods_on_their_own_features_in_one_run_map_what_each_maps_alone(t
     from landslide_plugin.core.clustering import SelectionRule
 
     paths, scars = browned_hillside(tmp_path)
-    rule = SelectionRule(**CENTRE_RULE)
+    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02)   # no pixel test: the clusters decide
     raw = MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule)                 # the run's features
     local = MethodSpec("gmm", 3, candidates_below=-0.1, rule=rule, features=LOCAL_FEATURES)
     inputs = DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES, sample_size=20000)
@@ -450,7 +450,7 @@ def test_either_clustering_maps_the_pixels_any_clustering_maps(tmp_path):
     from landslide_plugin.core.clustering import SelectionRule
 
     paths, scars = browned_hillside(tmp_path)
-    rule = SelectionRule(**CENTRE_RULE)
+    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02)   # no pixel test: the clusters decide
     methods = [MethodSpec("threshold"), MethodSpec("kmeans", 3, candidates_below=-0.1, rule=rule),
                MethodSpec("gmm", 3, candidates_below=-0.1, rule=rule, features=LOCAL_FEATURES), MethodSpec("either")]
     inputs = DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES, sample_size=20000)
@@ -467,6 +467,43 @@ def test_either_clustering_maps_the_pixels_any_clustering_maps(tmp_path):
     with pytest.raises(ValueError, match="^Either clustering combines the run's clusterings, but none is run"):
         detection.detect(DetectionInputs(tmp_path / "missing_pre.tif", tmp_path / "missing_post.tif"), alone,
                          outputs_in(tmp_path / "none", alone))
+
+
+def test_several_starts_of_a_mixture_map_what_any_start_maps(tmp_path):
+    """A hillside where every share of debris cover up to 30 % occurs (a continuum, no natural clusters): each
+    seed's mixture cuts it differently. GMM from three seeds: the mask is the union of the three single-seed
+    masks, the probability their highest, and the log and tags say so. A clustering only; the threshold refuses
+    starts."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    pre = uniform(FOREST_REFL)
+    cover = np.random.default_rng(2).uniform(0, 0.3, pre.shape[1:]).astype(np.float32)
+    post = (cover * np.array(DEBRIS_REFL, np.float32)[:, None, None]
+            + (1 - cover) * np.array(FOREST_REFL, np.float32)[:, None, None])
+    paths = write_noisy_pair(tmp_path, pre, post, seed=3)
+    rule = SelectionRule(max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02)   # no pixel test: the clusters decide
+    singles = [MethodSpec("gmm", 5, seed=seed, candidates_below=-0.1, rule=rule) for seed in (3, 4, 5)]
+    several = MethodSpec("gmm", 5, seed=3, candidates_below=-0.1, rule=rule, starts=3)
+    inputs = DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES, sample_size=5000)
+    maps = []
+    for n, spec in enumerate([*singles, several]):
+        folder = tmp_path / f"starts_{n}"
+        folder.mkdir()
+        result = detection.detect(inputs, [spec], outputs_in(folder, [spec]))
+        maps.append((read(folder / "mask_gmm5.tif"), read(folder / "probability_gmm5.tif")))
+    masks_alone = [m == 1 for m, _ in maps[:3]]
+    assert any((a != masks_alone[0]).any() for a in masks_alone[1:])     # the seeds really map differently
+    mask, probability = maps[3]
+    np.testing.assert_array_equal(mask == 1, masks_alone[0] | masks_alone[1] | masks_alone[2])
+    np.testing.assert_allclose(probability, np.fmax(np.fmax(maps[0][1], maps[1][1]), maps[2][1]), atol=1e-6)
+    detector = result.methods["gmm5"].detector
+    assert "start 3 of 3 (seed 5; a pixel is a landslide where any start's landslide clusters hold it)" in (
+        detector.describe())
+    assert detector.tags()["STARTS"] == "3"
+    with pytest.raises(ValueError, match="starts must be 1"):
+        MethodSpec("threshold", starts=2)
 
 
 def test_a_wrong_feature_of_one_method_fails_before_anything_is_read(tmp_path):
