@@ -133,8 +133,8 @@ class SelectionRule:
         if self.min_scar_cover is not None:
             text += (f"; and, of every pixel mapped, only those at least {self.min_scar_cover:g} covered by the scar "
                      f"next to them (linear unmixing of the bands between the pixel's own reflectance before and the "
-                     f"reflectance after of the strongest NDVI loss within {indices.CORE_RADIUS_PX} px; reflectance "
-                     "mixes linearly within a pixel)")
+                     f"reflectance after of the strongest NDVI loss within {indices.CORE_RADIUS_PX} px, masked pixels "
+                     "included: beside a cloud that is the cloud; reflectance mixes linearly within a pixel)")
         return text
 
 

@@ -639,8 +639,8 @@ def detect(
 
 def _with_core(block_features, pre, post, window, codes, *, cover: bool = False) -> dict[str, np.ndarray]:
     """A block's features plus CORE_DNDVI, the strongest NDVI loss of the analysed pixels within
-    ``idx.CORE_RADIUS_PX``, and with ``cover`` SCAR_COVER (``indices.scar_cover``); read with that many rows
-    above and below, so blocks join seamlessly."""
+    ``idx.CORE_RADIUS_PX``, and with ``cover`` SCAR_COVER (``indices.scar_cover``, against the strongest loss of
+    any observed pixel); read with that many rows above and below, so blocks join seamlessly."""
     from rasterio.windows import Window
 
     halo = idx.CORE_RADIUS_PX
@@ -653,7 +653,9 @@ def _with_core(block_features, pre, post, window, codes, *, cover: bool = False)
     out = {name: v[rows] for name, v in values.items()}
     out[CORE_DNDVI] = idx.strongest_loss_nearby(values["dNDVI"], analysed)[rows]
     if cover:
-        out[SCAR_COVER] = idx.scar_cover(pre_block, post_block, values["dNDVI"], analysed)[rows]
+        # Any observed pixel may be the strongest change nearby, masked ones too: beside a cloud it is the cloud,
+        # and the hazy fringe that is a small share of it is not mapped.
+        out[SCAR_COVER] = idx.scar_cover(pre_block, post_block, values["dNDVI"], np.isfinite(values["dNDVI"]))[rows]
     return out
 
 

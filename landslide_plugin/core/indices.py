@@ -443,8 +443,10 @@ def scar_cover(pre: Mapping[str, np.ndarray], post: Mapping[str, np.ndarray], dn
     Reflectance mixes linearly within a pixel (NDVI does not): a pixel a share ``f`` of which the scar covers
     reads ``post = f * scar + (1 - f) * before``. ``before`` is the pixel's own pre-event reflectance;
     ``scar`` is the post-event reflectance of the ``valid`` pixel with the strongest NDVI loss within
-    ``radius`` pixels (the scar's core, the pixel itself on a tie); ``f`` is the least-squares solution over
-    the bands both dates have: sum((post - before) * (scar - before)) / sum((scar - before) ** 2).
+    ``radius`` pixels (the scar's core, the pixel itself on a tie; the detection lets any observed pixel be it,
+    so beside a cloud the cloud is, and its hazy fringe reads as a small share of it); ``f`` is the
+    least-squares solution over the bands both dates have:
+    sum((post - before) * (scar - before)) / sum((scar - before) ** 2).
     The core is itself a mixed pixel on a scar narrower than the sensor's blur; ``f`` is then the share of
     that core's cover, as with the NDVI ratio.
     """

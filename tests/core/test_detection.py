@@ -351,6 +351,45 @@ def test_scar_cover_rule_keeps_pixels_at_least_half_covered(tmp_path, monkeypatc
     assert "only those at least 0.5 covered by the scar next to them (linear unmixing" in log
 
 
+def test_scar_cover_drops_the_hazy_fringe_of_a_cloud_the_scl_masks(tmp_path):
+    """A cloud on the post date (SCL 9, masked) with a ring of pixels 40 % covered by it: brighter, barer and
+    greener-less like a scar. The ring's strongest change nearby is the cloud's own, so by unmixing the ring is
+    0.4 of it and not mapped; the scar away from the cloud is."""
+    from test_clustering import DEBRIS_REFL, FOREST_REFL, write_uint8
+
+    pre = uniform(FOREST_REFL)
+    post = pre.copy()
+    cloud_refl = np.array((0.45, 0.45, 0.46, 0.50, 0.40), np.float32)
+    forest = np.array(FOREST_REFL, np.float32)
+    scar = np.zeros(pre.shape[1:], bool)
+    scar[100:112, 30:44] = True
+    post[:, scar] = np.array(DEBRIS_REFL, np.float32)[:, None]
+    cloud = np.zeros(pre.shape[1:], bool)
+    cloud[40:60, 90:110] = True
+    ring = np.zeros(pre.shape[1:], bool)
+    ring[39:61, 89:111] = True
+    ring &= ~cloud
+    post[:, cloud] = cloud_refl[:, None]
+    post[:, ring] = (0.4 * cloud_refl + 0.6 * forest)[:, None]
+    paths = write_noisy_pair(tmp_path, pre, post, seed=6, noise=0.003)
+    scl_pre = np.full(pre.shape[1:], 4, np.uint8)
+    scl_post = np.where(cloud, 9, 4).astype(np.uint8)
+    scl = (write_uint8(tmp_path / "scl_pre.tif", scl_pre), write_uint8(tmp_path / "scl_post.tif", scl_post))
+    from landslide_plugin.core.clustering import SelectionRule
+
+    maps = {}
+    for cover in (None, 0.5):
+        spec = MethodSpec("kmeans", 3, candidates_below=-0.1,
+                          rule=SelectionRule(**CENTRE_RULE, min_scar_cover=cover, fallback=True))
+        folder = tmp_path / f"cloud_{cover}"
+        folder.mkdir()
+        detection.detect(DetectionInputs(*paths, *scl, mask_options=masks.MaskOptions(), features=CHANGE_FEATURES,
+                                         sample_size=20000), [spec], outputs_in(folder, [spec]))
+        maps[cover] = read(folder / "mask_kmeans3.tif") == 1
+    assert maps[None][ring].all() and maps[None][scar].all()      # without the rule the fringe is a "scar"
+    np.testing.assert_array_equal(maps[0.5], scar)
+
+
 def test_local_scar_path_finds_a_scar_in_land_that_greened_up(tmp_path):
     """Winter to summer: the whole hillside greened (NDVI +0.4), a scar's ground went from sparse winter cover to
     fresh soil, losing only 0.08 NDVI - too little for any absolute rule (nothing lost 0.1: nothing to cluster)
