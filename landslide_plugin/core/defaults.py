@@ -41,7 +41,7 @@ SCAR_COVER = 0.5
 CLUSTERS = 3
 #: The one-step run also maps the pixels either clustering maps (``detection.EitherDetector``, method "either"): the
 #: two see different changes and each is precise where it maps; on the scenario benchmark their union has the best
-#: mean and worst F1 (0.704 / 0.506 against K-means 5 0.678 / 0.326 and GMM 5 0.700 / 0.506; bench/README.md).
+#: mean and worst F1 (0.709 / 0.507 against K-means 5 0.678 / 0.323 and GMM 5 0.706 / 0.507; bench/README.md).
 EITHER_CLUSTERING = True
 #: The method whose mask becomes polygons: the best mean and worst-scene F1 on the scenario benchmark.
 PRIMARY = "either"
