@@ -48,15 +48,6 @@ def default_method(name: str) -> Method:
     return next((m for m in DEFAULT_METHODS if m.name == method.name), method)
 
 
-def parse_methods(threshold: bool, kmeans: Sequence[int], gmm: Sequence[int]) -> list[Method]:
-    methods = [Method("threshold")] if threshold else []
-    methods += [default_method(f"kmeans{int(k)}") for k in kmeans]
-    methods += [default_method(f"gmm{int(k)}") for k in gmm]
-    if not methods:
-        raise ValueError("no method chosen: enable the threshold or give cluster counts for K-means or GMM")
-    return methods
-
-
 def default_masks() -> masks_module.MaskOptions:
     """The one-step run's mask rules: SCL, water (SCL and NDWI) and its shore, slope with a DEM (runout below a
     steep source kept), vegetated before."""

@@ -94,12 +94,14 @@ class ProductFilesWidgetWrapper(_Wrapper):
 def method_choices(threshold: bool, kmeans: str, gmm: str, either: bool = False) -> list[tuple[str, str]]:
     """(name, label) of each method a run with these settings makes, e.g. ("gmm3", "Gaussian mixture (GMM),
     3 clusters"); the names are those of the output files and of the PRIMARY value."""
-    choices = [("threshold", "dNDVI threshold")] if threshold else []
-    for kind, label, text in (("kmeans", "K-means", kmeans), ("gmm", "Gaussian mixture (GMM)", gmm)):
-        for count in _counts(text):
-            choices.append((f"{kind}{count}", f"{label}, {count} clusters"))
-    if either and sum(name != "threshold" for name, _ in choices) >= 2:
-        choices.append(("either", "Either clustering (where any clustering maps a landslide)"))
+    from ..core.method_plan import method_names
+
+    labels = {"threshold": "dNDVI threshold", "kmeans": "K-means", "gmm": "Gaussian mixture (GMM)",
+              "either": "Either clustering (where any clustering maps a landslide)"}
+    choices = []
+    for name in method_names(threshold, _counts(kmeans), _counts(gmm), either):
+        match = re.fullmatch(r"([a-z]+?)(\d+)", name)
+        choices.append((name, f"{labels[match.group(1)]}, {match.group(2)} clusters" if match else labels[name]))
     return choices
 
 

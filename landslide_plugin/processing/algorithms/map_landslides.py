@@ -315,12 +315,13 @@ class MapLandslidesAlgorithm(LandslideAlgorithm):
 
     def _method_plan(self, parameters, context) -> tuple[list[str], str]:
         """(method names in run order, primary method); a clear error for counts or a primary that do not fit."""
-        names = ["threshold"] if self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context) else []
-        for kind, name in (("kmeans", self.KMEANS_CLUSTERS), ("gmm", self.GMM_CLUSTERS)):
-            names += [f"{kind}{k}" for k in _counts(self.parameterAsString(parameters, name, context), name)]
-        if (self.parameterAsBool(parameters, self.EITHER_CLUSTERING, context)
-                and sum(n != "threshold" for n in names) >= 2):
-            names.append("either")  # the clusterings' maps together: with one clustering, that one's map
+        from ...core.method_plan import method_names
+
+        names = method_names(
+            self.parameterAsBool(parameters, self.THRESHOLD_BASELINE, context),
+            *(_counts(self.parameterAsString(parameters, name, context), name)
+              for name in (self.KMEANS_CLUSTERS, self.GMM_CLUSTERS)),
+            self.parameterAsBool(parameters, self.EITHER_CLUSTERING, context))
         if not names:
             raise QgsProcessingException("No method chosen: tick the dNDVI threshold baseline or give cluster counts "
                                          "for K-means or the Gaussian mixture.")
