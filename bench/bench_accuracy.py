@@ -22,7 +22,11 @@ bench runs without one. ``exact`` passes the generator's own land cover, ``degra
 WorldCover is (``degraded_landcover``: about 75-80 % of the pixels right at 10 m), so the figures show what a
 real map of that quality buys and costs.
 
-Usage: bench/bench_accuracy.py [--only scene,scene] [--markdown] [--landcover exact|degraded]
+Held-out scenes (``--seed-offset N``, off by default; report them separately): every recipe of the set with its
+seed raised by N - other terrain, scars, fields, clouds and haze under the same confounders - so a change can be
+checked on scenes nobody looked at while making it. Written to ``accuracy_seed+N.json``.
+
+Usage: bench/bench_accuracy.py [--only scene,scene] [--markdown] [--landcover exact|degraded] [--seed-offset N]
        bench/run.py --only accuracy
 """
 from __future__ import annotations
@@ -66,9 +70,13 @@ LANDCOVER_CONFUSED_SHARE = 0.18
 
 
 def scene_folder(options) -> Path:
+    """The scene's cache folder; a held-out scene (another seed than its recipe's) gets its own."""
     from landslide_plugin.examples import example_data, scenarios
 
-    return CACHE / f"scenario_{options.name}_g{example_data.GENERATOR_VERSION}s{scenarios.SCENARIO_VERSION}"
+    folder = f"scenario_{options.name}_g{example_data.GENERATOR_VERSION}s{scenarios.SCENARIO_VERSION}"
+    if options.seed != scenarios.scenario(options.name).seed:
+        folder += f"_seed{options.seed}"
+    return CACHE / folder
 
 
 def degraded_landcover(landcover, seed: int):
@@ -284,13 +292,15 @@ def _share(part: int, total: int) -> str:
     return f"{100.0 * part / total:.0f} %" if total else "-"
 
 
-def run(only: str = "", landcover: str = "none") -> dict:
+def run(only: str = "", landcover: str = "none", seed_offset: int = 0) -> dict:
     from landslide_plugin.examples import scenarios
 
     wanted = [n.strip() for n in only.split(",") if n.strip()]
     chosen = [s for s in scenarios.SCENARIOS if not wanted or s.name in wanted]
     if wanted and len(chosen) != len(wanted):
         raise ValueError(f"unknown scenes in {only!r}; the scenes are {', '.join(scenarios.SCENARIO_NAMES)}")
+    if seed_offset:
+        chosen = [dataclasses.replace(s, seed=s.seed + int(seed_offset)) for s in chosen]
     scenes = []
     start = time.perf_counter()
     for options in chosen:
@@ -306,7 +316,7 @@ def run(only: str = "", landcover: str = "none") -> dict:
               "worst_mcc": s["worst_mcc"], "mean_precision": s["mean_precision"], "mean_recall": s["mean_recall"],
               "worst_scene": s["worst_f1_scene"]} for m, s in summary.items()]
     return {"scenes": scenes, "summary": summary, "table": table, "markdown": markdown(scenes, summary),
-            "scenario_version": scenarios.SCENARIO_VERSION, "landcover": landcover,
+            "scenario_version": scenarios.SCENARIO_VERSION, "landcover": landcover, "seed_offset": int(seed_offset),
             "seconds_scenes": time.perf_counter() - start}
 
 
@@ -317,14 +327,19 @@ def main() -> int:
     parser.add_argument("--landcover", choices=LANDCOVER_CHOICES, default="none",
                         help="land-cover exclusion (classes 40, 50): none (the default bench), the generator's own "
                              "map, or a degraded copy; written to accuracy_landcover-<choice>.json")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="held-out scenes: every recipe's seed raised by this (other terrain, scars, clouds); "
+                             "written to accuracy_seed+N.json")
     args = parser.parse_args()
     start = time.perf_counter()
-    result = run(args.only, args.landcover)
+    result = run(args.only, args.landcover, args.seed_offset)
     from run import machine
 
     result = {"benchmark": "accuracy", "machine": machine(), "seconds_total": time.perf_counter() - start, **result}
     (HERE / "results").mkdir(exist_ok=True)
     name = "accuracy.json" if args.landcover == "none" else f"accuracy_landcover-{args.landcover}.json"
+    if args.seed_offset:
+        name = name.replace(".json", f"_seed+{args.seed_offset}.json")
     (HERE / "results" / name).write_text(json.dumps(result, indent=2, default=str))
     if args.markdown:
         print(result["markdown"])
