@@ -241,7 +241,13 @@ class ClusterDetector(Detector):
         chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
         scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}"
                  if self.spec.candidates_below is not None else "clustered every analysed pixel")
-        text = f"{scope} on {fitted_on}; landslide cluster(s) {chosen}\n{self.model.selection.format()}"
+        return (f"{scope} on {fitted_on}; landslide cluster(s) {chosen}\n{self.model.selection.format()}"
+                f"{self.further_starts()}")
+
+    def further_starts(self) -> str:
+        """Each start after the first (``MethodSpec.starts``): its landslide clusters and cluster table, each on
+        new lines ('' with one start)."""
+        text = ""
         for start, other in enumerate(self.models[1:], start=1):
             others = ", ".join(str(k) for k in other.landslide_clusters) or "none"
             text += (f"\nstart {start + 1} of {len(self.models)} (seed {self.spec.seed + start}; a pixel is a "

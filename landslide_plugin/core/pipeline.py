@@ -834,19 +834,10 @@ def _method_news(found) -> str:
     scope = ("" if model.candidates_below is None
              else f", clustering the pixels whose NDVI fell below {model.candidates_below:g}")
     scope += f" on {clustering_module.describe_features(model.feature_names)}"
-    text = f"{label}: {_chosen_clusters(model)}{scope}\n{selection.format()}"
-    models = getattr(found.detector, "models", [])
-    for start, other in enumerate(models[1:], start=2):  # further starts of a mixture (``MethodSpec.starts``)
-        text += (f"\n{label}, start {start} of {len(models)} (seed {found.spec.seed + start - 1}; a pixel is a "
-                 f"landslide where any start maps it): {_chosen_clusters(other)}\n{other.selection.format()}")
-    return text
-
-
-def _chosen_clusters(model) -> str:
-    """'landslide clusters 0 (17 % of the sample, centre dNDVI -0.14, dBSI +0.04), 1 (...) of 5'."""
-    selection, chosen = model.selection, list(model.landslide_clusters)
+    chosen = list(model.landslide_clusters)
+    further = found.detector.further_starts()  # the other starts of a mixture (``MethodSpec.starts``)
     if not chosen:
-        return "no landslide cluster"
+        return f"{label}: no landslide cluster{scope}\n{selection.format()}{further}"
     # the centres' change, or their change beyond the surroundings when that is what the clustering was fitted on
     ndvi, bsi = (name if name in model.feature_names or f"{name}_local" not in model.feature_names else f"{name}_local"
                  for name in ("dNDVI", "dBSI"))
@@ -855,7 +846,8 @@ def _chosen_clusters(model) -> str:
         share = f"{100 * selection.fractions[k]:.0f} % of the sample, " if selection.fractions is not None else ""
         parts.append(f"{k} ({share}centre {ndvi} {selection.dndvi[k]:+.2f}, {bsi} {selection.dbsi[k]:+.2f})")
     noun = "cluster" if len(chosen) == 1 else "clusters"
-    return f"landslide {noun} {', '.join(parts)} of {len(selection.score)}"
+    return (f"{label}: landslide {noun} {', '.join(parts)} of {len(selection.score)}{scope}\n"
+            f"{selection.format()}{further}")
 
 
 def pair_title(pre_stack, post_stack) -> str | None:

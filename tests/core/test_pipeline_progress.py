@@ -168,3 +168,16 @@ def test_a_slope_error_beside_the_coregistration_reaches_the_user(example_pair, 
                                 reference=example_pair.truth)
     assert not _helpers_alive()
     assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_the_news_of_a_mixture_from_several_starts_lists_every_start(example_pair, tmp_path):
+    """GMM from three seeds: its news gives the first start's clusters and table, then each further start's."""
+    said = []
+    options = pipeline.MappingOptions(methods=(pipeline.Method("gmm", 3, starts=3),), primary="gmm3")
+    pipeline.map_landslides([example_pair.pre], [example_pair.post], tmp_path / "out", options,
+                            dem=example_pair.dem, log=said.append)
+    news = next(text for text in said if text.startswith("GMM 3: "))
+    assert "landslide cluster" in news.split("\n")[0]
+    starts = [line for line in news.split("\n") if line.startswith("start ")]
+    assert [line.split(" (")[0] for line in starts] == ["start 2 of 3", "start 3 of 3"]
+    assert all("a pixel is a landslide where any start's landslide clusters hold it" in line for line in starts)
