@@ -87,6 +87,12 @@ class SelectionRule:
     #: too. 0.5: a map of scars, and an inventory rasterised onto the grid, counts a pixel at least half covered;
     #: reflectance mixes linearly, so no allowance for mixing is needed, as it is for the NDVI ratio.
     min_scar_cover: float | None = None
+    #: With ``min_core_fraction``: ``pixel_max_dndvi`` tests the strongest NDVI loss within
+    #: ``indices.CORE_RADIUS_PX`` pixels (the scar's change) instead of the pixel's own. How much a scar changed is
+    #: the scar's property; how much of a pixel it covers is the pixel's, and the core fraction and scar cover test
+    #: that. Sparse shrub loses 0.15-0.2 NDVI where a scar covers it wholly, so a pixel half covered fails a test
+    #: on its own loss however scar-like it is. The local test (``local_max_dndvi``) stays on the pixel's change.
+    magnitude_at_core: bool = False
     #: Also a landslide, in a landslide cluster or not: an analysed pixel whose change beyond the median of its
     #: surroundings (as ``local_max_dndvi``) is scar-like - dNDVI below this, dBSI above ``min_dbsi`` and dVIS
     #: above ``min_dvis`` (None: no such path). Between a winter and a summer image the land greens up; a scar
@@ -111,7 +117,10 @@ class SelectionRule:
                      "median: fresh soil among grass that dried)")
         if self.fallback:
             text += " (if none: every cluster with dNDVI < 0, dBSI > 0 and dVIS >= 0)"
-        if self.pixel_max_dndvi is not None:
+        if self.pixel_max_dndvi is not None and self.magnitude_at_core and self.min_core_fraction is not None:
+            text += (f"; in them, pixels within {indices.CORE_RADIUS_PX} px of a loss to dNDVI < "
+                     f"{self.pixel_max_dndvi:g} (the scar's change; how much of the pixel it covers is tested below)")
+        elif self.pixel_max_dndvi is not None:
             text += f"; in them, pixels with dNDVI < {self.pixel_max_dndvi:g}"
         if self.local_max_dndvi is not None:
             text += (f"{'' if self.pixel_max_dndvi is not None else '; in them, pixels'} whose dNDVI is more than "

@@ -162,7 +162,10 @@ class ClusterDetector(Detector):
         passes = np.ones(labels.shape, dtype=bool)  # the rule's pixel tests, whatever the cluster
         with np.errstate(invalid="ignore"):
             if getattr(rule, "pixel_max_dndvi", None) is not None:
-                passes &= np.asarray(features["dNDVI"]).reshape(passes.shape) < rule.pixel_max_dndvi
+                change = np.asarray(features["dNDVI"]).reshape(passes.shape)
+                if getattr(rule, "magnitude_at_core", False) and CORE_DNDVI in features:
+                    change = np.fmin(change, np.asarray(features[CORE_DNDVI]).reshape(passes.shape))
+                passes &= change < rule.pixel_max_dndvi
             if getattr(rule, "local_max_dndvi", None) is not None:
                 loss = np.asarray(features["dNDVI" + LOCAL]).reshape(passes.shape)
                 local = loss < rule.local_max_dndvi

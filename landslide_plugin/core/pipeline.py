@@ -111,7 +111,7 @@ class ClusteringOptions:
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
         max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
         local_min_dvis=0.02, min_core_fraction=defaults.CORE_FRACTION, min_scar_cover=defaults.SCAR_COVER,
-        local_scar_dndvi=-0.2, centre_local_vis=True, fallback=True))
+        local_scar_dndvi=-0.2, centre_local_vis=True, magnitude_at_core=defaults.MAGNITUDE_AT_CORE, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",

@@ -561,3 +561,47 @@ def test_a_wrong_feature_of_one_method_fails_before_anything_is_read(tmp_path):
                          outputs_in(tmp_path, wrong_rule))
     with pytest.raises(ValueError, match="dNDVI threshold is not fitted on features"):
         MethodSpec("threshold", features=("dNDVI",))
+
+
+def test_magnitude_at_the_core_keeps_the_half_covered_edge_of_a_scar_in_sparse_shrub(tmp_path):
+    """Sparse shrub loses only ~0.17 NDVI where a scar covers it wholly, so a column 70 % covered loses ~0.13:
+    less than the rule's 0.15, though the scar is well over it and covers most of the pixel. Tested on the pixel's
+    own loss that column is dropped; tested on the scar's (the strongest loss within 2 px) it is mapped, and the
+    column 30 % covered on the other side is still left out by the core fraction and the scar cover."""
+    from test_clustering import DEBRIS_REFL
+
+    from landslide_plugin.core import indices
+    from landslide_plugin.core.clustering import SelectionRule
+
+    shrub = np.array((0.05, 0.08, 0.11, 0.21, 0.26), np.float32)
+    debris = np.array(DEBRIS_REFL, np.float32)
+    pre = uniform(shrub)
+    post = pre.copy()
+    scar = np.zeros(pre.shape[1:], bool)
+    scar[58:72, 50:64] = True
+    post[:, scar] = debris[:, None]
+    post[:, 58:72, 49] = (0.7 * debris + 0.3 * shrub)[:, None]
+    post[:, 58:72, 64] = (0.3 * debris + 0.7 * shrub)[:, None]
+    paths = write_noisy_pair(tmp_path, pre, post, seed=7, noise=0.003)
+    ndvi = indices.ndvi
+    assert -0.2 < ndvi(debris[2], debris[3]) - ndvi(shrub[2], shrub[3]) < -0.15      # the scar: a small loss
+    edge = 0.7 * debris + 0.3 * shrub
+    assert -0.15 < ndvi(edge[2], edge[3]) - ndvi(shrub[2], shrub[3]) < -0.1          # its edge: below the rule
+
+    def run(at_core):
+        rule = SelectionRule(max_dndvi=-0.1, min_dbsi=0.02, pixel_max_dndvi=-0.15, min_core_fraction=0.6,
+                             min_scar_cover=0.5, magnitude_at_core=at_core, fallback=True)
+        spec = MethodSpec("kmeans", 2, candidates_below=-0.1, rule=rule)
+        folder = tmp_path / f"at_core_{at_core}"
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=masks.MaskOptions(), features=("dNDVI", "dBSI"),
+                                                  sample_size=20000), [spec], outputs_in(folder, [spec]))
+        return read(folder / "mask_kmeans2.tif") == 1, result.methods[spec.name].detector.describe()
+
+    own, _ = run(False)
+    np.testing.assert_array_equal(own, scar)
+    at_core, log = run(True)
+    expected = scar.copy()
+    expected[58:72, 49] = True
+    np.testing.assert_array_equal(at_core, expected)
+    assert "pixels within 2 px of a loss to dNDVI < -0.15 (the scar's change" in log

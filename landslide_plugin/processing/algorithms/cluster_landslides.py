@@ -103,8 +103,9 @@ class ClusterLandslidesAlgorithm(LandslideAlgorithm):
                                             defaultValue=0),
                  "Change clustering (the one-step run's, chosen on the scenario benchmark): only the pixels whose "
                  "NDVI fell at all are clustered, every cluster whose centre lost at least 0.15 NDVI, gained bare "
-                 "soil and brightened is a landslide cluster, and in it the pixels whose NDVI fell by more than "
-                 "0.15 and by more than 0.1 beyond the median of the land within 800 m, or that brightened "
+                 "soil and brightened is a landslide cluster, and in it the pixels within 2 pixels of an NDVI loss "
+                 "of more than 0.15 (their own or their scar's: in sparse shrub a half-covered edge pixel loses less) "
+                 "whose NDVI fell by more than 0.1 beyond the median of the land within 800 m, or that brightened "
                  "in the visible by 0.02 more than that land (a scar is local; season, drought, haze and sun "
                  "angle change whole hillsides; fresh soil is brighter than dried grass), and that lost at least "
                  "0.6 of the strongest loss within 2 pixels (at least half covered: NDVI mixes non-linearly; not "
