@@ -98,6 +98,19 @@ class SelectionRule:
     #: above ``min_dvis`` (None: no such path). Between a winter and a summer image the land greens up; a scar
     #: whose ground was leafless or snowy before hardly loses NDVI, but loses it against everything around it.
     local_scar_dndvi: float | None = None
+    #: Also a landslide, after every other test: an analysed pixel the pre-event image saw under snow (NDSI before
+    #: above ``snow_ndsi``) whose NDVI after is below the median NDVI after of the land within about 800 m by more
+    #: than this (a negative number; None: no such path) and whose BSI after is above theirs by ``min_dbsi``:
+    #: bare ground on a slope that is green after. Under snow the pre image cannot show what was lost, and the
+    #: change tests cannot see a scar there; the post image still can. A rock outcrop that was snowy before looks
+    #: the same (``snow_min_ndvi_pre`` keeps most out), and the log says so.
+    snow_scar_ndvi: float | None = None
+    #: Pre-event NDSI above which ``snow_scar_ndvi`` applies: snow-free land is below about -0.2, a thin or patchy
+    #: snow cover (a third of the ground) reaches about 0.
+    snow_ndsi: float = 0.0
+    #: ... and the NDVI the pre image must still show through that snow: snow mixes in with an NDVI of about 0, so
+    #: vegetation under a thin cover shows 0.1-0.3 and bare rock less (the masks' ``snow_min_ndvi_pre``).
+    snow_min_ndvi_pre: float = 0.05
     #: With ``local_min_dvis`` and the local anomalies among the fitted features: a cluster also qualifies when its
     #: centre is ``local_min_dvis`` brighter than the surroundings while it lost NDVI and gained BSI beyond them.
     centre_local_vis: bool = False
@@ -144,6 +157,12 @@ class SelectionRule:
                      f"next to them (linear unmixing of the bands between the pixel's own reflectance before and the "
                      f"reflectance after of the strongest NDVI loss within {indices.CORE_RADIUS_PX} px, masked pixels "
                      "included: beside a cloud that is the cloud; reflectance mixes linearly within a pixel)")
+        if self.snow_scar_ndvi is not None:
+            text += (f"; and, under snow before (NDSI before > {self.snow_ndsi:g}, NDVI before >= "
+                     f"{self.snow_min_ndvi_pre:g}: vegetation showing through), every pixel whose NDVI after is "
+                     f"more than {-self.snow_scar_ndvi:g} below and BSI after more than {self.min_dbsi:g} above the "
+                     f"median of the land within {LOCAL_WINDOW_M:g} m (bare ground in land that is green after: the "
+                     "pre image cannot show what the snow hid; a rock outcrop snowy before looks the same)")
         return text
 
 

@@ -48,6 +48,8 @@ BLOCK_ROWS = 256
 #: The suffix under which a block's feature minus its surroundings' median (``indices.LocalBackground``) reaches
 #: the methods whose rule asks for it (``SelectionRule.local_max_dndvi``, ``local_min_dvis``): dNDVI_local.
 LOCAL = idx.LOCAL_SUFFIX
+#: The feature the snow path of a selection rule reads (``SelectionRule.snow_scar_ndvi``): snow before.
+SNOW_INDEX = "NDSI_pre"
 #: The name of a block's strongest NDVI loss within ``idx.CORE_RADIUS_PX`` (``SelectionRule.min_core_fraction``).
 CORE_DNDVI = "dNDVI_core"
 #: The name of a block's share of each pixel the nearby scar covers (``SelectionRule.min_scar_cover``).
@@ -148,8 +150,8 @@ class ClusterDetector(Detector):
         rule = self.spec.rule
         if self.model is None:
             size = np.asarray(next(iter(features.values()))).shape
-            return BlockPrediction(landslide=self._local_scars(features, np.zeros(size, bool), rule)
-                                   & self._covered(features, size, rule),
+            local = self._local_scars(features, np.zeros(size, bool), rule) & self._covered(features, size, rule)
+            return BlockPrediction(landslide=local | self._snow_scars(features, size, rule),
                                    labels=np.full(size, 255, np.uint8),
                                    probability=np.zeros(size, np.float32) if self.gives_probability else None)
         labels, probability = self.model.predict_with_probability(features)
@@ -182,7 +184,9 @@ class ClusterDetector(Detector):
             # The layer must not call a pixel the rule rules out a likely landslide (a harvested field in a
             # landslide cluster would show as 100 %): its probability is 0 there, as in the mask.
             probability = np.where((passes & covered) | np.isnan(probability), probability, np.float32(0.0))
-        landslide = self._local_scars(features, landslide, rule) & covered
+        # The snow path after the cover test: unmixing needs the pre-event spectrum, which snow hides.
+        landslide = (self._local_scars(features, landslide, rule) & covered) | self._snow_scars(features, labels.shape,
+                                                                                                  rule)
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
 
     @staticmethod
@@ -192,6 +196,20 @@ class ClusterDetector(Detector):
             return np.ones(shape, dtype=bool)
         with np.errstate(invalid="ignore"):
             return np.asarray(features[SCAR_COVER]).reshape(shape) >= rule.min_scar_cover
+
+    @staticmethod
+    def _snow_scars(features, shape, rule) -> np.ndarray:
+        """``SelectionRule.snow_scar_ndvi``: the pixels snowy before that are bare in land green after (or none)."""
+        if getattr(rule, "snow_scar_ndvi", None) is None:
+            return np.zeros(shape, dtype=bool)
+
+        def value(name):
+            return np.asarray(features[name]).reshape(shape)
+
+        with np.errstate(invalid="ignore"):
+            return ((value(SNOW_INDEX) > rule.snow_ndsi) & (value("NDVI_pre") >= rule.snow_min_ndvi_pre)
+                    & (value("NDVI_post" + LOCAL) < rule.snow_scar_ndvi)
+                    & (value("BSI_post" + LOCAL) > rule.min_dbsi))
 
     @staticmethod
     def _local_scars(features, landslide: np.ndarray, rule) -> np.ndarray:
@@ -237,9 +255,13 @@ class ClusterDetector(Detector):
 
         fitted_on = describe_features(self.feature_names)
         if self.model is None:
-            if getattr(self.spec.rule, "local_scar_dndvi", None) is not None:
-                return (f"{self.nothing.split(', so this method')[0]} (features {fitted_on}); only the local scar "
-                        f"path of the rule maps here ({self.spec.rule.describe(self.feature_names)})")
+            paths = [name for name, option in (("local scar", "local_scar_dndvi"), ("snow", "snow_scar_ndvi"))
+                     if getattr(self.spec.rule, option, None) is not None]
+            if paths:
+                return (f"{self.nothing.split(', so this method')[0]} (features {fitted_on}); only the "
+                        f"{' and '.join(paths)} path{'s' if len(paths) > 1 else ''} of the rule "
+                        f"map{'' if len(paths) > 1 else 's'} here "
+                        f"({self.spec.rule.describe(self.feature_names)})")
             return f"{self.nothing} (features {fitted_on})"
         chosen = ", ".join(str(k) for k in self.model.landslide_clusters) or "none"
         scope = (f"clustered the pixels whose NDVI fell below {self.spec.candidates_below:g}"
@@ -466,7 +488,9 @@ def detect(
     # Raw dNDVI: the threshold, the candidates of a clustering, the local and core rules read it.
     needs_dndvi = bool(local) or any(m.kind == "threshold" or _reads_dndvi(m) for m in methods)
     # Features only the rules read (not fitted on): computed with the others, left out of the sample.
-    computed = tuple(dict.fromkeys((*plain, *local, *(("dNDVI",) if needs_dndvi else ()))))
+    snow = any(getattr(m.rule, "snow_scar_ndvi", None) is not None for m in methods)
+    computed = tuple(dict.fromkeys((*plain, *local, *(("dNDVI",) if needs_dndvi else ()),
+                                    *((SNOW_INDEX, "NDVI_pre") if snow else ()))))
     # The sample holds the computed value of every feature some method is fitted on (a local one as its base, the
     # background subtracted per method once pass 1 has built it); with local features also the raw dNDVI (the
     # candidate rule reads it) and each pixel's row and column.
@@ -717,6 +741,8 @@ def _local_features(methods: Sequence[MethodSpec]) -> tuple[str, ...]:
                 names.append("dVIS")
         if getattr(m.rule, "local_scar_dndvi", None) is not None:
             names += ["dNDVI", "dBSI", "dVIS"]
+        if getattr(m.rule, "snow_scar_ndvi", None) is not None:
+            names += ["NDVI_post", "BSI_post"]
     return tuple(dict.fromkeys(names))
 
 

@@ -34,11 +34,11 @@ RDNDVI_BOUND = math.sqrt(2.0)
 FEATURES = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI")
 #: Every feature change_features can compute.
 ALL_FEATURES = FEATURES + ("NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS", "SWIR_pre",
-                           "SWIR_post", "dSWIR")
+                           "SWIR_post", "dSWIR", "NDSI_pre", "NDSI_post", "dNDSI")
 #: Single-date indices write_indices can compute. VIS is the mean visible reflectance (B02, B03, B04):
 #: fresh scars brighten in the visible, burns, shadows and wet ground darken; SWIR is the SWIR-1 (B11)
-#: reflectance, which haze barely changes.
-INDICES = ("NDVI", "BSI", "NDWI", "VIS", "SWIR")
+#: reflectance, which haze barely changes; NDSI the snow index (snow-free land is below about -0.2).
+INDICES = ("NDVI", "BSI", "NDWI", "VIS", "SWIR", "NDSI")
 
 #: Bands the default pipeline reads (blue, green, red, narrow NIR, SWIR-1).
 REQUIRED_BANDS = ("B02", "B03", "B04", "B8A", "B11")
@@ -50,6 +50,7 @@ INDEX_BANDS = {
     "NDWI": ("B03", "B8A"),
     "VIS": ("B02", "B03", "B04"),
     "SWIR": ("B11",),
+    "NDSI": ("B03", "B11"),
 }
 
 #: Single-date indices each feature is derived from.
@@ -59,6 +60,7 @@ _FEATURE_INDICES = {
     "NDWI_pre": ("NDWI",), "NDWI_post": ("NDWI",), "dNDWI": ("NDWI",),
     "VIS_pre": ("VIS",), "VIS_post": ("VIS",), "dVIS": ("VIS",),
     "SWIR_pre": ("SWIR",), "SWIR_post": ("SWIR",), "dSWIR": ("SWIR",),
+    "NDSI_pre": ("NDSI",), "NDSI_post": ("NDSI",), "dNDSI": ("NDSI",),
 }
 
 
@@ -110,6 +112,13 @@ def visible_brightness(blue, green, red) -> np.ndarray:
 def ndwi(green, nir, *, clip: bool = True) -> np.ndarray:
     """NDWI (McFeeters 1996) = (green - NIR) / (green + NIR), with B03 and B8A; water is above 0."""
     return _normalised_difference(green, nir, clip=clip)
+
+
+def ndsi(green, swir1, *, clip: bool = True) -> np.ndarray:
+    """NDSI = (green - SWIR-1) / (green + SWIR-1), with B03 and B11: snow reflects the green and absorbs the SWIR
+    (0.4 and above where snow covers the ground, about 0 where it covers a third of it); snow-free vegetation,
+    soil and rock are below about -0.2."""
+    return _normalised_difference(green, swir1, clip=clip)
 
 
 def relative_dndvi(ndvi_pre, ndvi_post, *, clip: bool = True) -> np.ndarray:
@@ -196,6 +205,8 @@ def compute_indices(block: Mapping[str, np.ndarray], indices: Sequence[str] = IN
                                            band_of(block, "B04", date))
         elif name == "SWIR":  # SWIR-1 reflectance: bare soil and rock brighten, haze barely reaches it
             out[name] = _floor(_as_float(band_of(block, "B11", date)))
+        elif name == "NDSI":
+            out[name] = ndsi(band_of(block, "B03", date), band_of(block, "B11", date), clip=clip)
         else:
             out[name] = ndwi(band_of(block, "B03", date), band_of(block, "B8A", date), clip=clip)
     return out

@@ -216,6 +216,12 @@ class MaskOptions:
     exclusion_classes: Sequence[int] = field(default_factory=tuple)
     #: Pre-event NDVI a pixel needs (e.g. VEGETATED_NDVI); None disables the rule.
     min_ndvi_pre: float | None = None
+    #: With ``min_ndvi_pre``: a pixel whose pre-event NDSI is above this needs only ``snow_min_ndvi_pre`` (None: no
+    #: such exception). Snow the SCL does not flag (a thin or patchy cover) mixes in with an NDVI of about 0:
+    #: vegetation under it shows 0.1-0.3, bare rock under it less. Such pixels are analysed, and a selection rule
+    #: may judge them on the post image (``clustering.SelectionRule.snow_scar_ndvi``).
+    snow_ndsi_pre: float | None = None
+    snow_min_ndvi_pre: float = 0.05
     #: Slope (degrees) already computed from ``dem_path`` (``write_slope``), read instead of recomputing
     #: it: a run that applies the same masks to several methods computes the slope once.
     slope_path: str | None = None
@@ -270,7 +276,9 @@ class MaskOptions:
         if self.exclusion_path:
             parts.append(f"land cover classes {', '.join(str(c) for c in self.exclusion_classes)} excluded")
         if self.min_ndvi_pre is not None:
-            parts.append(f"NDVI before >= {self.min_ndvi_pre:g}")
+            snow = (f" (>= {self.snow_min_ndvi_pre:g} under snow, NDSI > {self.snow_ndsi_pre:g}: snow hides what grew)"
+                    if self.snow_ndsi_pre is not None else "")
+            parts.append(f"NDVI before >= {self.min_ndvi_pre:g}{snow}")
         return "; ".join(parts) or "none"
 
 
@@ -281,6 +289,8 @@ def bands_for_mask(options: MaskOptions) -> tuple[str, ...]:
         needed.update(idx.INDEX_BANDS["NDWI"])
     if options.min_ndvi_pre is not None:
         needed.update(idx.INDEX_BANDS["NDVI"])
+        if options.snow_ndsi_pre is not None:
+            needed.update(idx.INDEX_BANDS["NDSI"])
     return tuple(b for b in idx.REQUIRED_BANDS if b in needed)
 
 
@@ -349,7 +359,13 @@ def mask_codes(
         assign("exclusion", np.asarray(exclusion, dtype=bool))
     if options.min_ndvi_pre is not None:
         ndvi_pre = idx.ndvi(idx.band_of(pre_block, "B04", "pre-event"), idx.band_of(pre_block, "B8A", "pre-event"))
-        assign("not_vegetated", ~vegetated_before(ndvi_pre, options.min_ndvi_pre))
+        vegetated = vegetated_before(ndvi_pre, options.min_ndvi_pre)
+        if options.snow_ndsi_pre is not None:
+            with np.errstate(invalid="ignore"):
+                snow = idx.ndsi(idx.band_of(pre_block, "B03", "pre-event"),
+                                idx.band_of(pre_block, "B11", "pre-event")) > options.snow_ndsi_pre
+                vegetated |= snow & vegetated_before(ndvi_pre, options.snow_min_ndvi_pre)
+        assign("not_vegetated", ~vegetated)
     return codes
 
 

@@ -57,7 +57,8 @@ def default_masks() -> masks_module.MaskOptions:
                                     water_buffer_px=defaults.WATER_BUFFER_PX,
                                     moved_water_buffer_px=defaults.MOVED_WATER_BUFFER_PX,
                                     min_slope_deg=defaults.MIN_SLOPE_DEG, keep_runout=defaults.KEEP_RUNOUT,
-                                    min_ndvi_pre=defaults.MIN_NDVI_PRE)
+                                    min_ndvi_pre=defaults.MIN_NDVI_PRE, snow_ndsi_pre=defaults.SNOW_NDSI,
+                                    snow_min_ndvi_pre=defaults.SNOW_MIN_NDVI_PRE)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,9 @@ class ClusteringOptions:
     rule: object | None = field(default_factory=lambda: clustering_module.SelectionRule(
         max_dndvi=-0.15, min_dbsi=0.05, min_dvis=0.02, pixel_max_dndvi=-0.15, local_max_dndvi=-0.1,
         local_min_dvis=0.02, min_core_fraction=defaults.CORE_FRACTION, min_scar_cover=defaults.SCAR_COVER,
-        local_scar_dndvi=-0.2, centre_local_vis=True, magnitude_at_core=defaults.MAGNITUDE_AT_CORE, fallback=True))
+        local_scar_dndvi=-0.2, centre_local_vis=True, magnitude_at_core=defaults.MAGNITUDE_AT_CORE,
+        snow_scar_ndvi=defaults.SNOW_SCAR_NDVI, snow_ndsi=defaults.SNOW_NDSI,
+        snow_min_ndvi_pre=defaults.SNOW_MIN_NDVI_PRE, fallback=True))
 
 
 REFERENCE_STUDY_CLUSTERING = ClusteringOptions(features=("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI",

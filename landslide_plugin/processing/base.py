@@ -232,7 +232,10 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
                                               defaultValue=min_ndvi_pre, minValue=-1.0, maxValue=1.0),
                  f"Pixels less green than this before the event are ruled out: a scar removes vegetation, so "
                  f"ground that was bare, built-up or water before cannot become one (e.g. {DEFAULT_MIN_NDVI_PRE:g}). "
-                 f"Not set: keep every pixel.", advanced=min_ndvi_pre is not None)
+                 f"Under snow the SCL missed (pre-event NDSI above {defaults.SNOW_NDSI:g}) "
+                 f"{defaults.SNOW_MIN_NDVI_PRE:g} is enough: snow hides what grew, and vegetation still shows "
+                 f"through a thin cover where rock does not. Not set: keep every pixel.",
+                 advanced=min_ndvi_pre is not None)
 
     def mask_options(self, parameters, context, *, ndwi_water_threshold: float = defaults.NDWI_WATER_THRESHOLD):
         """``core.masks.MaskOptions`` from the mask parameters the detection algorithms share.
@@ -264,7 +267,9 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             dem_path=self.optional_raster_path(parameters, "DEM", context),
             min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context),
             keep_runout=self.parameterAsBoolean(parameters, "KEEP_RUNOUT", context), exclusion_path=exclusion,
-            exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi)
+            exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi,
+            snow_ndsi_pre=defaults.SNOW_NDSI if min_ndvi is not None else None,
+            snow_min_ndvi_pre=defaults.SNOW_MIN_NDVI_PRE)
 
     def extent_as_wkt(self, parameters, name, context) -> tuple[str | None, str | None]:
         """An extent parameter as a WKT polygon and its CRS (authority id or WKT), or (None, None) when unset."""

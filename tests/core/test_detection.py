@@ -605,3 +605,46 @@ def test_magnitude_at_the_core_keeps_the_half_covered_edge_of_a_scar_in_sparse_s
     expected[58:72, 49] = True
     np.testing.assert_array_equal(at_core, expected)
     assert "pixels within 2 px of a loss to dNDVI < -0.15 (the scar's change" in log
+
+
+def test_snow_path_maps_a_scar_the_pre_image_saw_under_thin_snow_not_a_rock_outcrop(tmp_path):
+    """Winter to summer: a third of the ground under snow the SCL missed before, green meadow after. A scar is
+    debris after; a rock outcrop is rock on both dates. Neither lost NDVI (snow hid the ground), so the change tests
+    cannot see the scar. The snow path maps it (bare in land green after); the rock shows no vegetation through
+    the snow before and is left out - unless the snow path and the vegetated-before rule's snow exception let
+    anything in, which is why they ask for some NDVI."""
+    from test_clustering import DEBRIS_REFL
+
+    from landslide_plugin.core.clustering import SelectionRule
+
+    snow = np.array((0.95, 0.93, 0.90, 0.80, 0.10), np.float32)
+    grass = np.array((0.05, 0.085, 0.0775, 0.34, 0.28), np.float32)     # winter grass
+    meadow = np.array((0.03, 0.075, 0.035, 0.44, 0.23), np.float32)     # summer meadow
+    rock = np.array((0.13, 0.16, 0.185, 0.245, 0.30), np.float32)
+    pre, post = uniform(0.35 * snow + 0.65 * grass), uniform(meadow)
+    scar, outcrop = np.zeros(pre.shape[1:], bool), np.zeros(pre.shape[1:], bool)
+    scar[60:72, 40:50] = True
+    outcrop[100:112, 110:122] = True
+    post[:, scar] = np.array(DEBRIS_REFL, np.float32)[:, None]
+    pre[:, outcrop] = (0.35 * snow + 0.65 * rock)[:, None]
+    post[:, outcrop] = rock[:, None]
+    paths = write_noisy_pair(tmp_path, pre, post, seed=9, noise=0.005)
+
+    def run(name, snow_path, snow_min_ndvi=0.05):
+        rule = SelectionRule(**CENTRE_RULE, snow_scar_ndvi=-0.25 if snow_path else None,
+                             snow_min_ndvi_pre=snow_min_ndvi, fallback=True)
+        spec = MethodSpec("kmeans", 2, candidates_below=-0.1, rule=rule)
+        options = masks.MaskOptions(min_ndvi_pre=0.3, snow_ndsi_pre=0.0, snow_min_ndvi_pre=snow_min_ndvi)
+        folder = tmp_path / name
+        folder.mkdir()
+        result = detection.detect(DetectionInputs(*paths, mask_options=options, features=CHANGE_FEATURES,
+                                                  sample_size=20000), [spec], outputs_in(folder, [spec]))
+        return read(folder / "mask_kmeans2.tif") == 1, result.methods[spec.name].detector.describe()
+
+    without, _ = run("without", False)
+    assert not without.any()
+    mapped, log = run("with", True)
+    np.testing.assert_array_equal(mapped, scar)
+    assert "only the snow path of the rule maps here" in log and "under snow before (NDSI before > 0, NDVI" in log
+    anything_under_snow, _ = run("no_gate", True, snow_min_ndvi=-1.0)
+    np.testing.assert_array_equal(anything_under_snow, scar | outcrop)

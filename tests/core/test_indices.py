@@ -249,3 +249,16 @@ def test_scar_cover_unmixes_the_share_of_a_pixel_a_nearby_scar_covers():
     post["B04"][0, 4] = np.nan
     cover = indices.scar_cover(pre, post, ndvi(post) - ndvi(pre), np.ones(shares.shape, bool))
     assert np.isnan(cover[0, 4]) and cover[0, 3] == pytest.approx(0.2, abs=1e-5)
+
+
+def test_ndsi_tells_snow_from_snow_free_land():
+    """NDSI = (B03 - B11) / (B03 + B11): snow high, a thin cover about 0 or above, vegetation and rock below -0.2."""
+    snow = indices.ndsi(0.93, 0.10)
+    assert snow == pytest.approx(0.806, abs=1e-3)
+    assert indices.ndsi(0.35 * 0.93 + 0.65 * 0.085, 0.35 * 0.10 + 0.65 * 0.28) > 0.0   # a third of the ground
+    assert indices.ndsi(0.085, 0.28) < -0.2 and indices.ndsi(0.16, 0.30) < -0.2       # grass, rock
+    pre = {b: np.array([v], np.float32) for b, v in zip(indices.REQUIRED_BANDS, (0.95, 0.93, 0.9, 0.8, 0.1))}
+    post = {b: np.array([v], np.float32) for b, v in zip(indices.REQUIRED_BANDS, (0.05, 0.085, 0.08, 0.34, 0.28))}
+    features = indices.change_features(pre, post, ("NDSI_pre", "NDSI_post", "dNDSI"))
+    assert features["dNDSI"][0] == pytest.approx(features["NDSI_post"][0] - features["NDSI_pre"][0])
+    assert features["NDSI_pre"][0] == pytest.approx(snow, abs=1e-5)

@@ -550,3 +550,21 @@ def test_runout_rule_in_the_detection_pass_and_its_description(tmp_path):
         detection.detect(detection.DetectionInputs(*paths, mask_options=masks.MaskOptions(
             slope_path=str(tmp_path / "dem.tif"), keep_runout=True)), [spec],
             {spec.name: detection.MethodOutputs(tmp_path / "never.tif")})
+
+
+def test_vegetated_before_under_thin_snow_needs_only_what_shows_through_it():
+    """Snow the SCL missed (a third of the ground) mixes in with an NDVI of about 0: grass under it shows ~0.16,
+    rock under it ~0. With the snow exception the grass is analysed and the rock is not; without it neither."""
+    snow = {"B02": 0.95, "B03": 0.93, "B04": 0.90, "B8A": 0.80, "B11": 0.10}
+    grass = {"B02": 0.05, "B03": 0.085, "B04": 0.0775, "B8A": 0.34, "B11": 0.28}
+    rock = {"B02": 0.13, "B03": 0.16, "B04": 0.185, "B8A": 0.245, "B11": 0.30}
+    under_snow = [{b: 0.35 * snow[b] + 0.65 * cover[b] for b in BANDS} for cover in (grass, rock)]
+    pre = {b: np.array([under_snow[0][b], under_snow[1][b], BARE[b], VEG[b]], "float32") for b in BANDS}
+    post = {b: np.array([BARE[b]] * 4, "float32") for b in BANDS}
+    plain = masks.MaskOptions(min_ndvi_pre=0.3)
+    assert masks.analysis_mask(pre, post, options=plain)[0].tolist() == [False, False, False, True]
+    snowy = masks.MaskOptions(min_ndvi_pre=0.3, snow_ndsi_pre=0.0, snow_min_ndvi_pre=0.05)
+    valid, reasons = masks.analysis_mask(pre, post, options=snowy)
+    assert valid.tolist() == [True, False, False, True]
+    assert reasons["not_vegetated"] == 2
+    assert "NDVI before >= 0.3 (>= 0.05 under snow, NDSI > 0" in snowy.describe()

@@ -103,6 +103,23 @@ def test_the_core_one_step_options_are_the_same_defaults():
     assert (masks.MIN_SLOPE_DEG, masks.VEGETATED_NDVI) == (defaults.MIN_SLOPE_DEG, defaults.MIN_NDVI_PRE)
 
 
+def test_the_one_step_algorithm_builds_the_core_one_step_masks(provider):
+    """What the dialog's defaults give is what the core's one-step run and the benchmark use: the same rules,
+    the vegetated-before rule's snow exception included."""
+    from landslide_plugin.core import pipeline
+
+    alg = QgsApplication.processingRegistry().algorithmById("landslide:map_landslides")
+    built, core = alg.mask_options({}, QgsProcessingContext()), pipeline.default_masks()
+    for name in ("use_scl", "exclude_water", "exclude_dark", "ndwi_water_threshold", "water_buffer_px",
+                 "moved_water_buffer_px", "min_slope_deg", "keep_runout", "min_ndvi_pre", "snow_ndsi_pre",
+                 "snow_min_ndvi_pre"):
+        assert getattr(built, name) == getattr(core, name), name
+    assert core.snow_ndsi_pre == defaults.SNOW_NDSI and core.snow_min_ndvi_pre == defaults.SNOW_MIN_NDVI_PRE
+    rule = pipeline.ClusteringOptions().rule
+    assert (rule.snow_scar_ndvi, rule.snow_ndsi, rule.snow_min_ndvi_pre) == (
+        defaults.SNOW_SCAR_NDVI, defaults.SNOW_NDSI, defaults.SNOW_MIN_NDVI_PRE)
+
+
 def test_each_default_clustering_has_its_features_and_the_one_step_help_says_which(provider):
     """K-means 5 on the change (the clustering options' features), GMM 5 on the change beyond the surroundings, in
     the core's defaults and in 'Map landslides' (a method named in its counts gets those settings); its help says

@@ -19,7 +19,7 @@ from ..compat import NUMBER_INTEGER
 #: loads even when numpy/rasterio are missing, and checked against the core by a test).
 FEATURE_OPTIONS = ("NDVI_pre", "BSI_pre", "NDVI_post", "BSI_post", "dNDVI", "dBSI",
                    "NDWI_pre", "NDWI_post", "rdNDVI", "dNDWI", "VIS_pre", "VIS_post", "dVIS",
-                   "SWIR_pre", "SWIR_post", "dSWIR")
+                   "SWIR_pre", "SWIR_post", "dSWIR", "NDSI_pre", "NDSI_post", "dNDSI")
 #: The change clustering's features (``pipeline.ClusteringOptions``): dNDVI, dBSI, dVIS, NDVI_pre, BSI_post.
 DEFAULT_FEATURES = (4, 5, 12, 0, 3)
 #: How the clusters are formed and chosen (the one-step run's way first).

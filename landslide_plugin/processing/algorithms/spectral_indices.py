@@ -1,4 +1,4 @@
-"""Spectral indices: NDVI, bare-soil index, NDWI, visible and SWIR-1 brightness of one reflectance stack."""
+"""Spectral indices: NDVI, bare-soil index, NDWI, visible and SWIR-1 brightness, NDSI of one reflectance stack."""
 from __future__ import annotations
 
 from qgis.core import (
@@ -12,7 +12,7 @@ from .. import styles
 from ..base import LandslideAlgorithm, add_band_parameters, band_numbers, report_band_choice
 
 #: Index names as the core spells them (``indices.INDICES``; kept here so the algorithm loads without numpy).
-INDEX_OPTIONS = ("NDVI", "BSI", "NDWI", "VIS", "SWIR")
+INDEX_OPTIONS = ("NDVI", "BSI", "NDWI", "VIS", "SWIR", "NDSI")
 
 
 class SpectralIndicesAlgorithm(LandslideAlgorithm):
@@ -21,13 +21,15 @@ class SpectralIndicesAlgorithm(LandslideAlgorithm):
     GROUP = "detection"
     REQUIRES = ("numpy", "rasterio")
     HELP = (
-        "Computes NDVI, the bare-soil index (BSI), NDWI, the visible brightness (VIS) and the SWIR-1 brightness "
-        "(SWIR) of a Sentinel-2 reflectance stack, as one float32 raster with one band per chosen index (band "
-        "descriptions NDVI, BSI, NDWI, VIS, SWIR; NDVI, BSI and NDWI by default).<br><br>"
+        "Computes NDVI, the bare-soil index (BSI), NDWI, the visible brightness (VIS), the SWIR-1 brightness "
+        "(SWIR) and the snow index (NDSI) of a Sentinel-2 reflectance stack, as one float32 raster with one band "
+        "per chosen index (band descriptions NDVI, BSI, NDWI, VIS, SWIR, NDSI; NDVI, BSI and NDWI by default)."
+        "<br><br>"
         "NDVI = (B8A − B04) / (B8A + B04); BSI = ((B11 + B04) − (B8A + B02)) / ((B11 + B04) + (B8A + B02)); "
         "NDWI (McFeeters) = (B03 − B8A) / (B03 + B8A), above 0 on water; VIS = (B02 + B03 + B04) / 3 "
         "(fresh scars brighten in the visible, burns, shadows and wet ground darken); SWIR = B11 (bare soil and "
-        "rock brighten, haze barely reaches it).<br><br>"
+        "rock brighten, haze barely reaches it); NDSI = (B03 − B11) / (B03 + B11) (snow: 0.4 and above where it "
+        "covers the ground, about 0 where it covers a third; snow-free land below about −0.2).<br><br>"
         "Negative reflectances (dark water and shadow after the Level-2A offset) are floored at 0, so every "
         "index stays within −1..1 instead of reaching ±3000; pixels without signal or without data are no data "
         "(NaN). Bands are found by their descriptions (B02, B03, B04, B8A, B11); for rasters without "
@@ -44,7 +46,7 @@ class SpectralIndicesAlgorithm(LandslideAlgorithm):
         self.add(QgsProcessingParameterEnum(self.INDICES, "Indices", options=list(INDEX_OPTIONS),
                                             allowMultiple=True, defaultValue=[0, 1, 2]),
                  "Which indices to compute, one output band each, in this order: NDVI (vegetation), BSI (bare "
-                 "soil), NDWI (water), VIS (mean visible reflectance), SWIR (SWIR-1 reflectance).")
+                 "soil), NDWI (water), VIS (mean visible reflectance), SWIR (SWIR-1 reflectance), NDSI (snow).")
         add_band_parameters(self)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Indices"),
                  "Float32 GeoTIFF, one band per index (described by its name), NaN = no data.")
@@ -57,7 +59,7 @@ class SpectralIndicesAlgorithm(LandslideAlgorithm):
         path = self.raster_path(parameters, self.INPUT, context)
         chosen = tuple(INDEX_OPTIONS[i] for i in sorted(set(self.parameterAsEnums(parameters, self.INDICES, context))))
         if not chosen:
-            raise QgsProcessingException("no index selected; choose at least one of NDVI, BSI, NDWI, VIS, SWIR")
+            raise QgsProcessingException("no index selected; choose at least one of NDVI, BSI, NDWI, VIS, SWIR, NDSI")
         numbers = band_numbers(self, parameters, context)
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         try:
