@@ -262,3 +262,23 @@ def test_ndsi_tells_snow_from_snow_free_land():
     features = indices.change_features(pre, post, ("NDSI_pre", "NDSI_post", "dNDSI"))
     assert features["dNDSI"][0] == pytest.approx(features["NDSI_post"][0] - features["NDSI_pre"][0])
     assert features["NDSI_pre"][0] == pytest.approx(snow, abs=1e-5)
+
+
+def test_the_surroundings_median_is_numpys_nanmedian():
+    """The background's cell medians (one sort instead of np.nanmedian's masked arrays): the same values, NaN
+    where a cell has no data, for odd and even counts."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 30, 64)).astype(np.float32)
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[0, 0] = np.nan
+    values[1, 1, 1:] = np.nan          # one value
+    values[2, 2, 2:] = np.nan          # two values: their mean
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(values, axis=2)
+    got = indices._nanmedian(values, axis=2)
+    assert got.dtype == np.float32 and np.isnan(got[0, 0])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+    assert got[2, 2] == pytest.approx((values[2, 2, 0] + values[2, 2, 1]) / 2)
