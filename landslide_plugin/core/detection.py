@@ -185,8 +185,8 @@ class ClusterDetector(Detector):
             # landslide cluster would show as 100 %): its probability is 0 there, as in the mask.
             probability = np.where((passes & covered) | np.isnan(probability), probability, np.float32(0.0))
         # The snow path after the cover test: unmixing needs the pre-event spectrum, which snow hides.
-        landslide = (self._local_scars(features, landslide, rule) & covered) | self._snow_scars(features, labels.shape,
-                                                                                                  rule)
+        snow = self._snow_scars(features, labels.shape, rule)
+        landslide = (self._local_scars(features, landslide, rule) & covered) | snow
         return BlockPrediction(landslide=landslide, labels=labels, probability=probability)
 
     @staticmethod
