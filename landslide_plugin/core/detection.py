@@ -438,6 +438,9 @@ class DetectionResult:
     sample_size: int
     masks_description: str
     reads: int                       # passes over the pair (1 or 2)
+    #: Analysed pixels under snow the SCL did not flag (NDSI above a snow path's ``snow_ndsi``) on the pre- and the
+    #: post-event date; counted only when some method's rule has a snow path (``SelectionRule.snow_scar_ndvi``).
+    snowy: tuple[int, int] = (0, 0)
 
 
 def _default_options() -> masks.MaskOptions:
@@ -488,9 +491,9 @@ def detect(
     # Raw dNDVI: the threshold, the candidates of a clustering, the local and core rules read it.
     needs_dndvi = bool(local) or any(m.kind == "threshold" or _reads_dndvi(m) for m in methods)
     # Features only the rules read (not fitted on): computed with the others, left out of the sample.
-    snow = any(getattr(m.rule, "snow_scar_ndvi", None) is not None for m in methods)
+    snow_rule = next((m.rule for m in methods if getattr(m.rule, "snow_scar_ndvi", None) is not None), None)
     computed = tuple(dict.fromkeys((*plain, *local, *(("dNDVI",) if needs_dndvi else ()),
-                                    *((SNOW_INDEX, "NDVI_pre") if snow else ()))))
+                                    *((SNOW_INDEX, "NDVI_pre", "NDSI_post") if snow_rule is not None else ()))))
     # The sample holds the computed value of every feature some method is fitted on (a local one as its base, the
     # background subtracted per method once pass 1 has built it); with local features also the raw dNDVI (the
     # candidate rule reads it) and each pixel's row and column.
@@ -572,6 +575,7 @@ def detect(
 
         # -- pass 1: features and codes once; one shared sample; without fitted methods, the maps too
         codes = np.zeros((grid.height, grid.width), dtype=np.uint8)
+        snowy = [0, 0]
         sample = None
         if fitted:
             from .clustering import ReservoirSample
@@ -586,6 +590,11 @@ def detect(
             pre_block, post_block, values = block_features(pre, post, window)
             block = block_codes(pre_block, post_block, values, window)
             codes[window.row_off:window.row_off + window.height] = block
+            if snow_rule is not None:
+                with np.errstate(invalid="ignore"):
+                    for date, name in enumerate((SNOW_INDEX, "NDSI_post")):
+                        snowy[date] += int(np.count_nonzero((block == masks.KEPT)
+                                                            & (values[name] > snow_rule.snow_ndsi)))
             for name, background in backgrounds.items():
                 background.add(values[name], np.isin(block, land_codes) & np.isfinite(values[name]))
             if sample is not None:
@@ -623,7 +632,8 @@ def detect(
             if on_method_ready:
                 for result in results.values():
                     on_method_ready(result)
-            return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1)
+            return DetectionResult(results, removed, analysed, int(codes.size), 0, description, reads=1,
+                                   snowy=tuple(snowy))
 
         # -- fits, side by side; progress, cancel and each method's news (as soon as its fit ends) from this thread
         rows = sample.rows if sample is not None else np.empty((0, len(sampled)), np.float32)
@@ -667,7 +677,8 @@ def detect(
     _objects_reaching_slope(options, pre_path, results, outputs, is_cancelled)
     _write_combined(results, outputs, pre_profile, description, dates, is_cancelled)
     sampled_pixels = next((int(args[0].shape[0]) for args in fit_args.values()), 0)
-    return DetectionResult(results, removed, analysed, int(codes.size), sampled_pixels, description, reads=2)
+    return DetectionResult(results, removed, analysed, int(codes.size), sampled_pixels, description, reads=2,
+                           snowy=tuple(snowy))
 
 
 def _with_core(block_features, pre, post, window, codes, *, cover: bool = False) -> dict[str, np.ndarray]:

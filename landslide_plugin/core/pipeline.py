@@ -267,6 +267,27 @@ class _Beside:
 IMPLAUSIBLE_SHARE = 0.2
 #: Below this correlation of the pre and post SWIR-1 images the two hardly show the same ground.
 LOW_PAIR_CORRELATION = 0.2
+#: Above this share of the analysed pixels under snow the SCL missed on a date, the run says what it means.
+SNOW_WARNING_SHARE = 0.01
+
+
+def snow_warnings(snowy: tuple[int, int], analysed: int) -> list[str]:
+    """What thin snow the SCL missed means for the maps, for each date where it covers more than
+    ``SNOW_WARNING_SHARE`` of the analysed pixels (``detection.DetectionResult.snowy``: pre, post)."""
+    pre, post = snowy
+    out = []
+    if analysed and pre > SNOW_WARNING_SHARE * analysed:
+        out.append(f"{_percent(pre, analysed)} of the analysed pixels lie under thin snow on the pre-event date that "
+                   f"the SCL did not flag (NDSI above {defaults.SNOW_NDSI:g}): the pre image cannot show what was lost "
+                   "there, so the clusterings map such pixels from the post image alone (bare ground in land green "
+                   "after). A rock outcrop under the snow looks alike: check those scars, or pick a snow-free "
+                   "pre-event image.")
+    if analysed and post > SNOW_WARNING_SHARE * analysed:
+        out.append(f"{_percent(post, analysed)} of the analysed pixels lie under thin snow on the post-event date "
+                   f"that the SCL did not flag (NDSI above {defaults.SNOW_NDSI:g}): a scar under snow cannot be seen, "
+                   "and snow-covered vegetation loses NDVI like a scar. Pick a snow-free post-event image for these "
+                   "areas.")
+    return out
 
 
 def planned_files(methods: Sequence[Method], primary: str, *, pre_is_stack: bool, post_has_scl: bool,
@@ -557,6 +578,7 @@ def map_landslides(
         say(f"analysed {detected.analysed_pixels:,} of {detected.total_pixels:,} pixels "
             f"({_percent(detected.analysed_pixels, detected.total_pixels)}; masks: {detected.masks_description}); "
             f"left out: {removed or 'none'}")
+        warnings.extend(snow_warnings(detected.snowy, detected.analysed_pixels))
         hectares_per_pixel = _pixel_area_m2(pre_stack) / 10_000
         for spec in specs:
             found = detected.methods[spec.name]

@@ -639,11 +639,14 @@ def test_snow_path_maps_a_scar_the_pre_image_saw_under_thin_snow_not_a_rock_outc
         folder.mkdir()
         result = detection.detect(DetectionInputs(*paths, mask_options=options, features=CHANGE_FEATURES,
                                                   sample_size=20000), [spec], outputs_in(folder, [spec]))
+        run.result = result
         return read(folder / "mask_kmeans2.tif") == 1, result.methods[spec.name].detector.describe()
 
     without, _ = run("without", False)
-    assert not without.any()
+    assert not without.any() and run.result.snowy == (0, 0)     # counted only with a snow path
     mapped, log = run("with", True)
+    assert run.result.snowy == (run.result.analysed_pixels, 0)  # all snowy before (the outcrop is ruled out)
+    assert run.result.analysed_pixels == pre.shape[1] * pre.shape[2] - outcrop.sum()
     np.testing.assert_array_equal(mapped, scar)
     assert "only the snow path of the rule maps here" in log and "under snow before (NDSI before > 0, NDVI" in log
     anything_under_snow, _ = run("no_gate", True, snow_min_ndvi=-1.0)
