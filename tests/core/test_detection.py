@@ -318,23 +318,32 @@ def test_core_fraction_rule_drops_the_blurred_fringe_around_a_scar(tmp_path, mon
     assert "at least 0.5 of the strongest loss within 2 px" in log
 
 
+def scar_with_mixed_columns(ground, left: float, right: float):
+    """(pre, post, scar): ``ground`` on both dates, a 14 x 14 px debris scar after, and beside it a column the scar
+    covers by ``left`` on its left and one covered by ``right`` on its right (linear mixing of the reflectance)."""
+    from test_clustering import DEBRIS_REFL
+
+    debris, ground = np.array(DEBRIS_REFL, np.float32), np.asarray(ground, np.float32)
+    pre = uniform(ground)
+    post = pre.copy()
+    scar = np.zeros(pre.shape[1:], bool)
+    scar[58:72, 50:64] = True
+    post[:, scar] = debris[:, None]
+    post[:, 58:72, 49] = (left * debris + (1 - left) * ground)[:, None]
+    post[:, 58:72, 64] = (right * debris + (1 - right) * ground)[:, None]
+    return pre, post, scar
+
+
 @pytest.mark.parametrize("block_rows", [256, 64])
 def test_scar_cover_rule_keeps_pixels_at_least_half_covered(tmp_path, monkeypatch, block_rows):
     """A scar with a column of mixed pixels on each side: 60 % covered on the left (a landslide pixel by the
     map's own definition), 40 % on the right (not), both losing more than 0.15 NDVI. Without the rule both are
     mapped; the scar-cover rule, unmixing the reflectance, keeps the left column and drops the right one, also
     when the scar straddles two blocks."""
-    from test_clustering import DEBRIS_REFL, FOREST_REFL
+    from test_clustering import FOREST_REFL
 
     monkeypatch.setattr(detection, "BLOCK_ROWS", block_rows)
-    pre = uniform(FOREST_REFL)
-    post = pre.copy()
-    debris, forest = np.array(DEBRIS_REFL, np.float32), np.array(FOREST_REFL, np.float32)
-    scar = np.zeros(pre.shape[1:], bool)
-    scar[58:72, 50:64] = True
-    post[:, scar] = debris[:, None]
-    post[:, 58:72, 49] = (0.6 * debris + 0.4 * forest)[:, None]
-    post[:, 58:72, 64] = (0.4 * debris + 0.6 * forest)[:, None]
+    pre, post, scar = scar_with_mixed_columns(FOREST_REFL, 0.6, 0.4)
     paths = write_noisy_pair(tmp_path, pre, post, seed=5, noise=0.003)
     expected = scar.copy()
     expected[58:72, 49] = True
@@ -575,13 +584,7 @@ def test_magnitude_at_the_core_keeps_the_half_covered_edge_of_a_scar_in_sparse_s
 
     shrub = np.array((0.05, 0.08, 0.11, 0.21, 0.26), np.float32)
     debris = np.array(DEBRIS_REFL, np.float32)
-    pre = uniform(shrub)
-    post = pre.copy()
-    scar = np.zeros(pre.shape[1:], bool)
-    scar[58:72, 50:64] = True
-    post[:, scar] = debris[:, None]
-    post[:, 58:72, 49] = (0.7 * debris + 0.3 * shrub)[:, None]
-    post[:, 58:72, 64] = (0.3 * debris + 0.7 * shrub)[:, None]
+    pre, post, scar = scar_with_mixed_columns(shrub, 0.7, 0.3)
     paths = write_noisy_pair(tmp_path, pre, post, seed=7, noise=0.003)
     ndvi = indices.ndvi
     assert -0.2 < ndvi(debris[2], debris[3]) - ndvi(shrub[2], shrub[3]) < -0.15      # the scar: a small loss
