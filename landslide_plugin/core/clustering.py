@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import indices, masks
+from . import defaults, indices, masks
 
 METHODS = ("kmeans", "gmm")
 
@@ -107,10 +107,10 @@ class SelectionRule:
     snow_scar_ndvi: float | None = None
     #: Pre-event NDSI above which ``snow_scar_ndvi`` applies: snow-free land is below about -0.2, a thin or patchy
     #: snow cover (a third of the ground) reaches about 0.
-    snow_ndsi: float = 0.0
+    snow_ndsi: float = defaults.SNOW_NDSI
     #: ... and the NDVI the pre image must still show through that snow: snow mixes in with an NDVI of about 0, so
     #: vegetation under a thin cover shows 0.1-0.3 and bare rock less (the masks' ``snow_min_ndvi_pre``).
-    snow_min_ndvi_pre: float = 0.05
+    snow_min_ndvi_pre: float = defaults.SNOW_MIN_NDVI_PRE
     #: With ``local_min_dvis`` and the local anomalies among the fitted features: a cluster also qualifies when its
     #: centre is ``local_min_dvis`` brighter than the surroundings while it lost NDVI and gained BSI beyond them.
     centre_local_vis: bool = False

@@ -590,18 +590,17 @@ def detect(
             pre_block, post_block, values = block_features(pre, post, window)
             block = block_codes(pre_block, post_block, values, window)
             codes[window.row_off:window.row_off + window.height] = block
+            kept = block == masks.KEPT
             if snow_rule is not None:
                 with np.errstate(invalid="ignore"):
                     for date, name in enumerate((SNOW_INDEX, "NDSI_post")):
-                        snowy[date] += int(np.count_nonzero((block == masks.KEPT)
-                                                            & (values[name] > snow_rule.snow_ndsi)))
+                        snowy[date] += int(np.count_nonzero(kept & (values[name] > snow_rule.snow_ndsi)))
             for name, background in backgrounds.items():
                 background.add(values[name], np.isin(block, land_codes) & np.isfinite(values[name]))
             if sample is not None:
-                kept = block == masks.KEPT
                 if options.gentle_analysed and (options.slope_path or options.dem_path):
                     with np.errstate(invalid="ignore"):  # fit on steep ground only; objects decide later
-                        kept &= _slope(options, pre_path, grid, window) >= options.min_slope_deg
+                        kept = kept & (_slope(options, pre_path, grid, window) >= options.min_slope_deg)
                 columns = [values[name][kept] for name in sampled]
                 if fitted_local:
                     rr, cc = np.nonzero(kept)

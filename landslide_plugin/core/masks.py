@@ -221,7 +221,7 @@ class MaskOptions:
     #: vegetation under it shows 0.1-0.3, bare rock under it less. Such pixels are analysed, and a selection rule
     #: may judge them on the post image (``clustering.SelectionRule.snow_scar_ndvi``).
     snow_ndsi_pre: float | None = None
-    snow_min_ndvi_pre: float = 0.05
+    snow_min_ndvi_pre: float = defaults.SNOW_MIN_NDVI_PRE
     #: Slope (degrees) already computed from ``dem_path`` (``write_slope``), read instead of recomputing
     #: it: a run that applies the same masks to several methods computes the slope once.
     slope_path: str | None = None

@@ -708,6 +708,7 @@ def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11
     while the brightness of fields and grass turns over; pixels next to no data do not count."""
     import numpy as np
     import rasterio
+    from scipy import ndimage
 
     values = []
     for path in (pre_stack, post_stack):
@@ -718,8 +719,6 @@ def _pair_correlation(pre_stack, post_stack, band_numbers=None, band: str = "B11
             values.append(rasters.read_reflectance(src, index, out_shape=shape).astype("float64"))
     if values[0].shape != values[1].shape:
         return None
-    from scipy import ndimage
-
     ok = np.isfinite(values[0]) & np.isfinite(values[1])
     inner = ndimage.binary_erosion(ok, iterations=1)  # a gradient next to no data is no edge of the ground
     if inner.sum() < 100:

@@ -268,8 +268,7 @@ class LandslideAlgorithm(QgsProcessingAlgorithm):
             min_slope_deg=self.parameterAsDouble(parameters, "MIN_SLOPE", context),
             keep_runout=self.parameterAsBoolean(parameters, "KEEP_RUNOUT", context), exclusion_path=exclusion,
             exclusion_classes=classes if exclusion else (), min_ndvi_pre=min_ndvi,
-            snow_ndsi_pre=defaults.SNOW_NDSI if min_ndvi is not None else None,
-            snow_min_ndvi_pre=defaults.SNOW_MIN_NDVI_PRE)
+            snow_ndsi_pre=defaults.SNOW_NDSI, snow_min_ndvi_pre=defaults.SNOW_MIN_NDVI_PRE)
 
     def extent_as_wkt(self, parameters, name, context) -> tuple[str | None, str | None]:
         """An extent parameter as a WKT polygon and its CRS (authority id or WKT), or (None, None) when unset."""
